@@ -1,0 +1,240 @@
+//! The engine's vocabulary: handles it gives out, actions it asks for, and what it reports.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Offset;
+
+/// A topic and partition, cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// One assignment of one partition. The epoch changes with every assignment, so events that
+/// carry a handle from an earlier assignment (a rebalance in between) are recognised and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartitionHandle {
+    pub(crate) index: u32,
+    pub(crate) epoch: u32,
+}
+
+impl PartitionHandle {
+    /// The assignment epoch, unique per assignment within one engine.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+}
+
+/// An item handed to a worker by [`Action::Dispatch`]; report its outcome with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkId {
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+/// An item handed to a sink by [`Action::DeadLetter`] or [`Action::Divert`]; acknowledge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SinkId {
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+/// Whether a partition is one of the consumer's topics or the overflow of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Main,
+    /// The overflow partition holding diverted items of the given main partition.
+    Overflow { main: PartitionHandle },
+}
+
+/// An item ready to run.
+#[derive(Debug, Clone)]
+pub struct Work<P> {
+    pub id: WorkId,
+    pub partition: PartitionHandle,
+    pub tp: TopicPartition,
+    /// The ordering key (`None` for keyless records and in partition/unordered modes).
+    pub key: Option<Arc<[u8]>>,
+    /// The offset of the newest record folded into this item.
+    pub offset: Offset,
+    /// Records this item stands for (more than one after coalescing).
+    pub records: usize,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub payload: P,
+}
+
+/// Why a partition was paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// The partition holds its cap of items or bytes.
+    PartitionFull,
+    /// The engine holds its global cap.
+    GlobalFull,
+    /// One key holds its cap and the policy is [`HotKeyPolicy::Backpressure`](crate::HotKeyPolicy).
+    KeyFull,
+    /// Too many records wait above the commit watermark.
+    UncommittedFull,
+}
+
+/// An item sent to a sink instead of a worker.
+#[derive(Debug, Clone)]
+pub struct SinkRecord<P> {
+    pub id: SinkId,
+    pub partition: PartitionHandle,
+    pub tp: TopicPartition,
+    pub key: Option<Arc<[u8]>>,
+    /// Newest offset of the records this item stands for.
+    pub offset: Offset,
+    pub records: usize,
+    /// Attempts made before it was sent (0 when it never ran).
+    pub attempts: u32,
+    /// A short machine-readable reason, e.g. `key_queue_full`, `max_attempts`, `fatal`, `hot_key`.
+    pub reason: &'static str,
+    /// The last error, when it failed.
+    pub error: Option<String>,
+    pub payload: P,
+}
+
+/// What the engine asks its driver to do. Drain them with [`Engine::drain_actions`] after every
+/// event.
+///
+/// [`Engine::drain_actions`]: crate::Engine::drain_actions
+#[derive(Debug, Clone)]
+pub enum Action<P> {
+    /// Run this item; then call `complete` or `fail` with its id.
+    Dispatch(Work<P>),
+    /// Stop fetching this partition and seek it to `seek_to`: that record and every later one
+    /// were refused and must be fetched again after [`Action::Resume`].
+    Pause {
+        partition: PartitionHandle,
+        tp: TopicPartition,
+        seek_to: Offset,
+        reason: PauseReason,
+    },
+    /// Fetch this partition again.
+    Resume {
+        partition: PartitionHandle,
+        tp: TopicPartition,
+    },
+    /// Produce this item to the dead-letter sink, then call `sink_acked`.
+    DeadLetter(SinkRecord<P>),
+    /// Produce this item to the partition's overflow sink, then call `sink_acked` with the
+    /// offset it got there.
+    Divert(SinkRecord<P>),
+}
+
+/// How a worker's item failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retry with back-off; counts towards the attempt limit, then dead-letter.
+    Retry(String),
+    /// The downstream is unavailable (database down, timeout): retry with back-off forever,
+    /// without counting an attempt. Nothing is dead-lettered because a dependency is down.
+    Transient(String),
+    /// Will never succeed (bad input): dead-letter now.
+    Fatal(String),
+}
+
+/// Offset and metadata to commit for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub partition: PartitionHandle,
+    pub tp: TopicPartition,
+    pub offset: Offset,
+    pub metadata: String,
+    /// First completed offset the metadata had no room for (it will be replayed), if any.
+    pub truncated_from: Option<Offset>,
+}
+
+/// What happened to a fetched record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// Queued (or coalesced, diverted, dead-lettered): the engine owns it now.
+    Accepted,
+    /// A previous owner completed it (commit metadata) or it had no items: nothing to do.
+    Skipped,
+    /// Refused by a limit; the partition is paused and will be sought back to it.
+    Refused,
+    /// From an earlier assignment, a revoked or draining partition, or below what was already
+    /// fetched: ignored.
+    Stale,
+}
+
+/// Outcome of `complete`, `fail` and `sink_acked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// The item belonged to an earlier assignment (fenced by its epoch) and was ignored.
+    Stale,
+}
+
+/// Per-partition view, cheap enough to read every second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub tp: TopicPartition,
+    pub epoch: u32,
+    pub role: Role,
+    /// Everything below it is complete: the offset a commit would carry.
+    pub watermark: Offset,
+    /// The last offset the driver reported as committed.
+    pub committed: Option<Offset>,
+    pub held: usize,
+    pub held_bytes: usize,
+    pub in_flight: usize,
+    /// Records fetched and not yet below the watermark.
+    pub uncommitted: usize,
+    pub active_keys: usize,
+    pub diverted_keys: usize,
+    pub paused: Option<PauseReason>,
+    pub draining: bool,
+}
+
+/// One key among the busiest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStats {
+    pub tp: TopicPartition,
+    pub key: Option<Arc<[u8]>>,
+    pub queued: usize,
+    /// Bytes of its queued and in-flight items.
+    pub bytes: usize,
+    pub in_flight: usize,
+    /// How long its oldest in-flight item has run, in milliseconds.
+    pub in_flight_ms: u64,
+    pub diverted: bool,
+    pub coalescing: bool,
+}
+
+/// Running totals since the engine was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub fetched: u64,
+    pub skipped: u64,
+    pub refused: u64,
+    pub dispatched: u64,
+    pub completed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub diverted: u64,
+    pub coalesced: u64,
+    pub pauses: u64,
+    pub stale: u64,
+    pub metadata_truncated: u64,
+}
