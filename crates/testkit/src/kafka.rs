@@ -1,0 +1,264 @@
+//! The broker side of the fixtures: reachability, per-test topics, waiting for assignment.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, OwnedMessage};
+
+use crate::{first_socket_addr, tcp_probe, unique_name, Error, Result, REACHABILITY_TIMEOUT};
+
+/// How long topic creation and deletion may take before the fixture gives up.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a waiting fixture looks again at the condition it waits for.
+const RECHECK_EVERY: Duration = Duration::from_millis(100);
+
+type Admin = AdminClient<DefaultClientContext>;
+
+/// Checks that a Kafka broker answers at `KAFKA_BROKERS` (or [`crate::DEFAULT_KAFKA_BROKERS`])
+/// and returns a handle to it.
+///
+/// # Panics
+/// Within a few seconds, with a message naming the address and `scripts/broker start`, when no
+/// broker answers a metadata request there.
+pub async fn require_broker() -> Broker {
+    let bootstrap =
+        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| crate::DEFAULT_KAFKA_BROKERS.to_owned());
+    require_broker_at(&bootstrap).await
+}
+
+/// [`require_broker`] for an explicit bootstrap list.
+///
+/// # Panics
+/// As [`require_broker`].
+pub async fn require_broker_at(bootstrap: &str) -> Broker {
+    match Broker::connect(bootstrap).await {
+        Ok(broker) => broker,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A broker that answered a metadata request, and an admin client connected to it.
+#[derive(Clone)]
+pub struct Broker {
+    bootstrap: String,
+    /// Shared with every [`TestTopic`] so that a topic can delete itself when dropped.
+    admin: Arc<Admin>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Connects to the broker at `bootstrap` and checks that it answers a metadata request, all
+    /// within a few seconds.
+    ///
+    /// # Errors
+    /// [`Error::BrokerUnreachable`] when nothing listens there or it does not answer in time.
+    pub async fn connect(bootstrap: &str) -> Result<Self> {
+        let unreachable = |reason: String| Error::BrokerUnreachable {
+            addr: bootstrap.to_owned(),
+            reason,
+        };
+        // A TCP connect first: librdkafka itself would retry a refused connection until the
+        // metadata timeout, and could not tell us that the port is simply closed.
+        let addr = first_socket_addr(bootstrap).map_err(unreachable)?;
+        tcp_probe(addr).await.map_err(unreachable)?;
+
+        let admin: Admin = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .map_err(|e| unreachable(format!("cannot create a client: {e}")))?;
+        let admin = Arc::new(admin);
+        let probe = Arc::clone(&admin);
+        // `fetch_metadata` blocks the calling thread until the broker answers or the timeout.
+        tokio::task::spawn_blocking(move || {
+            probe.inner().fetch_metadata(None, REACHABILITY_TIMEOUT)
+        })
+        .await
+        .map_err(|e| unreachable(format!("metadata probe did not finish: {e}")))?
+        .map_err(|e| unreachable(format!("no answer to a metadata request: {e}")))?;
+        Ok(Self {
+            bootstrap: bootstrap.to_owned(),
+            admin,
+        })
+    }
+
+    /// The bootstrap list this broker was reached at, for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// A client configuration with `bootstrap.servers` set, to add a test's own settings to.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// A client configuration for a member of consumer group `group`.
+    ///
+    /// Sets a short session timeout (6 s, heartbeat every second) besides `bootstrap.servers`
+    /// and `group.id`: nisshi 0.6.0 holds every JoinGroup request for half the member's session
+    /// timeout to let other members join, which with librdkafka's default of 45 s makes each
+    /// rebalance take about 23 s; with 6 s it takes about 3 s.
+    pub fn group_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000");
+        config
+    }
+
+    /// Creates a topic with a [`unique_name`] built from `prefix` and waits until the broker's
+    /// metadata shows all of its `partitions`. The topic is deleted when the returned
+    /// [`TestTopic`] is dropped.
+    ///
+    /// # Errors
+    /// When the broker refuses the topic or its metadata does not show it in time.
+    pub async fn create_topic(&self, prefix: &str, partitions: i32) -> Result<TestTopic> {
+        let name = unique_name(prefix);
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let new_topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        for result in self.admin.create_topics([&new_topic], &options).await? {
+            result.map_err(|(topic, code)| Error::TopicRefused { topic, code })?;
+        }
+        // From here on the topic exists on the broker: own it, so that it is deleted even if
+        // the wait below fails.
+        let topic = TestTopic {
+            name,
+            partitions,
+            admin: Arc::clone(&self.admin),
+        };
+        self.wait_for_partitions(&topic.name, partitions).await?;
+        Ok(topic)
+    }
+
+    /// Waits until the broker's metadata lists `topic` with `partitions` partitions, each with a
+    /// leader.
+    async fn wait_for_partitions(&self, topic: &str, partitions: i32) -> Result<()> {
+        let deadline = Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            let admin = Arc::clone(&self.admin);
+            let name = topic.to_owned();
+            let ready = tokio::task::spawn_blocking(move || {
+                let metadata = admin
+                    .inner()
+                    .fetch_metadata(Some(&name), REACHABILITY_TIMEOUT)?;
+                Ok::<_, rdkafka::error::KafkaError>(metadata.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                }))
+            })
+            .await
+            .map_err(|e| Error::Timeout {
+                what: format!("metadata of topic {topic} ({e})"),
+                after: ADMIN_TIMEOUT,
+            })??;
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("topic {topic} to show {partitions} partitions in metadata"),
+                    after: ADMIN_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(RECHECK_EVERY).await;
+        }
+    }
+}
+
+/// A topic created for one test; deleted from the broker when dropped.
+pub struct TestTopic {
+    name: String,
+    partitions: i32,
+    admin: Arc<Admin>,
+}
+
+impl std::fmt::Debug for TestTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestTopic")
+            .field("name", &self.name)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestTopic {
+    /// The topic's unique name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many partitions it was created with.
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+}
+
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        let admin = Arc::clone(&self.admin);
+        let name = std::mem::take(&mut self.name);
+        // Best effort: a topic left behind costs broker memory, not correctness, since no other
+        // test uses its name.
+        crate::block_on_side_runtime(async move {
+            let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+            let _ = admin.delete_topics(&[name.as_str()], &options).await;
+        });
+    }
+}
+
+/// Waits until `consumer` has been assigned at least `partitions` partitions by its group.
+///
+/// A group hands out partitions only while its members poll: this function therefore keeps
+/// polling `consumer`, and returns the records that arrived while it waited (in the order they
+/// arrived), so that the caller loses none of them. It waits up to `timeout`; give it a generous
+/// one, since this broker holds every join for half the session timeout (see
+/// [`Broker::group_config`]).
+///
+/// # Errors
+/// [`Error::Timeout`] when the assignment is not complete in time, or the consumer's error.
+pub async fn wait_for_assignment<C>(
+    consumer: &StreamConsumer<C>,
+    partitions: usize,
+    timeout: Duration,
+) -> Result<Vec<OwnedMessage>>
+where
+    C: ConsumerContext + 'static,
+{
+    let deadline = Instant::now() + timeout;
+    let mut arrived = Vec::new();
+    loop {
+        let assigned = consumer.assignment()?.count();
+        if assigned >= partitions {
+            return Ok(arrived);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("an assignment of {partitions} partitions (have {assigned})"),
+                after: timeout,
+            });
+        }
+        let polled: Option<std::result::Result<BorrowedMessage<'_>, _>> =
+            tokio::time::timeout(RECHECK_EVERY, consumer.recv())
+                .await
+                .ok();
+        if let Some(message) = polled {
+            arrived.push(message?.detach());
+        }
+    }
+}
