@@ -93,17 +93,37 @@ impl Postgres {
     /// # Errors
     /// When the server refuses to create it.
     pub async fn create_database(&self, prefix: &str) -> Result<TestDatabase> {
-        let name = database_name(&unique_name(prefix));
+        let database = self.reserve_database(prefix);
         let client = connect(&self.admin).await?;
-        // `name` is made of [a-z0-9_] only (see `database_name`), so it needs no escaping.
+        // The name is made of [a-z0-9_] only (see `database_name`), so it needs no escaping.
         client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .batch_execute(&format!("CREATE DATABASE \"{}\"", database.name))
             .await?;
-        Ok(TestDatabase {
+        Ok(database)
+    }
+
+    /// A unique database name built from `prefix`, for code under test that creates the database
+    /// itself. Nothing is created; whatever exists under that name when the returned
+    /// [`TestDatabase`] is dropped is dropped with it.
+    pub fn reserve_database(&self, prefix: &str) -> TestDatabase {
+        let name = database_name(&unique_name(prefix));
+        TestDatabase {
             config: self.config_for(&name),
             admin: self.admin.clone(),
             name,
-        })
+        }
+    }
+
+    /// Whether the server has a database called `name`.
+    ///
+    /// # Errors
+    /// When the server cannot be asked.
+    pub async fn has_database(&self, name: &str) -> Result<bool> {
+        let client = connect(&self.admin).await?;
+        let row = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await?;
+        Ok(row.is_some())
     }
 }
 
@@ -124,6 +144,33 @@ impl TestDatabase {
     /// Connection settings for this database, e.g. for the service under test.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// These settings as a libpq connection string (`host=... port=... dbname=...`), which
+    /// `DATABASE_URL` accepts as well as a URL: for code under test that runs as another process.
+    pub fn connection_string(&self) -> String {
+        let quote = |value: &str| format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut parts = Vec::new();
+        for host in self.config.get_hosts() {
+            match host {
+                Host::Tcp(host) => parts.push(format!("host={}", quote(host))),
+                Host::Unix(path) => parts.push(format!("host={}", quote(&path.to_string_lossy()))),
+            }
+        }
+        for port in self.config.get_ports() {
+            parts.push(format!("port={port}"));
+        }
+        if let Some(user) = self.config.get_user() {
+            parts.push(format!("user={}", quote(user)));
+        }
+        if let Some(password) = self.config.get_password() {
+            parts.push(format!(
+                "password={}",
+                quote(&String::from_utf8_lossy(password))
+            ));
+        }
+        parts.push(format!("dbname={}", quote(&self.name)));
+        parts.join(" ")
     }
 
     /// Opens a new connection to this database; its connection task runs on the current runtime.

@@ -1,0 +1,193 @@
+//! The service skeleton against the real PostgreSQL (and, where said, the real broker): it
+//! creates its database, applies the migrations once, answers `/healthz` and `/readyz` truthfully
+//! and stops when its shutdown future completes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kafkaesque_subscribers::{migrations, Config};
+use kafkaesque_testkit::{require_broker, require_postgres, Postgres, TestDatabase};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Start-up (database creation, migrations) and shutdown must each finish within this.
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// A running service and the means to stop it.
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<kafkaesque_subscribers::Result<()>>,
+}
+
+impl Running {
+    async fn start(kafka_brokers: &str, database: &TestDatabase) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let config = Config {
+            kafka_brokers: kafka_brokers.to_owned(),
+            database: database.config().clone(),
+            listen: addr,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(kafkaesque_subscribers::run(listener, config, shutdown));
+        Ok(Self { addr, stop, task })
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response =
+            tokio::time::timeout(WITHIN, reqwest::get(format!("http://{}{path}", self.addr)))
+                .await??;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WITHIN, self.task).await???;
+        Ok(())
+    }
+}
+
+/// An address where no broker listens: a port that was free a moment ago.
+fn no_broker() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+async fn applied_versions(database: &TestDatabase) -> anyhow::Result<Vec<i32>> {
+    let client = database.connect().await?;
+    let rows = client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+#[tokio::test]
+async fn creates_its_database_migrates_reports_ready_and_shuts_down() -> anyhow::Result<()> {
+    let broker = require_broker().await;
+    let postgres = require_postgres().await;
+    let database = postgres.reserve_database("service");
+    assert!(!postgres.has_database(database.name()).await?);
+
+    let service = Running::start(broker.bootstrap_servers(), &database).await?;
+    let (status, body) = service.get("/healthz").await?;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"status": "alive"}))
+    );
+    let (status, body) = service.get("/readyz").await?;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            serde_json::json!({"ready": true, "kafka": {"up": true}, "postgres": {"up": true}})
+        )
+    );
+    service.stop().await?;
+
+    assert!(postgres.has_database(database.name()).await?);
+    let all: Vec<i32> = migrations::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(applied_versions(&database).await?, all);
+
+    // A second start finds everything in place and applies nothing twice.
+    let again = Running::start(broker.bootstrap_servers(), &database).await?;
+    assert_eq!(again.get("/healthz").await?.0, 200);
+    again.stop().await?;
+    assert_eq!(applied_versions(&database).await?, all);
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_names_kafka_when_no_broker_answers() -> anyhow::Result<()> {
+    let postgres = require_postgres().await;
+    let database = postgres.create_database("no-kafka").await?;
+    let service = Running::start(&no_broker(), &database).await?;
+
+    let (status, body) = service.get("/readyz").await?;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["kafka"]["up"], false, "{body}");
+    assert!(body["kafka"]["error"].is_string(), "{body}");
+    assert_eq!(body["postgres"], serde_json::json!({"up": true}), "{body}");
+    // Alive all the same: a missing dependency is not a reason to restart the process.
+    assert_eq!(service.get("/healthz").await?.0, 200);
+    service.stop().await
+}
+
+#[tokio::test]
+async fn readiness_names_postgres_when_its_database_is_gone() -> anyhow::Result<()> {
+    let broker = require_broker().await;
+    let postgres = require_postgres().await;
+    let database = postgres.create_database("db-gone").await?;
+    let service = Running::start(broker.bootstrap_servers(), &database).await?;
+    assert_eq!(service.get("/readyz").await?.0, 200);
+
+    drop_database(&postgres, database.name()).await?;
+    let (status, body) = service.get("/readyz").await?;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["kafka"], serde_json::json!({"up": true}), "{body}");
+    assert_eq!(body["postgres"]["up"], false, "{body}");
+    let error = body["postgres"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(database.name()), "{body}");
+    service.stop().await
+}
+
+async fn drop_database(postgres: &Postgres, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = postgres
+        .config_for("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn start_fails_at_once_naming_an_unreachable_postgres() -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    let config = Config {
+        database: format!("postgres://postgres@127.0.0.1:{port}/kafkaesque").parse()?,
+        listen: "127.0.0.1:0".parse()?,
+        ..Config::default()
+    };
+    let outcome =
+        tokio::time::timeout(WITHIN, kafkaesque_subscribers::serve(config, async {})).await?;
+    let error = outcome.expect_err("no PostgreSQL, no service").to_string();
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_migration_runs_apply_each_migration_once() -> anyhow::Result<()> {
+    let postgres = require_postgres().await;
+    let database = postgres.create_database("migrate").await?;
+    let mut first = database.connect().await?;
+    let mut second = database.connect().await?;
+    let server = database.name();
+    let (a, b) = tokio::join!(
+        migrations::migrate(&mut first, server),
+        migrations::migrate(&mut second, server)
+    );
+    let mut applied: Vec<i32> = a?.into_iter().chain(b?).collect();
+    applied.sort_unstable();
+    let all: Vec<i32> = migrations::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(applied, all);
+    assert_eq!(
+        migrations::migrate(&mut first, server).await?,
+        Vec::<i32>::new()
+    );
+    assert_eq!(applied_versions(&database).await?, all);
+    Ok(())
+}
