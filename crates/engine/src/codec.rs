@@ -79,6 +79,14 @@ pub fn key_hash(key: &[u8]) -> u64 {
     h
 }
 
+/// How many diverted keys always fit in `budget` bytes of metadata, whatever the offsets.
+pub fn diverted_capacity(budget: usize) -> usize {
+    // Header: magic, a base of up to 20 characters, three separators, a variant tag.
+    const HEADER: usize = 3 + 20 + 3 + 1;
+    // Per key: 8 bytes of hash and a varint of up to 9 bytes, in base64 (4 characters per 3).
+    budget.saturating_sub(HEADER) * 3 / 4 / 17
+}
+
 /// Encodes `completed` (sorted ascending, all `> base`) and `diverted` within `budget` bytes.
 ///
 /// Returns the string and the first offset *not* covered (everything completed from there on
@@ -89,6 +97,13 @@ pub fn encode(
     diverted: &[(u64, Offset)],
     budget: usize,
 ) -> (String, Option<Offset>) {
+    // Only offsets above the base mean anything; the base itself is incomplete by definition.
+    let clipped: Vec<(Offset, Offset)> = completed
+        .iter()
+        .filter(|r| r.1 > base + 1)
+        .map(|r| (r.0.max(base + 1), r.1))
+        .collect();
+    let completed = &clipped[..];
     let mut out = format!("{MAGIC};{base};");
     if out.len() + 1 > budget {
         // Not even the header fits: commit without metadata (pure watermark semantics).
@@ -153,8 +168,12 @@ pub fn decode(metadata: &str, committed: Offset) -> Result<Decoded, CodecError> 
             committed,
         });
     }
-    let dpart = parts.next().ok_or(CodecError::Corrupt("missing sections"))?;
-    let cpart = parts.next().ok_or(CodecError::Corrupt("missing sections"))?;
+    let dpart = parts
+        .next()
+        .ok_or(CodecError::Corrupt("missing sections"))?;
+    let cpart = parts
+        .next()
+        .ok_or(CodecError::Corrupt("missing sections"))?;
     if parts.next().is_some() {
         return Err(CodecError::Corrupt("trailing sections"));
     }
@@ -350,8 +369,14 @@ mod tests {
             decode("kq1;4;;", 5),
             Err(CodecError::StaleBase { .. })
         ));
-        assert!(matches!(decode("kq1;5;;r!!", 5), Err(CodecError::Corrupt(_))));
-        assert!(matches!(decode("kq1;5;AAAA;", 5), Err(CodecError::Corrupt(_))));
+        assert!(matches!(
+            decode("kq1;5;;r!!", 5),
+            Err(CodecError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode("kq1;5;AAAA;", 5),
+            Err(CodecError::Corrupt(_))
+        ));
         assert!(matches!(decode("kq1;x", 5), Err(CodecError::Corrupt(_))));
     }
 

@@ -108,8 +108,12 @@ pub struct Limits {
     /// retries do), so a failing downstream cannot turn the intake into a retry queue.
     pub max_waiting_retries: usize,
     /// Keys diverted at once per partition ([`HotKeyPolicy::Divert`]); they are kept in the commit
-    /// metadata. A key that would exceed it gets [`HotKeyPolicy::Backpressure`] instead.
+    /// metadata. A key that would exceed it (or the room the metadata has for diverted keys) gets
+    /// [`HotKeyPolicy::Backpressure`] instead.
     pub max_diverted_keys: usize,
+    /// Room for commit metadata per partition: the broker's `offset.metadata.max.bytes` (Kafka's
+    /// default is 4096). Diverted keys always fit in it; completed offsets as far as they do.
+    pub metadata_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -126,6 +130,7 @@ impl Default for Limits {
             max_in_flight: 256,
             max_waiting_retries: 10_000,
             max_diverted_keys: 64,
+            metadata_max_bytes: 4096,
         }
     }
 }
@@ -189,7 +194,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid engine configuration: `{}` {}", self.field, self.problem)
+        write!(
+            f,
+            "invalid engine configuration: `{}` {}",
+            self.field, self.problem
+        )
     }
 }
 
@@ -220,13 +229,41 @@ impl<P> EngineConfig<P> {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         let checks: [(bool, &'static str, &'static str); 9] = [
-            (l.max_in_flight == 0, "limits.max_in_flight", "must be at least 1"),
-            (l.key_max_records < 2, "limits.key_max_records", "must be at least 2"),
-            (l.partition_max_records == 0, "limits.partition_max_records", "must be at least 1"),
-            (l.global_max_records == 0, "limits.global_max_records", "must be at least 1"),
-            (l.resume_percent > 100, "limits.resume_percent", "must be at most 100"),
-            (l.partition_max_uncommitted == 0, "limits.partition_max_uncommitted", "must be at least 1"),
-            (self.retry.max_attempts == 0, "retry.max_attempts", "must be at least 1"),
+            (
+                l.max_in_flight == 0,
+                "limits.max_in_flight",
+                "must be at least 1",
+            ),
+            (
+                l.key_max_records < 2,
+                "limits.key_max_records",
+                "must be at least 2",
+            ),
+            (
+                l.partition_max_records == 0,
+                "limits.partition_max_records",
+                "must be at least 1",
+            ),
+            (
+                l.global_max_records == 0,
+                "limits.global_max_records",
+                "must be at least 1",
+            ),
+            (
+                l.resume_percent > 100,
+                "limits.resume_percent",
+                "must be at most 100",
+            ),
+            (
+                l.partition_max_uncommitted == 0,
+                "limits.partition_max_uncommitted",
+                "must be at least 1",
+            ),
+            (
+                self.retry.max_attempts == 0,
+                "retry.max_attempts",
+                "must be at least 1",
+            ),
             (
                 self.retry.base_backoff_ms > self.retry.max_backoff_ms,
                 "retry.base_backoff_ms",

@@ -17,8 +17,25 @@ impl<P: Clone> Engine<P> {
         self.lanes[l as usize].bytes -= item.bytes;
         self.counters.completed += item.offsets.len() as u64;
         self.finish(item.src, &item);
+        self.pass_barrier(l, item.src);
         self.settle(l);
         Outcome::Applied
+    }
+
+    /// An item of a diverted lane finished for good. If it came from the main partition it is
+    /// one the diversion waits for; once none is left, the lane's queue goes to the overflow.
+    fn pass_barrier(&mut self, l: u32, src: u32) {
+        let lane = &mut self.lanes[l as usize];
+        let Some(d) = lane.divert.as_mut() else {
+            return;
+        };
+        if d.barrier == 0 || src != lane.part {
+            return;
+        }
+        d.barrier -= 1;
+        if d.barrier == 0 {
+            self.flush_to_overflow(l);
+        }
     }
 
     /// The item failed. It is retried after a back-off (its key waits, nothing else does), or
@@ -49,6 +66,7 @@ impl<P: Clone> Engine<P> {
             self.lanes[l as usize].bytes -= item.bytes;
             let part = self.lanes[l as usize].part;
             let solo = self.new_lane(part, None, LaneKind::Solo);
+            self.part_mut(part).solo.push(solo);
             self.lanes[solo as usize].bytes += item.bytes;
             self.settle(l);
             solo
@@ -80,7 +98,8 @@ impl<P: Clone> Engine<P> {
             tracker.complete(o);
         });
         let lane = &mut self.lanes[w.lane as usize];
-        if w.kind == SinkKind::Divert && lane.live && lane.gen == w.lane_gen {
+        let lane_ok = lane.live && lane.gen == w.lane_gen;
+        if w.kind == SinkKind::Divert && lane_ok {
             if let Some(d) = lane.divert.as_mut() {
                 d.unacked -= 1;
                 if let Some(o) = overflow_offset {
@@ -88,6 +107,7 @@ impl<P: Clone> Engine<P> {
                 }
             }
         }
+
         self.check_resumes();
         self.pump();
         Outcome::Applied
@@ -143,7 +163,10 @@ impl<P: Clone> Engine<P> {
         // The item stays held while the sink has it: move it from the lane's count to the sink.
         self.lanes[l as usize].bytes -= item.bytes;
         self.unhold(item.src, 1, item.bytes);
-        self.to_sink(l, item, SinkKind::DeadLetter, reason);
+        let src = item.src;
+        self.send_to_sink(l, item, SinkKind::DeadLetter, reason);
+        // Handing an item to the dead-letter sink is how its key moves past it.
+        self.pass_barrier(l, src);
         self.settle(l);
         Outcome::Applied
     }
@@ -164,7 +187,10 @@ impl<P: Clone> Engine<P> {
             match lane.kind {
                 LaneKind::Key => self.free_key_lane(l),
                 LaneKind::Solo => {
-                    self.lanes[l as usize].live = false;
+                    let lane = &mut self.lanes[l as usize];
+                    lane.live = false;
+                    let part = lane.part;
+                    self.part_mut(part).solo.retain(|x| *x != l);
                     self.free_lanes.push(l);
                 }
                 LaneKind::Ordered | LaneKind::Unordered => {}
@@ -264,7 +290,8 @@ impl<P: Clone> Engine<P> {
             epoch,
         };
         let work_payload = item.payload.clone();
-        let (offset, records, attempt) = (item.offsets.last(), item.offsets.len(), item.attempts + 1);
+        let (offset, records, attempt) =
+            (item.offsets.last(), item.offsets.len(), item.attempts + 1);
         let (slot, gen) = self.flights.insert(Flight {
             lane: l,
             lane_gen,
@@ -362,11 +389,22 @@ impl<P: Clone> Engine<P> {
             .saturating_mul(1u64 << tries.saturating_sub(1).min(40))
             .min(r.max_backoff_ms);
         let half = exp / 2;
-        // xorshift64*: deterministic for a given seed, which simulations rely on.
+        half + self.next_rand() % (exp - half + 1)
+    }
+
+    /// Diverted keys a partition may have: the configured bound, and no more than the commit
+    /// metadata can always carry.
+    pub(crate) fn max_diverted(&self) -> usize {
+        let l = &self.cfg.limits;
+        l.max_diverted_keys
+            .min(crate::codec::diverted_capacity(l.metadata_max_bytes))
+    }
+
+    /// xorshift64*: deterministic for a given seed, which simulations rely on.
+    pub(crate) fn next_rand(&mut self) -> u64 {
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
-        let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        half + r % (exp - half + 1)
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Part {
     pub(crate) shared: Option<u32>,
     /// The seed-design baseline's hashed lanes.
     pub(crate) hashed: Vec<u32>,
+    /// Solo lanes of unordered items waiting out a retry.
+    pub(crate) solo: Vec<u32>,
     /// Lanes with an item that may start, round-robin.
     pub(crate) ready: VecDeque<u32>,
     pub(crate) in_ready_parts: bool,
@@ -111,7 +113,7 @@ impl<T> Slab<T> {
         self.free.push(slot);
         s.1.take()
     }
-
+}
 
 /// The sans-I/O consumer core. See the crate documentation for the model.
 pub struct Engine<P> {
@@ -192,7 +194,7 @@ impl<P: Clone> Engine<P> {
         role: Role,
     ) -> (PartitionHandle, Option<CodecError>) {
         if let Some(h) = self.handle(&tp) {
-            self.revoke(h, 0);
+            self.revoke(h);
         }
         let main = match role {
             Role::Overflow { main } => Some(self.slot(main).expect("main partition is assigned")),
@@ -220,6 +222,7 @@ impl<P: Clone> Engine<P> {
             keys: KeyMap::default(),
             shared: None,
             hashed: Vec::new(),
+            solo: Vec::new(),
             ready: VecDeque::new(),
             in_ready_parts: false,
             held: 0,
@@ -288,7 +291,7 @@ impl<P: Clone> Engine<P> {
     /// Gives a partition up (and its overflow partition with it). Returns the final commits to
     /// make synchronously; everything still held is dropped (the next owner replays it: duplicates,
     /// never loss) and completions of its in-flight items will be ignored.
-    pub fn revoke(&mut self, h: PartitionHandle, metadata_budget: usize) -> Vec<Commit> {
+    pub fn revoke(&mut self, h: PartitionHandle) -> Vec<Commit> {
         let Some(i) = self.slot(h) else {
             return Vec::new();
         };
@@ -301,7 +304,7 @@ impl<P: Clone> Engine<P> {
         }
         let mut commits = Vec::new();
         for slot in slots {
-            commits.push(self.commit_of(slot, metadata_budget));
+            commits.push(self.commit_of(slot));
             let part = self.parts[slot as usize].take().expect("assigned");
             self.held -= part.held;
             self.held_bytes -= part.held_bytes;
@@ -311,6 +314,7 @@ impl<P: Clone> Engine<P> {
                 .copied()
                 .chain(part.shared)
                 .chain(part.hashed.iter().copied())
+                .chain(part.solo.iter().copied())
                 .collect();
             for l in lanes {
                 self.drop_lane(l);
@@ -327,14 +331,14 @@ impl<P: Clone> Engine<P> {
     }
 
     /// Commits for every partition whose position or metadata changed since the last call.
-    pub fn commits(&mut self, metadata_budget: usize) -> Vec<Commit> {
+    pub fn commits(&mut self) -> Vec<Commit> {
         let mut out = Vec::new();
         for slot in 0..self.parts.len() as u32 {
             if self.parts[slot as usize].is_none() {
                 continue;
             }
             self.prune_diversions(slot);
-            let c = self.commit_of(slot, metadata_budget);
+            let c = self.commit_of(slot);
             let p = self.part_mut(slot);
             let current = Some((c.offset, c.metadata.clone()));
             if p.last_commit != current {
@@ -360,7 +364,7 @@ impl<P: Clone> Engine<P> {
         }
     }
 
-    fn commit_of(&mut self, slot: u32, budget: usize) -> Commit {
+    fn commit_of(&mut self, slot: u32) -> Commit {
         let p = self.part(slot);
         let offset = p.tracker.watermark();
         let completed = p.tracker.completed_ranges();
@@ -368,7 +372,12 @@ impl<P: Clone> Engine<P> {
         let (metadata, truncated_from) = if completed.is_empty() && diverted.is_empty() {
             (String::new(), None)
         } else {
-            codec::encode(offset, &completed, &diverted, budget)
+            codec::encode(
+                offset,
+                &completed,
+                &diverted,
+                self.cfg.limits.metadata_max_bytes,
+            )
         };
         if truncated_from.is_some() {
             self.counters.metadata_truncated += 1;
@@ -392,7 +401,7 @@ impl<P: Clone> Engine<P> {
         let mut v: Vec<(u64, Offset)> = p.inherited.iter().map(|(h, m)| (*h, *m)).collect();
         for &l in &p.diverted {
             let lane = &self.lanes[l as usize];
-            if let (Some(d), Some(k)) = (lane.divert, &lane.key) {
+            if let (Some(d), Some(k)) = (&lane.divert, &lane.key) {
                 if let Some(mark) = d.mark {
                     v.push((codec::key_hash(k), mark));
                 }
@@ -428,14 +437,28 @@ impl<P: Clone> Engine<P> {
     /// partition (whose watermark is `overflow_wm`). Does not touch the partition's list.
     pub(crate) fn try_undivert(&mut self, l: u32, overflow_wm: Offset) -> bool {
         let lane = &mut self.lanes[l as usize];
-        match lane.divert {
-            Some(d) if d.unacked == 0 && d.mark.is_none_or(|m| overflow_wm > m) => {
+        match &lane.divert {
+            Some(d)
+                if d.unacked == 0 && d.barrier == 0 && d.mark.is_none_or(|m| overflow_wm > m) =>
+            {
                 lane.divert = None;
                 true
             }
             Some(_) => false,
             None => true,
         }
+    }
+
+    /// Changes the caps while running. Lowered caps admit nothing new until holdings are below
+    /// them; raised caps resume what they no longer justify pausing.
+    pub fn set_limits(&mut self, limits: crate::Limits) -> Result<(), ConfigError> {
+        let mut cfg = self.cfg.clone();
+        cfg.limits = limits;
+        cfg.validate()?;
+        self.cfg = cfg;
+        self.check_resumes();
+        self.pump();
+        Ok(())
     }
 
     /// Per-partition figures.
@@ -478,16 +501,15 @@ impl<P: Clone> Engine<P> {
                 (l.queue.len(), age, i as u32)
             })
             .collect();
-        let mut pick = |by: &dyn Fn(&(usize, u64, u32)) -> (usize, u64)| {
-            all.sort_unstable_by_key(|e| Reverse(by(e)));
-            all.iter()
-                .take(n)
-                .filter(|e| by(e) != (0, 0))
-                .map(|e| self.key_stats(e.2))
-                .collect::<Vec<_>>()
-        };
-        let by_queued = pick(&|e| (e.0, e.1));
-        let by_time = pick(&|e| (e.1 as usize, e.0 as u64));
+        all.sort_unstable_by_key(|e| Reverse((e.0, e.1)));
+        let by_queued = all.iter().take(n).map(|e| self.key_stats(e.2)).collect();
+        all.sort_unstable_by_key(|e| Reverse((e.1, e.0)));
+        let by_time = all
+            .iter()
+            .take(n)
+            .filter(|e| e.1 > 0)
+            .map(|e| self.key_stats(e.2))
+            .collect();
         (by_queued, by_time)
     }
 

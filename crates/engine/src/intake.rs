@@ -25,45 +25,95 @@ impl<P: Clone> Engine<P> {
     /// A record was fetched. `items` are its shares by key — usually one, several when the record
     /// must be applied under several keys (an update mirrored to a linked parent row); none means
     /// there is nothing to do. `bytes` is the weight of each item for the byte caps.
-    pub fn fetched<K, I>(&mut self, h: PartitionHandle, offset: Offset, bytes: usize, items: I) -> Intake
+    pub fn fetched<K, I>(
+        &mut self,
+        h: PartitionHandle,
+        offset: Offset,
+        bytes: usize,
+        items: I,
+    ) -> Intake
     where
         K: AsRef<[u8]>,
         I: IntoIterator<Item = (Option<K>, P)>,
     {
+        let slot = match self.admit(h, offset) {
+            Ok(slot) => slot,
+            Err(intake) => return intake,
+        };
+        if self.part(slot).role != Role::Main {
+            debug_assert!(false, "overflow records go through fetched_overflow");
+            return Intake::Stale;
+        }
+        let routed: Vec<(Route, P)> = items
+            .into_iter()
+            .map(|(k, payload)| (self.route(slot, k.as_ref().map(|k| k.as_ref())), payload))
+            .collect();
+        self.take(slot, slot, offset, bytes, routed)
+    }
+
+    /// A record was fetched from an overflow partition: an item diverted earlier (by this
+    /// engine or a previous owner). It joins its key's lane in the main partition; the key stays
+    /// diverted until it is done, so the key's later main records cannot overtake it.
+    pub fn fetched_overflow<K: AsRef<[u8]>>(
+        &mut self,
+        h: PartitionHandle,
+        offset: Offset,
+        key: Option<K>,
+        bytes: usize,
+        payload: P,
+    ) -> Intake {
+        let slot = match self.admit(h, offset) {
+            Ok(slot) => slot,
+            Err(intake) => return intake,
+        };
+        let Role::Overflow { main } = self.part(slot).role else {
+            debug_assert!(false, "main records go through fetched");
+            return Intake::Stale;
+        };
+        let main = self.slot(main).expect("overflow outlives its main");
+        let routed = vec![(self.route(main, key.as_ref().map(|k| k.as_ref())), payload)];
+        self.take(slot, main, offset, bytes, routed)
+    }
+
+    /// The checks every fetched record goes through first.
+    fn admit(&mut self, h: PartitionHandle, offset: Offset) -> Result<u32, Intake> {
         let Some(slot) = self.slot(h) else {
             self.counters.stale += 1;
-            return Intake::Stale;
+            return Err(Intake::Stale);
         };
         let p = self.part(slot);
         if p.draining {
             self.counters.stale += 1;
-            return Intake::Stale;
+            return Err(Intake::Stale);
         }
         if p.paused.is_some() {
             self.counters.refused += 1;
-            return Intake::Refused;
+            return Err(Intake::Refused);
         }
         match p.tracker.classify(offset) {
             Fetch::Stale => {
                 self.counters.stale += 1;
-                return Intake::Stale;
+                Err(Intake::Stale)
             }
             Fetch::AlreadyComplete => {
                 self.part_mut(slot).tracker.fetch(offset, 0);
                 self.counters.skipped += 1;
-                return Intake::Skipped;
+                Err(Intake::Skipped)
             }
-            Fetch::Tracked => {}
+            Fetch::Tracked => Ok(slot),
         }
-        let lane_part = match p.role {
-            Role::Main => slot,
-            Role::Overflow { main } => self.slot(main).expect("overflow outlives its main"),
-        };
+    }
+
+    /// Takes a routed record into the lanes of `lane_part`, unless a limit refuses it.
+    fn take(
+        &mut self,
+        slot: u32,
+        lane_part: u32,
+        offset: Offset,
+        bytes: usize,
+        mut routed: Vec<(Route, P)>,
+    ) -> Intake {
         let from_overflow = lane_part != slot;
-        let mut routed: Vec<(Route, P)> = items
-            .into_iter()
-            .map(|(k, payload)| (self.route(lane_part, k.as_ref().map(|k| k.as_ref())), payload))
-            .collect();
         if routed.is_empty() {
             self.part_mut(slot).tracker.fetch(offset, 0);
             self.counters.skipped += 1;
@@ -74,7 +124,9 @@ impl<P: Clone> Engine<P> {
             return Intake::Refused;
         }
         self.counters.fetched += 1;
-        self.part_mut(slot).tracker.fetch(offset, routed.len() as u32);
+        self.part_mut(slot)
+            .tracker
+            .fetch(offset, routed.len() as u32);
         for (route, payload) in routed.drain(..) {
             let lane = match route {
                 Route::Shared(l) => l,
@@ -151,7 +203,8 @@ impl<P: Clone> Engine<P> {
             let full = count > 0
                 && (count + 1 > l.key_max_records
                     || lane.bytes + bytes * (ahead + 1) > l.key_max_bytes);
-            if !full || (lane.divert.is_some() && !from_overflow) {
+            let sending = lane.divert.as_ref().is_some_and(|d| d.barrier == 0);
+            if !full || (sending && !from_overflow) {
                 continue;
             }
             let backpressure = from_overflow
@@ -159,11 +212,10 @@ impl<P: Clone> Engine<P> {
                     HotKeyPolicy::Backpressure => true,
                     // Merging needs a queued item to merge into.
                     HotKeyPolicy::Coalesce(_) => lane.queue.is_empty() && ahead == 0,
+                    // Nothing may reach the overflow while an earlier item of the key runs: the
+                    // partition waits for that one item (see `Diversion::barrier`).
                     HotKeyPolicy::Divert => {
-                        let main = self.part(lane_part);
-                        main.overflow.is_none()
-                            || main.diverted.len() + main.inherited.len()
-                                >= l.max_diverted_keys
+                        lane.divert.is_some() || lane.in_flight > 0 || !self.can_divert(lane_part)
                     }
                     HotKeyPolicy::DeadLetter => false,
                 };
@@ -175,6 +227,14 @@ impl<P: Clone> Engine<P> {
     }
 
     fn refuse(&mut self, slot: u32, offset: Offset, reason: (PauseReason, Option<(u32, u32)>)) {
+        if let (PauseReason::KeyFull, Some((l, _)), HotKeyPolicy::Divert) =
+            (reason.0, reason.1, &self.cfg.hot_key)
+        {
+            let lane = &self.lanes[l as usize];
+            if lane.divert.is_none() && lane.in_flight > 0 && self.can_divert(lane.part) {
+                self.begin_diversion(l);
+            }
+        }
         self.counters.refused += 1;
         self.counters.pauses += 1;
         let p = self.part_mut(slot);
@@ -198,8 +258,8 @@ impl<P: Clone> Engine<P> {
             if let Some(mark) = p.inherited.remove(&codec::key_hash(&key)) {
                 p.diverted.push(l);
                 self.lanes[l as usize].divert = Some(Diversion {
-                    unacked: 0,
                     mark: Some(mark),
+                    ..Diversion::default()
                 });
             }
         }
@@ -217,22 +277,26 @@ impl<P: Clone> Engine<P> {
                 if self.lanes[l as usize].divert.is_none() {
                     self.part_mut(part).diverted.push(l);
                 }
-                let d = self.lanes[l as usize].divert.get_or_insert_with(Diversion::default);
+                let d = self.lanes[l as usize]
+                    .divert
+                    .get_or_insert_with(Diversion::default);
                 d.mark = Some(d.mark.map_or(offset, |m| m.max(offset)));
-            } else if lane.divert.is_some() {
+            } else if let Some(d) = &lane.divert {
+                if d.barrier > 0 {
+                    return self.enqueue(l, item); // within the cap: refused otherwise
+                }
                 let wm = self.overflow_watermark(part);
                 if wm.is_some_and(|wm| self.try_undivert(l, wm)) {
                     self.part_mut(part).diverted.retain(|x| *x != l);
                 } else {
-                    return self.to_sink(l, item, SinkKind::Divert, "hot_key");
+                    return self.send_to_sink(l, item, SinkKind::Divert, "hot_key");
                 }
             }
             let lim = &self.cfg.limits;
             let lane = &self.lanes[l as usize];
             let count = lane.count();
             let full = count > 0
-                && (count + 1 > lim.key_max_records
-                    || lane.bytes + item.bytes > lim.key_max_bytes);
+                && (count + 1 > lim.key_max_records || lane.bytes + item.bytes > lim.key_max_bytes);
             let can_merge = !lane.queue.is_empty();
             if (full || (lane.coalescing && can_merge)) && !from_overflow {
                 match self.cfg.hot_key.clone() {
@@ -242,7 +306,7 @@ impl<P: Clone> Engine<P> {
                     HotKeyPolicy::Coalesce(_) => {} // refused earlier unless it fits
                     HotKeyPolicy::Divert => return self.divert_lane(l, item),
                     HotKeyPolicy::DeadLetter => {
-                        return self.to_sink(l, item, SinkKind::DeadLetter, "key_queue_full")
+                        return self.send_to_sink(l, item, SinkKind::DeadLetter, "key_queue_full")
                     }
                     HotKeyPolicy::Backpressure => {} // refused earlier unless it fits
                 }
@@ -296,26 +360,61 @@ impl<P: Clone> Engine<P> {
     /// Diverts the lane: its queued items and `item` go to the overflow sink, in order, and so
     /// will its later items until it returns to the main path.
     fn divert_lane(&mut self, l: u32, item: Item<P>) {
+        debug_assert_eq!(
+            self.lanes[l as usize].in_flight, 0,
+            "refused while a key item runs"
+        );
+        self.begin_diversion(l);
+        self.flush_to_overflow(l);
+        self.send_to_sink(l, item, SinkKind::Divert, "hot_key");
+    }
+
+    /// A main partition may divert one more key: it has an overflow partition, and room for the
+    /// key in its commit metadata.
+    fn can_divert(&self, part: u32) -> bool {
+        let p = self.part(part);
+        p.overflow.is_some() && p.diverted.len() + p.inherited.len() < self.max_diverted()
+    }
+
+    /// Marks a lane diverted. If an item of the key is running, that item is the barrier: the
+    /// lane's queued items go to the overflow only once it has finished.
+    fn begin_diversion(&mut self, l: u32) {
         let lane = &mut self.lanes[l as usize];
-        let part = lane.part;
-        lane.divert = Some(Diversion::default());
+        if lane.divert.is_some() {
+            return;
+        }
+        lane.divert = Some(Diversion {
+            barrier: lane.in_flight,
+            ..Diversion::default()
+        });
         lane.coalescing = false;
+        let part = lane.part;
+        self.part_mut(part).diverted.push(l);
+    }
+
+    /// Sends every queued item of a diverted lane to the overflow, in order.
+    pub(crate) fn flush_to_overflow(&mut self, l: u32) {
+        let lane = &mut self.lanes[l as usize];
         if lane.waiting {
             lane.waiting = false;
             self.waiting_retries -= 1;
         }
         let queued: Vec<Item<P>> = lane.queue.drain(..).collect();
-        self.part_mut(part).diverted.push(l);
         for q in queued {
             self.lanes[l as usize].bytes -= q.bytes;
             self.unhold(q.src, 1, q.bytes);
-            self.to_sink(l, q, SinkKind::Divert, "hot_key");
+            self.send_to_sink(l, q, SinkKind::Divert, "hot_key");
         }
-        self.to_sink(l, item, SinkKind::Divert, "hot_key");
     }
 
     /// Hands an item that is not held by a lane to a sink; it stays held until acknowledged.
-    pub(crate) fn to_sink(&mut self, l: u32, item: Item<P>, kind: SinkKind, reason: &'static str) {
+    pub(crate) fn send_to_sink(
+        &mut self,
+        l: u32,
+        item: Item<P>,
+        kind: SinkKind,
+        reason: &'static str,
+    ) {
         let src = item.src;
         self.hold(src, 1, item.bytes);
         let lane = &mut self.lanes[l as usize];

@@ -84,13 +84,19 @@ pub(crate) enum LaneKind {
 }
 
 /// A key diverted to the overflow partition.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Diversion {
     /// Items sent to the sink and not yet acknowledged.
     pub(crate) unacked: u32,
     /// Overflow offset of the last acknowledged diverted item; the key may return to the main
     /// path once the overflow partition's watermark has passed it.
     pub(crate) mark: Option<Offset>,
+    /// Items of the key that were in flight when it was diverted and have not finished. Nothing
+    /// is sent to the overflow until they have (later items wait in the lane, within the key's
+    /// cap), so an overflow record always means "every earlier item of this key is done or is
+    /// ahead of me in the overflow". That is what lets a new owner process every overflow record
+    /// it finds without ever applying a key's items out of order.
+    pub(crate) barrier: u32,
 }
 
 #[derive(Debug)]

@@ -127,9 +127,20 @@ impl OffsetTracker {
         true
     }
 
-    /// The offset to commit: everything below it is complete.
+    /// The offset to commit: everything below it is complete. Offsets a previous owner completed
+    /// count too, fetched again or not.
     pub(crate) fn watermark(&self) -> Offset {
-        self.entries.front().map_or(self.next, |e| e.offset)
+        if let Some(e) = self.entries.front() {
+            return e.offset;
+        }
+        let mut w = self.next;
+        for &(s, e) in &self.precomplete {
+            if s > w {
+                break;
+            }
+            w = w.max(e);
+        }
+        w
     }
 
     /// Records fetched and not yet below the watermark.
@@ -152,8 +163,9 @@ impl OffsetTracker {
                 }
             }
         }
+        let floor = self.next.max(self.watermark());
         for &(s, e) in &self.precomplete {
-            let s = s.max(self.next);
+            let s = s.max(floor);
             if s < e {
                 push(s, e);
             }
@@ -215,5 +227,14 @@ mod tests {
         assert_eq!(t.fetch(3, 1), Fetch::Stale);
         t.complete(5);
         assert_eq!(t.watermark(), 9);
+    }
+
+    #[test]
+    fn the_watermark_passes_offsets_a_previous_owner_completed() {
+        let mut t = OffsetTracker::new(2, vec![(3, 4), (6, 8)]);
+        t.fetch(2, 1);
+        t.complete(2);
+        assert_eq!(t.watermark(), 4);
+        assert_eq!(t.completed_ranges(), vec![(6, 8)]);
     }
 }

@@ -61,7 +61,9 @@ pub struct SinkId {
 pub enum Role {
     Main,
     /// The overflow partition holding diverted items of the given main partition.
-    Overflow { main: PartitionHandle },
+    Overflow {
+        main: PartitionHandle,
+    },
 }
 
 /// An item ready to run.
