@@ -38,6 +38,7 @@ mod engine;
 mod intake;
 mod lane;
 mod offsets;
+pub mod sim;
 mod types;
 
 pub use config::{

@@ -43,7 +43,7 @@ impl PartitionHandle {
 }
 
 /// An item handed to a worker by [`Action::Dispatch`]; report its outcome with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkId {
     pub(crate) slot: u32,
     pub(crate) gen: u32,
