@@ -113,6 +113,15 @@ impl<P: Clone> Engine<P> {
         Outcome::Applied
     }
 
+    /// Whether a sink item still matters: its partition is still assigned to this engine. A failed
+    /// produce of an item that no longer matters need not be sent again (the next owner replays
+    /// its record).
+    pub fn sink_is_live(&self, id: SinkId) -> bool {
+        self.sinks
+            .get(id.slot, id.gen)
+            .is_some_and(|w| self.valid(w.src, w.epoch))
+    }
+
     /// Time moved on (milliseconds on the driver's monotonic clock): retries whose back-off has
     /// ended become ready.
     pub fn advance_time(&mut self, now: Millis) {

@@ -105,6 +105,13 @@ impl<T> Slab<T> {
         }
     }
 
+    pub(crate) fn get(&self, slot: u32, gen: u32) -> Option<&T> {
+        match self.slots.get(slot as usize) {
+            Some((g, Some(v))) if *g == gen => Some(v),
+            _ => None,
+        }
+    }
+
     pub(crate) fn remove(&mut self, slot: u32, gen: u32) -> Option<T> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.0 != gen || s.1.is_none() {
@@ -232,7 +239,8 @@ impl<P: Clone> Engine<P> {
             draining: false,
             diverted: Vec::new(),
             inherited: decoded.diverted.into_iter().collect(),
-            last_commit: None,
+            // What is committed already: nothing to commit until the position moves.
+            last_commit: Some((start, metadata.unwrap_or_default().to_owned())),
             committed: Some(start),
         };
         if main.is_none() {

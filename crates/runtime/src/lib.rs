@@ -1,6 +1,52 @@
-//! The Kafka edge of kafkaesque.
+//! # kafkaesque-runtime
 //!
-//! This crate will hold the rdkafka consumer loop that feeds polled records into the sans-I/O
-//! engine (`kafkaesque-engine`), runs the handlers it schedules, and commits the offsets it
-//! releases. Until that loop exists, `tests/rig_e2e.rs` proves the ground it will stand on: a
-//! plain rdkafka consumer group against the real broker, writing into a real PostgreSQL.
+//! A production Kafka consumer around the sans-I/O [`kafkaesque_engine`]: far more concurrency
+//! than partitions, strict per-key order, precise at-least-once commits (completed work above
+//! the committed offset travels in the commit metadata), memory caps per key, per partition and
+//! in all, and hot-key protection that slows the hot key alone.
+//!
+//! ```no_run
+//! use kafkaesque_runtime::{Consumer, HandlerError, Record};
+//!
+//! # async fn demo() -> Result<(), kafkaesque_runtime::Error> {
+//! let consumer = Consumer::builder()
+//!     .brokers("127.0.0.1:9092")
+//!     .group_id("billing")
+//!     .topics(["payments"])
+//!     .concurrency(500)
+//!     .build()?;
+//! consumer
+//!     .run(
+//!         |record: Record| async move {
+//!             println!("{}: {:?}", record.offset, record.payload);
+//!             Ok::<(), HandlerError>(())
+//!         },
+//!         async { tokio::signal::ctrl_c().await.ok(); },
+//!     )
+//!     .await
+//! # }
+//! ```
+//!
+//! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
+//! the engine live on one driver thread (see [`consumer`] for why).
+
+mod config;
+pub mod consumer;
+mod context;
+mod error;
+mod events;
+mod handler;
+mod observe;
+mod record;
+mod sinks;
+mod state;
+
+pub use config::{ConsumerBuilder, ConsumerConfig, Router};
+pub use consumer::Consumer;
+pub use error::{Error, Result};
+pub use handler::{FailureKind, Handler, HandlerError};
+pub use kafkaesque_engine::{
+    HotKeyPolicy, KeyStats, Limits, NoKey, Ordering, PartitionStats, RetryPolicy,
+};
+pub use observe::{Observer, PartitionView, Snapshot};
+pub use record::{headers, Header, Record};

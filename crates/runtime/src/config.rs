@@ -1,0 +1,234 @@
+//! The consumer's builder: every knob, with defaults that suit a key-ordered consumer, and
+//! validation that names the field at fault before anything connects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafkaesque_engine::{EngineConfig, HotKeyPolicy, Limits, NoKey, Ordering, RetryPolicy};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaError;
+
+use crate::{Error, Record, Result};
+
+/// Maps a record to the ordering keys it must run under. The default is the record's key; a
+/// router may return several (an update also mirrored onto a linked parent row runs once under
+/// each) or none (nothing to do). Called on the driver thread: keep it quick.
+pub type Router = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
+
+/// Everything [`Consumer::run`](crate::Consumer::run) needs, validated.
+#[derive(Clone)]
+pub struct ConsumerConfig {
+    pub(crate) brokers: String,
+    pub(crate) group_id: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) engine: EngineConfig<Record>,
+    pub(crate) dead_letter_suffix: String,
+    pub(crate) overflow_suffix: String,
+    pub(crate) commit_interval: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) router: Option<Router>,
+    pub(crate) properties: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("ordering", &self.engine.ordering)
+            .field("limits", &self.engine.limits)
+            .field("hot_key", &self.engine.hot_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Consumer`](crate::Consumer). Only the group and the topics are required.
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    cfg: ConsumerConfig,
+    group_set: bool,
+}
+
+impl Default for ConsumerBuilder {
+    fn default() -> Self {
+        ConsumerBuilder {
+            cfg: ConsumerConfig {
+                brokers: "127.0.0.1:9092".into(),
+                group_id: String::new(),
+                topics: Vec::new(),
+                engine: EngineConfig::default(),
+                dead_letter_suffix: ".dlq".into(),
+                overflow_suffix: ".overflow".into(),
+                commit_interval: Duration::from_secs(1),
+                drain_timeout: Duration::from_secs(10),
+                router: None,
+                properties: Vec::new(),
+            },
+            group_set: false,
+        }
+    }
+}
+
+impl ConsumerBuilder {
+    /// Bootstrap servers, comma-separated (default `127.0.0.1:9092`).
+    pub fn brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.cfg.brokers = brokers.into();
+        self
+    }
+
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.cfg.group_id = group.into();
+        self.group_set = true;
+        self
+    }
+
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cfg.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// By key (default), by partition, or unordered.
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.cfg.engine.ordering = ordering;
+        self
+    }
+
+    /// Where keyless records go in key mode (default: unordered).
+    pub fn no_key(mut self, no_key: NoKey) -> Self {
+        self.cfg.engine.no_key = no_key;
+        self
+    }
+
+    /// Handlers running at once across all partitions (default 256).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.cfg.engine.limits.max_in_flight = n;
+        self
+    }
+
+    /// Memory caps per key, per partition and in all (see [`Limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        let in_flight = self.cfg.engine.limits.max_in_flight;
+        self.cfg.engine.limits = Limits {
+            max_in_flight: in_flight,
+            ..limits
+        };
+        self
+    }
+
+    /// What to do with a key that reaches its cap (default: back-pressure that partition).
+    pub fn hot_key(mut self, policy: HotKeyPolicy<Record>) -> Self {
+        self.cfg.engine.hot_key = policy;
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.cfg.engine.retry = retry;
+        self
+    }
+
+    /// Dead-letter topic of topic `t` is `t` + suffix (default `.dlq`).
+    pub fn dead_letter_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.cfg.dead_letter_suffix = suffix.into();
+        self
+    }
+
+    /// Overflow topic of topic `t` is `t` + suffix (default `.overflow`); it must have at least as
+    /// many partitions as `t` and is created with as many if missing.
+    pub fn overflow_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.cfg.overflow_suffix = suffix.into();
+        self
+    }
+
+    /// How often completed progress is committed (default 1 s).
+    pub fn commit_interval(mut self, every: Duration) -> Self {
+        self.cfg.commit_interval = every;
+        self
+    }
+
+    /// How long a revoked partition's (or a shutdown's) in-flight work may take to finish before
+    /// it is abandoned to the next owner (default 10 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.drain_timeout = timeout;
+        self
+    }
+
+    pub fn router(mut self, router: Router) -> Self {
+        self.cfg.router = Some(router);
+        self
+    }
+
+    /// Any librdkafka property, passed through (checked by `build`).
+    pub fn set(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cfg.properties.push((property.into(), value.into()));
+        self
+    }
+
+    /// Checks everything that can be checked without a broker.
+    pub fn build(self) -> Result<crate::Consumer> {
+        let cfg = self.cfg;
+        if !self.group_set || cfg.group_id.trim().is_empty() {
+            return Err(Error::config("group_id", "a consumer group is required"));
+        }
+        if cfg.topics.is_empty() {
+            return Err(Error::config("topics", "at least one topic is required"));
+        }
+        if let Some(t) = cfg.topics.iter().find(|t| t.trim().is_empty()) {
+            return Err(Error::config("topics", format!("empty topic name {t:?}")));
+        }
+        if cfg.engine.limits.max_in_flight == 0 {
+            return Err(Error::config("concurrency", "must be at least 1"));
+        }
+        if cfg.dead_letter_suffix.is_empty() || cfg.overflow_suffix.is_empty() {
+            return Err(Error::config(
+                "dead_letter_suffix/overflow_suffix",
+                "must not be empty",
+            ));
+        }
+        if cfg.commit_interval.is_zero() {
+            return Err(Error::config("commit_interval", "must be positive"));
+        }
+        kafkaesque_engine::Engine::new(cfg.engine.clone())
+            .map_err(|e| Error::config(e.field, e.problem))?;
+        // librdkafka checks property names and values when a client is created; no connection
+        // is made until it subscribes.
+        client_config(&cfg, &cfg.group_id)
+            .create::<BaseConsumer>()
+            .map_err(property_error)?;
+        Ok(crate::Consumer::new(cfg))
+    }
+}
+
+/// The librdkafka configuration of the group consumer (and, with another group, of the
+/// overflow consumer).
+pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "5000");
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Turns librdkafka's complaint about a property into an error naming it.
+fn property_error(e: KafkaError) -> Error {
+    let msg = e.to_string();
+    let field = msg
+        .split('"')
+        .nth(1)
+        .map(str::to_owned)
+        .unwrap_or_else(|| "properties".into());
+    Error::config(field, msg)
+}

@@ -1,0 +1,320 @@
+//! The consumer: a driver thread that owns the engine and the Kafka clients, and handler tasks
+//! on the caller's tokio runtime.
+//!
+//! Why a thread of its own: librdkafka runs rebalance callbacks inside `poll`, and a revoke must
+//! wait (briefly) for in-flight handlers before committing. Doing that on a tokio worker would
+//! block the very runtime the handlers need; on a dedicated thread it blocks nothing else. The
+//! thread never waits on a handler except there, so the poll loop keeps the group membership
+//! alive however slow the handlers are: back-pressure is `pause`/`resume` of single partitions.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use kafkaesque_engine::{Engine, HotKeyPolicy};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::KafkaError;
+use tracing::{error, info, warn};
+
+use crate::config::{client_config, ConsumerConfig};
+use crate::context::{GroupContext, OverflowContext};
+use crate::events::{Event, EventTx};
+use crate::observe::Observer;
+use crate::sinks::Sinks;
+use crate::state::{Spawn, State};
+use crate::{ConsumerBuilder, Error, Handler, HandlerError, Result};
+
+/// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
+#[derive(Debug)]
+pub struct Consumer {
+    cfg: ConsumerConfig,
+    observer: Observer,
+}
+
+impl Consumer {
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder::default()
+    }
+
+    pub(crate) fn new(cfg: ConsumerConfig) -> Self {
+        Consumer {
+            cfg,
+            observer: Observer::default(),
+        }
+    }
+
+    /// A live view of partitions and the busiest keys, refreshed every second.
+    pub fn observer(&self) -> Observer {
+        self.observer.clone()
+    }
+
+    /// Consumes until `shutdown` resolves: then stops fetching, lets in-flight work finish (up
+    /// to the drain timeout), commits, and leaves the group. Handlers run on the current tokio
+    /// runtime. Returns an error only for what it cannot recover from (a fatal client error).
+    pub async fn run<H, S>(self, handler: H, shutdown: S) -> Result<()>
+    where
+        H: Handler,
+        S: Future<Output = ()>,
+    {
+        let cfg = self.cfg;
+        prepare_topics(&cfg).await?;
+        let (tx, rx) = mpsc::channel::<Event>();
+        let spawn = spawner(Arc::new(handler), tx.clone());
+        let mut engine_cfg = cfg.engine.clone();
+        engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+        engine_cfg.limits.metadata_max_bytes = metadata_budget(&cfg).await;
+        let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
+        let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
+            let group = format!("{}.overflow", cfg.group_id);
+            let c: BaseConsumer<OverflowContext> = client_config(&cfg, &group)
+                .create_with_context(OverflowContext::new(tx.clone()))
+                .map_err(Error::kafka("creating the overflow consumer"))?;
+            Some(c)
+        } else {
+            None
+        };
+        let consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
+            .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
+            .map_err(Error::kafka("creating the consumer"))?;
+        let state = State::new(
+            engine,
+            rx,
+            spawn,
+            sinks,
+            overflow,
+            cfg.clone(),
+            self.observer.clone(),
+        );
+        consumer.context().install(state);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("kafkaesque-driver".into())
+            .spawn(move || {
+                let r = drive(consumer, &cfg);
+                let _ = done_tx.send(r);
+            })
+            .map_err(|e| Error::Driver(e.to_string()))?;
+        let mut done_rx = done_rx;
+        tokio::pin!(shutdown);
+        let result = tokio::select! {
+            r = &mut done_rx => r,
+            () = &mut shutdown => {
+                let _ = tx.send(Event::Shutdown);
+                done_rx.await
+            }
+        };
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        result.map_err(|_| Error::Driver("the driver thread panicked".into()))?
+    }
+}
+
+/// Starts each handler as a tokio task and reports its outcome; a panicking handler counts as a
+/// retriable failure, never as a lost item.
+fn spawner<H: Handler>(handler: Arc<H>, tx: EventTx) -> Spawn {
+    let rt = tokio::runtime::Handle::current();
+    let tx = std::sync::Mutex::new(tx);
+    Box::new(move |record, id| {
+        let handler = handler.clone();
+        let tx = tx.lock().expect("event channel lock").clone();
+        rt.spawn(async move {
+            let started = Instant::now();
+            let result = match AssertUnwindSafe(handler.handle(record))
+                .catch_unwind()
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(HandlerError::retry("handler panicked")),
+            };
+            let _ = tx.send(Event::Done {
+                id,
+                result,
+                elapsed: started.elapsed(),
+            });
+        });
+    })
+}
+
+/// The driver loop. See the module documentation.
+fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(Error::kafka("subscribing"))?;
+    info!(group = %cfg.group_id, topics = ?cfg.topics, "consumer started");
+    let mut next_commit = Instant::now() + cfg.commit_interval;
+    let mut next_publish = Instant::now() + Duration::from_secs(1);
+    loop {
+        let mut got = 0;
+        while got < 512 {
+            match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => {
+                    consumer.context().state().on_message(&m);
+                    got += 1;
+                }
+                Some(Err(e)) => {
+                    check_fatal(&consumer, e)?;
+                    break;
+                }
+            }
+        }
+        let mut st = consumer.context().state();
+        got += st.poll_overflow();
+        let events = st.drain_events(&consumer);
+        let now_ms = st.now_ms();
+        st.engine.advance_time(now_ms);
+        let now = Instant::now();
+        st.sinks.retry_due(now);
+        st.run_actions(&consumer);
+        if now >= next_commit {
+            let commits = st.engine.commits();
+            st.commit(&consumer, commits, CommitMode::Async);
+            next_commit = now + cfg.commit_interval;
+        }
+        if now >= next_publish {
+            st.publish();
+            next_publish = now + Duration::from_secs(1);
+        }
+        if st.shutdown {
+            drop(st);
+            return shut_down(consumer, cfg);
+        }
+        if got == 0 && events == 0 {
+            let busy = st.engine.in_flight() > 0 || st.sinks.pending() > 0;
+            if busy {
+                // Work is running: wake for its outcome at once, and look at Kafka again soon.
+                st.wait_event(&consumer, Duration::from_millis(2));
+            } else {
+                drop(st);
+                match consumer.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => consumer.context().state().on_message(&m),
+                    Some(Err(e)) => check_fatal(&consumer, e)?,
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// Graceful shutdown: stop dispatching, drain, commit synchronously, leave the group.
+fn shut_down(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
+    info!("shutting down: draining in-flight work");
+    {
+        let mut st = consumer.context().state();
+        for h in st.handles() {
+            st.engine.drain(h);
+        }
+        let deadline = Instant::now() + cfg.drain_timeout;
+        if !st.drain_until(&consumer, deadline, |s| {
+            s.engine.in_flight() == 0 && s.sinks.pending() == 0
+        }) {
+            warn!("drain timeout at shutdown: unfinished work will be replayed by the next owner");
+        }
+        let commits = st.engine.commits();
+        st.commit(&consumer, commits, CommitMode::Sync);
+        st.sinks.flush(Duration::from_secs(5));
+    }
+    consumer.unsubscribe();
+    // Serve the revoke that leaving the group triggers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false)
+    {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    info!("consumer stopped");
+    Ok(())
+}
+
+fn check_fatal(consumer: &BaseConsumer<GroupContext>, e: KafkaError) -> Result<()> {
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        error!(?code, %reason, "fatal consumer error");
+        return Err(Error::Kafka {
+            context: "consuming",
+            source: e,
+        });
+    }
+    warn!(error = %e, "consumer error (librdkafka will retry)");
+    Ok(())
+}
+
+/// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
+/// many partitions as their source topic, if they do not exist.
+async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg, &cfg.group_id)
+        .create()
+        .map_err(Error::kafka("creating the admin client"))?;
+    let meta_consumer: BaseConsumer = client_config(cfg, &cfg.group_id)
+        .create()
+        .map_err(Error::kafka("creating a metadata client"))?;
+    let divert = matches!(cfg.engine.hot_key, HotKeyPolicy::Divert);
+    let mut wanted = Vec::new();
+    for topic in &cfg.topics {
+        let meta = tokio::task::block_in_place(|| {
+            meta_consumer.fetch_metadata(Some(topic), Duration::from_secs(10))
+        })
+        .map_err(Error::kafka("reading topic metadata"))?;
+        let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        if partitions == 0 {
+            continue; // auto-created later; sinks then rely on auto-creation too
+        }
+        wanted.push((format!("{topic}{}", cfg.dead_letter_suffix), partitions));
+        if divert {
+            wanted.push((format!("{topic}{}", cfg.overflow_suffix), partitions));
+        }
+    }
+    let new: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(|(name, p)| NewTopic::new(name, *p, TopicReplication::Fixed(1)))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(Error::kafka("creating dead-letter/overflow topics"))?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                warn!(%topic, ?code, "could not create topic (it may be auto-created on first use)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The broker's `offset.metadata.max.bytes`, or Kafka's default of 4096 when it does not say.
+async fn metadata_budget(cfg: &ConsumerConfig) -> usize {
+    use rdkafka::admin::ResourceSpecifier;
+    const DEFAULT: usize = 4096;
+    let Ok(admin) = client_config(cfg, &cfg.group_id).create::<AdminClient<DefaultClientContext>>()
+    else {
+        return DEFAULT;
+    };
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let Ok(results) = admin
+        .describe_configs(&[ResourceSpecifier::Broker(0)], &opts)
+        .await
+    else {
+        return DEFAULT;
+    };
+    results
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.entries)
+        .find(|e| e.name == "offset.metadata.max.bytes")
+        .and_then(|e| e.value?.parse().ok())
+        .unwrap_or(DEFAULT)
+}

@@ -1,0 +1,35 @@
+//! The runtime's errors.
+
+use rdkafka::error::KafkaError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration mistake, naming the field (or librdkafka property) at fault.
+    #[error("invalid consumer configuration: `{field}`: {problem}")]
+    Config { field: String, problem: String },
+    /// The Kafka client failed in a way the consumer cannot recover from.
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    /// The consumer's driver thread stopped unexpectedly.
+    #[error("the consumer driver stopped: {0}")]
+    Driver(String),
+}
+
+impl Error {
+    pub(crate) fn config(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> Self {
+        move |source| Error::Kafka { context, source }
+    }
+}

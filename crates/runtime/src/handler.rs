@@ -1,0 +1,76 @@
+//! What the consumer runs for each record.
+
+use std::fmt;
+use std::future::Future;
+
+use crate::Record;
+
+/// How a handler failed, which decides what happens next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Try again with back-off; dead-letter after the configured attempts.
+    Retry,
+    /// A dependency is down (database unreachable, timeout): try again with back-off for as long
+    /// as it takes, without using up attempts. Nothing is dead-lettered because of an outage.
+    Transient,
+    /// The record can never succeed (malformed, refers to something that does not exist):
+    /// dead-letter it now.
+    Fatal,
+}
+
+/// A handler's error: a kind and a message for the logs and the dead-letter headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl HandlerError {
+    pub fn retry(message: impl fmt::Display) -> Self {
+        HandlerError {
+            kind: FailureKind::Retry,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn transient(message: impl fmt::Display) -> Self {
+        HandlerError {
+            kind: FailureKind::Transient,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn fatal(message: impl fmt::Display) -> Self {
+        HandlerError {
+            kind: FailureKind::Fatal,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// Processes one record. Runs as a tokio task on the runtime that called
+/// [`Consumer::run`](crate::Consumer::run); many run at once (up to the configured concurrency),
+/// but never two for the same ordering key.
+///
+/// Any `Fn(Record) -> impl Future<Output = Result<(), HandlerError>>` is a handler.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, record: Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Record) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle(&self, record: Record) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self(record)
+    }
+}

@@ -1,0 +1,152 @@
+//! What operators see while it runs: a snapshot of partitions and the busiest keys, refreshed
+//! every second for an HTTP endpoint or a log line, and Prometheus metrics through the `metrics`
+//! facade (install any recorder; the service installs the Prometheus one).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kafkaesque_engine::{Counters, Engine, KeyStats, PartitionStats, TopicPartition};
+use metrics::{counter, gauge};
+
+use crate::Record;
+
+/// The consumer as of its last refresh (every second).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub partitions: Vec<PartitionView>,
+    /// Keys holding the most queued work.
+    pub top_keys_by_queued: Vec<KeyStats>,
+    /// Keys whose current item has run the longest.
+    pub top_keys_by_time_in_flight: Vec<KeyStats>,
+    pub counters: Counters,
+    /// Records handed to the dead-letter or overflow producer and not yet acknowledged.
+    pub pending_sinks: usize,
+}
+
+/// One partition: the engine's figures plus lag.
+#[derive(Debug, Clone)]
+pub struct PartitionView {
+    pub stats: PartitionStats,
+    /// Messages behind the partition's end, from librdkafka's statistics.
+    pub lag_messages: Option<i64>,
+    /// Age of the oldest record not yet committed, in milliseconds.
+    pub lag_ms: Option<u64>,
+}
+
+/// A handle to the snapshot, cheap to clone and share with an HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    pub(crate) inner: Arc<Mutex<Snapshot>>,
+    pub(crate) lag: Arc<Mutex<HashMap<TopicPartition, i64>>>,
+}
+
+impl Observer {
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.lock().expect("observer lock").clone()
+    }
+}
+
+/// Samples of (offset, timestamp) per partition, to tell the age of the oldest uncommitted record
+/// without keeping a timestamp per record.
+#[derive(Debug, Default)]
+pub(crate) struct Ages {
+    samples: HashMap<TopicPartition, VecDeque<(i64, i64)>>,
+}
+
+const SAMPLE_EVERY: i64 = 64;
+
+impl Ages {
+    pub(crate) fn fetched(&mut self, tp: &TopicPartition, offset: i64, timestamp: Option<i64>) {
+        let Some(ts) = timestamp else { return };
+        let q = self.samples.entry(tp.clone()).or_default();
+        if q.back().is_none_or(|(o, _)| offset - o >= SAMPLE_EVERY) {
+            q.push_back((offset, ts));
+        }
+    }
+
+    pub(crate) fn forget(&mut self, tp: &TopicPartition) {
+        self.samples.remove(tp);
+    }
+
+    /// Age of the oldest sampled record at or above `watermark`.
+    fn age(&mut self, tp: &TopicPartition, watermark: i64, now_ms: i64) -> Option<u64> {
+        let q = self.samples.get_mut(tp)?;
+        while q.len() > 1 && q[1].0 <= watermark {
+            q.pop_front();
+        }
+        let &(o, ts) = q.front()?;
+        (o <= watermark || q.len() == 1).then(|| (now_ms - ts).max(0) as u64)
+    }
+}
+
+/// Refreshes the snapshot and the metrics from the engine.
+pub(crate) fn publish(
+    engine: &Engine<Record>,
+    observer: &Observer,
+    ages: &mut Ages,
+    pending_sinks: usize,
+) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let lags = observer.lag.lock().expect("lag lock").clone();
+    let partitions: Vec<PartitionView> = engine
+        .partition_stats()
+        .into_iter()
+        .map(|stats| {
+            let caught_up = stats.uncommitted == 0;
+            let lag_ms = if caught_up {
+                Some(0)
+            } else {
+                ages.age(&stats.tp, stats.watermark, now_ms)
+            };
+            PartitionView {
+                lag_messages: lags.get(&stats.tp).copied(),
+                lag_ms,
+                stats,
+            }
+        })
+        .collect();
+    for p in &partitions {
+        let labels = [
+            ("topic", p.stats.tp.topic.to_string()),
+            ("partition", p.stats.tp.partition.to_string()),
+        ];
+        gauge!("kafkaesque_partition_held_records", &labels).set(p.stats.held as f64);
+        gauge!("kafkaesque_partition_in_flight", &labels).set(p.stats.in_flight as f64);
+        gauge!("kafkaesque_partition_uncommitted_records", &labels).set(p.stats.uncommitted as f64);
+        gauge!("kafkaesque_partition_paused", &labels)
+            .set(f64::from(u8::from(p.stats.paused.is_some())));
+        gauge!("kafkaesque_partition_diverted_keys", &labels).set(p.stats.diverted_keys as f64);
+        if let Some(l) = p.lag_messages {
+            gauge!("kafkaesque_partition_lag_messages", &labels).set(l as f64);
+        }
+        if let Some(ms) = p.lag_ms {
+            gauge!("kafkaesque_partition_lag_seconds", &labels).set(ms as f64 / 1000.0);
+        }
+    }
+    let c = engine.counters().clone();
+    counter!("kafkaesque_records_fetched_total").absolute(c.fetched);
+    counter!("kafkaesque_records_completed_total").absolute(c.completed);
+    counter!("kafkaesque_records_skipped_total").absolute(c.skipped);
+    counter!("kafkaesque_dispatched_total").absolute(c.dispatched);
+    counter!("kafkaesque_retries_total").absolute(c.retried);
+    counter!("kafkaesque_dead_lettered_total").absolute(c.dead_lettered);
+    counter!("kafkaesque_diverted_total").absolute(c.diverted);
+    counter!("kafkaesque_coalesced_total").absolute(c.coalesced);
+    counter!("kafkaesque_pauses_total").absolute(c.pauses);
+    counter!("kafkaesque_stale_events_total").absolute(c.stale);
+    counter!("kafkaesque_metadata_truncated_total").absolute(c.metadata_truncated);
+    gauge!("kafkaesque_in_flight").set(engine.in_flight() as f64);
+    gauge!("kafkaesque_held_records").set(engine.held().0 as f64);
+    gauge!("kafkaesque_held_bytes").set(engine.held().1 as f64);
+    let (by_queued, by_time) = engine.top_keys(20);
+    *observer.inner.lock().expect("observer lock") = Snapshot {
+        partitions,
+        top_keys_by_queued: by_queued,
+        top_keys_by_time_in_flight: by_time,
+        counters: c,
+        pending_sinks,
+    };
+}

@@ -1,0 +1,113 @@
+//! Owned records: what handlers receive. Borrowed rdkafka messages never leave the driver.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
+
+/// One message header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Option<Bytes>,
+}
+
+/// A Kafka record, owned, cheap to clone (its parts are reference-counted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub payload: Option<Bytes>,
+    pub headers: Arc<[Header]>,
+    /// Milliseconds since the epoch, as the producer or broker stamped it.
+    pub timestamp: Option<i64>,
+    /// The ordering key this delivery runs under: the record's key, or one of the keys a
+    /// [`Router`](crate::Router) gave it (a record may run once per key).
+    pub route: Option<Bytes>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// How many records this delivery stands for (more than one once coalesced).
+    pub records: usize,
+}
+
+/// Header names the runtime writes on dead-letter and overflow records.
+pub mod headers {
+    pub const SOURCE_TOPIC: &str = "kafkaesque.source.topic";
+    pub const SOURCE_PARTITION: &str = "kafkaesque.source.partition";
+    pub const SOURCE_OFFSET: &str = "kafkaesque.source.offset";
+    pub const SOURCE_KEY: &str = "kafkaesque.source.key";
+    pub const SOURCE_TIMESTAMP: &str = "kafkaesque.source.timestamp";
+    pub const ERROR: &str = "kafkaesque.error";
+    pub const REASON: &str = "kafkaesque.reason";
+    pub const ATTEMPTS: &str = "kafkaesque.attempts";
+}
+
+impl Record {
+    pub(crate) fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
+        let headers: Vec<Header> = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        name: h.key.to_owned(),
+                        value: h.value.map(Bytes::copy_from_slice),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = m.key().map(Bytes::copy_from_slice);
+        Record {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            route: key.clone(),
+            key,
+            payload: m.payload().map(Bytes::copy_from_slice),
+            headers: headers.into(),
+            timestamp: m.timestamp().to_millis(),
+            attempt: 1,
+            records: 1,
+        }
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_ref())
+    }
+
+    /// Bytes this record weighs in the engine's memory caps.
+    pub(crate) fn weight(&self) -> usize {
+        let h: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
+            .sum();
+        self.key.as_ref().map_or(0, |k| k.len())
+            + self.payload.as_ref().map_or(0, |p| p.len())
+            + h
+            + 64
+    }
+
+    /// Headers to carry onto a dead-letter or overflow record: the originals plus `extra`.
+    pub(crate) fn owned_headers(&self, extra: &[(&str, String)]) -> OwnedHeaders {
+        let mut out = OwnedHeaders::new_with_capacity(self.headers.len() + extra.len());
+        for h in self.headers.iter() {
+            out = out.insert(rdkafka::message::Header {
+                key: &h.name,
+                value: h.value.as_deref(),
+            });
+        }
+        for (k, v) in extra {
+            out = out.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        out
+    }
+}

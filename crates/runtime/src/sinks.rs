@@ -1,0 +1,213 @@
+//! The dead-letter and overflow producer. Idempotent, so that a retried produce never writes a
+//! record twice or out of order within a partition — which the overflow's per-key order relies
+//! on. A record handed to a sink completes only when its delivery is acknowledged.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kafkaesque_engine::{SinkId, SinkRecord};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use tracing::{error, warn};
+
+use crate::events::{Event, EventTx};
+use crate::record::headers as h;
+use crate::{Error, Record, Result};
+
+/// Forwards deliveries to the driver. Runs on the producer's polling thread.
+pub(crate) struct SinkContext {
+    tx: std::sync::Mutex<EventTx>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Box<SinkId>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: Box<SinkId>) {
+        let event = match result {
+            Ok(m) => Event::Delivered {
+                id: *id,
+                offset: m.offset(),
+            },
+            Err((e, _)) => Event::DeliveryFailed {
+                id: *id,
+                error: e.to_string(),
+            },
+        };
+        let _ = self.tx.lock().expect("sink channel lock").send(event);
+    }
+}
+
+/// Where a sink record goes, kept until acknowledged so that a failed produce is sent again.
+struct Pending {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<bytes::Bytes>,
+    payload: Option<bytes::Bytes>,
+    headers: rdkafka::message::OwnedHeaders,
+    retry_at: Option<Instant>,
+}
+
+pub(crate) struct Sinks {
+    producer: ThreadedProducer<SinkContext>,
+    pending: HashMap<SinkId, Pending>,
+}
+
+impl Sinks {
+    pub(crate) fn new(brokers: &str, props: &[(String, String)], tx: EventTx) -> Result<Self> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5");
+        for (k, v) in props.iter().filter(|(k, _)| {
+            k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")
+        }) {
+            c.set(k, v);
+        }
+        let producer = c
+            .create_with_context(SinkContext {
+                tx: std::sync::Mutex::new(tx),
+            })
+            .map_err(Error::kafka("creating the dead-letter/overflow producer"))?;
+        Ok(Sinks {
+            producer,
+            pending: HashMap::new(),
+        })
+    }
+
+    /// Items waiting for a delivery report.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sends a dead-lettered item to `<topic><suffix>`, keeping its key, value and headers and
+    /// adding where it came from and why it failed.
+    pub(crate) fn dead_letter(&mut self, r: SinkRecord<Record>, suffix: &str) {
+        let rec = &r.payload;
+        let extra = source_headers(rec, r.tp.partition, r.offset)
+            .into_iter()
+            .chain([
+                (h::REASON, r.reason.to_owned()),
+                (
+                    h::ERROR,
+                    r.error.clone().unwrap_or_else(|| r.reason.to_owned()),
+                ),
+                (h::ATTEMPTS, r.attempts.to_string()),
+            ])
+            .collect::<Vec<_>>();
+        let pending = Pending {
+            topic: format!("{}{suffix}", r.tp.topic),
+            partition: None,
+            key: rec.key.clone(),
+            payload: rec.payload.clone(),
+            headers: rec.owned_headers(&extra),
+            retry_at: None,
+        };
+        self.send(r.id, pending);
+    }
+
+    /// Sends a diverted item to the same partition of `<topic><suffix>`, keyed by its ordering
+    /// key, so that one key's items stay in order there.
+    pub(crate) fn divert(&mut self, r: SinkRecord<Record>, suffix: &str) {
+        let rec = &r.payload;
+        let mut extra = source_headers(rec, r.tp.partition, r.offset);
+        if let Some(k) = &rec.key {
+            extra.push((h::SOURCE_KEY, String::from_utf8_lossy(k).into_owned()));
+        }
+        let pending = Pending {
+            topic: format!("{}{suffix}", r.tp.topic),
+            partition: Some(r.tp.partition),
+            key: rec.route.clone(),
+            payload: rec.payload.clone(),
+            headers: rec.owned_headers(&extra),
+            retry_at: None,
+        };
+        self.send(r.id, pending);
+    }
+
+    fn send(&mut self, id: SinkId, p: Pending) {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<SinkId>> =
+            BaseRecord::with_opaque_to(&p.topic, Box::new(id)).headers(p.headers.clone());
+        if let Some(part) = p.partition {
+            record = record.partition(part);
+        }
+        if let Some(k) = &p.key {
+            record = record.key(k.as_ref());
+        }
+        if let Some(v) = &p.payload {
+            record = record.payload(v.as_ref());
+        }
+        if let Err((e, _)) = self.producer.send(record) {
+            warn!(topic = %p.topic, error = %e, "sink produce refused; retrying in 1 s");
+            self.pending.insert(
+                id,
+                Pending {
+                    retry_at: Some(Instant::now() + Duration::from_secs(1)),
+                    ..p
+                },
+            );
+            return;
+        }
+        self.pending.insert(id, p);
+    }
+
+    /// A delivery report arrived: forget the item, or schedule it again if it failed.
+    pub(crate) fn delivered(&mut self, id: SinkId) {
+        self.pending.remove(&id);
+    }
+
+    /// A delivery failed. Sent again in a second while `live` (its partition is still ours);
+    /// otherwise the next owner replays its record and it is dropped here.
+    pub(crate) fn failed(&mut self, id: SinkId, err: &str, live: bool) {
+        if !live {
+            self.pending.remove(&id);
+            return;
+        }
+        if let Some(p) = self.pending.get_mut(&id) {
+            error!(topic = %p.topic, partition = ?p.partition, error = %err, "sink delivery failed; retrying in 1 s");
+            metrics::counter!("kafkaesque_sink_failures_total").increment(1);
+            p.retry_at = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Sends again what failed and is due.
+    pub(crate) fn retry_due(&mut self, now: Instant) {
+        let due: Vec<SinkId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.retry_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(p) = self.pending.remove(&id) {
+                self.send(
+                    id,
+                    Pending {
+                        retry_at: None,
+                        ..p
+                    },
+                );
+            }
+        }
+    }
+
+    pub(crate) fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+}
+
+fn source_headers(rec: &Record, partition: i32, offset: i64) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        (h::SOURCE_TOPIC, rec.topic.to_string()),
+        (h::SOURCE_PARTITION, partition.to_string()),
+        (h::SOURCE_OFFSET, offset.to_string()),
+    ];
+    if let Some(ts) = rec.timestamp {
+        v.push((h::SOURCE_TIMESTAMP, ts.to_string()));
+    }
+    v
+}

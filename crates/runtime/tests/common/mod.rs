@@ -1,0 +1,132 @@
+//! Shared by the runtime's end-to-end tests: producing keyed, numbered records, reading a
+//! group's committed offsets, and a ledger of what the handlers saw that checks per-key order.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafkaesque_runtime::Record;
+use kafkaesque_testkit::{Broker, TestTopic};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Group settings for this broker: it holds every join for half the session timeout.
+pub const SESSION: [(&str, &str); 2] = [
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "1000"),
+];
+
+pub fn key(k: usize) -> String {
+    format!("key-{k:05}")
+}
+
+/// Produces `per_key` records for each of `keys` keys, interleaved (seq 0 of every key, then
+/// seq 1...), each carrying `"<key>:<seq>"`.
+pub fn produce(broker: &Broker, topic: &TestTopic, keys: usize, per_key: usize) {
+    let producer: BaseProducer = broker
+        .client_config()
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for seq in 0..per_key {
+        for k in 0..keys {
+            let key = key(k);
+            let value = format!("{key}:{seq}");
+            loop {
+                match producer.send(
+                    BaseRecord::<str, str>::to(topic.name())
+                        .key(&key)
+                        .payload(&value),
+                ) {
+                    Ok(()) => break,
+                    Err((_, _)) => {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("all records delivered");
+}
+
+pub fn committed(broker: &Broker, group: &str, topic: &TestTopic) -> Vec<i64> {
+    let c: BaseConsumer = broker.group_config(group).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..topic.partitions() {
+        tpl.add_partition(topic.name(), p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..topic.partitions())
+        .map(
+            |p| match got.find_partition(topic.name(), p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// What the handlers saw, per key: the sequence numbers in the order they were applied; and
+/// the highest offset seen per partition.
+#[derive(Debug, Default, Clone)]
+pub struct Ledger {
+    inner: Arc<Mutex<Seen>>,
+}
+
+/// Sequence numbers per key, highest offset per partition, records in all.
+type Seen = (HashMap<String, Vec<usize>>, HashMap<i32, i64>, usize);
+
+impl Ledger {
+    /// Records a `"<key>:<seq>"` record; returns how many records have been seen in all.
+    pub fn record(&self, r: &Record) -> usize {
+        let text =
+            std::str::from_utf8(r.payload.as_deref().unwrap_or_default()).expect("utf-8 payload");
+        let (key, seq) = text.rsplit_once(':').expect("key:seq");
+        let mut g = self.inner.lock().unwrap();
+        g.0.entry(key.to_owned())
+            .or_default()
+            .push(seq.parse().expect("seq"));
+        let top = g.1.entry(r.partition).or_insert(-1);
+        *top = (*top).max(r.offset);
+        g.2 += 1;
+        g.2
+    }
+
+    /// One past the highest offset seen in each partition: where commits must end.
+    pub fn ends(&self, partitions: i32) -> Vec<i64> {
+        let g = self.inner.lock().unwrap();
+        (0..partitions)
+            .map(|p| g.1.get(&p).map_or(0, |o| o + 1))
+            .collect()
+    }
+
+    /// Every key saw every seq, and the first time each seq was applied, it came after all
+    /// smaller ones. Returns the number of duplicates (applications after the first).
+    pub fn check(&self, keys: usize, per_key: usize) -> usize {
+        let g = self.inner.lock().unwrap();
+        let m = &g.0;
+        assert_eq!(m.len(), keys, "keys seen");
+        let mut duplicates = 0;
+        for (key, seqs) in m.iter() {
+            let mut next = 0;
+            for &s in seqs {
+                if s == next {
+                    next += 1;
+                } else {
+                    assert!(s < next, "{key}: seq {s} applied before {next}: {seqs:?}");
+                    duplicates += 1;
+                }
+            }
+            assert_eq!(next, per_key, "{key}: missing records: {seqs:?}");
+        }
+        duplicates
+    }
+}
