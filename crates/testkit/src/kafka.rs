@@ -80,13 +80,9 @@ impl Broker {
             .map_err(|e| unreachable(format!("cannot create a client: {e}")))?;
         let admin = Arc::new(admin);
         let probe = Arc::clone(&admin);
-        // `fetch_metadata` blocks the calling thread until the broker answers or the timeout.
-        tokio::task::spawn_blocking(move || {
-            probe.inner().fetch_metadata(None, REACHABILITY_TIMEOUT)
-        })
-        .await
-        .map_err(|e| unreachable(format!("metadata probe did not finish: {e}")))?
-        .map_err(|e| unreachable(format!("no answer to a metadata request: {e}")))?;
+        blocking(move || probe.inner().fetch_metadata(None, REACHABILITY_TIMEOUT))
+            .await
+            .map_err(|e| unreachable(format!("no answer to a metadata request: {e}")))?;
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
             admin,
@@ -151,7 +147,7 @@ impl Broker {
         loop {
             let admin = Arc::clone(&self.admin);
             let name = topic.to_owned();
-            let ready = tokio::task::spawn_blocking(move || {
+            let ready = blocking(move || {
                 let metadata = admin
                     .inner()
                     .fetch_metadata(Some(&name), REACHABILITY_TIMEOUT)?;
@@ -162,11 +158,7 @@ impl Broker {
                         && t.partitions().iter().all(|p| p.leader() >= 0)
                 }))
             })
-            .await
-            .map_err(|e| Error::Timeout {
-                what: format!("metadata of topic {topic} ({e})"),
-                after: ADMIN_TIMEOUT,
-            })??;
+            .await?;
             if ready {
                 return Ok(());
             }
@@ -179,6 +171,14 @@ impl Broker {
             tokio::time::sleep(RECHECK_EVERY).await;
         }
     }
+}
+
+/// Runs a blocking librdkafka call (one that waits for the broker's answer) on a thread where
+/// blocking does not stall other tasks.
+async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(call)
+        .await
+        .expect("a blocking librdkafka call panicked")
 }
 
 /// A topic created for one test; deleted from the broker when dropped.
