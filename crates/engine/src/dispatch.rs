@@ -48,10 +48,10 @@ impl<P: Clone> Engine<P> {
         let (error, counted) = match failure {
             Failure::Retry(e) => (e, true),
             Failure::Transient(e) => (e, false),
-            Failure::Fatal(e) => {
+            Failure::Fatal { reason, error } => {
                 item.attempts += 1;
-                item.last_error = Some(e);
-                return self.dead_letter_failed(l, item, "fatal");
+                item.last_error = Some(error);
+                return self.dead_letter_failed(l, item, reason);
             }
         };
         if counted {

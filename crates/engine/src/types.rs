@@ -151,8 +151,9 @@ pub enum Failure {
     /// The downstream is unavailable (database down, timeout): retry with back-off forever,
     /// without counting an attempt. Nothing is dead-lettered because a dependency is down.
     Transient(String),
-    /// Will never succeed (bad input): dead-letter now.
-    Fatal(String),
+    /// Will never succeed (bad input): dead-letter now, with `reason` as the dead-letter reason
+    /// (a short code such as `unknown_player`; `fatal` when there is nothing better to say).
+    Fatal { reason: &'static str, error: String },
 }
 
 /// Offset and metadata to commit for one partition.

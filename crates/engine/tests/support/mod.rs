@@ -420,7 +420,13 @@ impl Harness {
             }
             Outcome2::Retry => self.engine.fail(w.id, Failure::Retry("boom".into())),
             Outcome2::Transient => self.engine.fail(w.id, Failure::Transient("db down".into())),
-            Outcome2::Fatal => self.engine.fail(w.id, Failure::Fatal("bad input".into())),
+            Outcome2::Fatal => self.engine.fail(
+                w.id,
+                Failure::Fatal {
+                    reason: "bad_input",
+                    error: "bad input".into(),
+                },
+            ),
         };
         assert_eq!(r, kafkaesque_engine::Outcome::Applied);
     }
