@@ -23,27 +23,34 @@ pub enum FailureKind {
 pub struct HandlerError {
     pub kind: FailureKind,
     pub message: String,
+    /// For [`FailureKind::Fatal`]: the short code written to the dead-letter record's
+    /// `kafkaesque.reason` header (`fatal` unless the handler says better).
+    pub reason: &'static str,
 }
 
 impl HandlerError {
     pub fn retry(message: impl fmt::Display) -> Self {
-        HandlerError {
-            kind: FailureKind::Retry,
-            message: message.to_string(),
-        }
+        Self::new(FailureKind::Retry, "max_attempts", message)
     }
 
     pub fn transient(message: impl fmt::Display) -> Self {
-        HandlerError {
-            kind: FailureKind::Transient,
-            message: message.to_string(),
-        }
+        Self::new(FailureKind::Transient, "transient", message)
     }
 
     pub fn fatal(message: impl fmt::Display) -> Self {
+        Self::new(FailureKind::Fatal, "fatal", message)
+    }
+
+    /// A fatal error with a dead-letter reason code of its own, e.g. `unknown_player`.
+    pub fn rejected(reason: &'static str, message: impl fmt::Display) -> Self {
+        Self::new(FailureKind::Fatal, reason, message)
+    }
+
+    fn new(kind: FailureKind, reason: &'static str, message: impl fmt::Display) -> Self {
         HandlerError {
-            kind: FailureKind::Fatal,
+            kind,
             message: message.to_string(),
+            reason,
         }
     }
 }

@@ -190,7 +190,10 @@ impl State {
                         let failure = match e.kind {
                             FailureKind::Retry => Failure::Retry(e.message),
                             FailureKind::Transient => Failure::Transient(e.message),
-                            FailureKind::Fatal => Failure::Fatal(e.message),
+                            FailureKind::Fatal => Failure::Fatal {
+                                reason: e.reason,
+                                error: e.message,
+                            },
                         };
                         self.engine.fail(id, failure)
                     }
