@@ -2,10 +2,11 @@
 //! hands over to the library crates; nothing else lives here.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use kafkaesque_subscribers::config::{DEFAULT_DATABASE_URL, DEFAULT_KAFKA_BROKERS, DEFAULT_LISTEN};
+use kafkaesque_subscribers::{Roles, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -17,21 +18,99 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the subscriber-update service until Ctrl-C or SIGTERM.
-    Serve(ServeArgs),
+    /// Run the subscriber-update service — API and consumer — until Ctrl-C or SIGTERM.
+    Serve(ServiceArgs),
+    /// Run only the HTTP API (scale it apart from the consumer).
+    Api(ServiceArgs),
+    /// Run only the consumer that applies updates to PostgreSQL (with health, metrics, admin).
+    Consume(ServiceArgs),
 }
 
+/// Every setting, from a flag or its environment variable; what neither gives comes from the
+/// `--config` file, then from the defaults, which suit the local rig.
 #[derive(Debug, Args)]
-struct ServeArgs {
-    /// Kafka bootstrap servers, host:port[,host:port...].
-    #[arg(long, env = "KAFKA_BROKERS", default_value = DEFAULT_KAFKA_BROKERS)]
-    kafka_brokers: String,
-    /// PostgreSQL database of the service; created if the server lacks it.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    database_url: tokio_postgres::Config,
-    /// Address the HTTP server listens on (port 0: any free port, logged on start).
-    #[arg(long, env = "KAFKAESQUE_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
+struct ServiceArgs {
+    /// TOML file with any of the settings below (flags and environment variables win).
+    #[arg(long, env = "KAFKAESQUE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port...] [default: 127.0.0.1:9092]
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// PostgreSQL database of the service; created if the server lacks it
+    /// [default: postgres://postgres@127.0.0.1:5432/kafkaesque]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Address the HTTP server listens on (port 0: any free port, logged on start)
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "KAFKAESQUE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Bearer token of the admin endpoints; while unset they refuse every request.
+    #[arg(long, env = "KAFKAESQUE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The updates topic, created on start if missing [default: player-updates]
+    #[arg(long, env = "KAFKAESQUE_TOPIC")]
+    topic: Option<String>,
+    /// Partitions of the topic when it is created [default: 8]
+    #[arg(long, env = "KAFKAESQUE_PARTITIONS")]
+    partitions: Option<i32>,
+    /// Consumer group [default: kafkaesque-subscribers]
+    #[arg(long, env = "KAFKAESQUE_GROUP")]
+    group_id: Option<String>,
+    /// Largest request body in bytes [default: 65536]
+    #[arg(long, env = "KAFKAESQUE_BODY_LIMIT")]
+    body_limit: Option<usize>,
+    /// PostgreSQL connections per process, at most [default: 16]
+    #[arg(long, env = "KAFKAESQUE_POOL_SIZE")]
+    pool_size: Option<usize>,
+    /// Children one parent accepts [default: 10000]
+    #[arg(long, env = "KAFKAESQUE_LINK_LIMIT")]
+    link_limit: Option<u32>,
+    /// Handlers running at once in the consumer [default: 256]
+    #[arg(long, env = "KAFKAESQUE_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Deliveries one row may hold before its queue coalesces [default: 64]
+    #[arg(long, env = "KAFKAESQUE_KEY_MAX_RECORDS")]
+    key_max_records: Option<usize>,
+    /// A librdkafka property for the producer, NAME=VALUE (repeatable).
+    #[arg(long = "producer-set", value_parser = property)]
+    producer_properties: Vec<(String, String)>,
+    /// A librdkafka property for the consumer, NAME=VALUE (repeatable), e.g.
+    /// session.timeout.ms=6000.
+    #[arg(long = "consumer-set", value_parser = property)]
+    consumer_properties: Vec<(String, String)>,
+}
+
+fn property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+impl ServiceArgs {
+    fn settings(self) -> kafkaesque_subscribers::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        let flags = Settings {
+            kafka_brokers: self.kafka_brokers,
+            database_url: self.database_url,
+            listen: self.listen,
+            admin_token: self.admin_token,
+            topic: self.topic,
+            partitions: self.partitions,
+            group_id: self.group_id,
+            body_limit: self.body_limit,
+            pool_size: self.pool_size,
+            link_limit: self.link_limit,
+            concurrency: self.concurrency,
+            key_max_records: self.key_max_records,
+            producer_properties: self.producer_properties.into_iter().collect(),
+            consumer_properties: self.consumer_properties.into_iter().collect(),
+        };
+        Ok(flags.or(file))
+    }
 }
 
 #[tokio::main]
@@ -44,15 +123,14 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let outcome = match cli.command {
-        Command::Serve(args) => {
-            let config = kafkaesque_subscribers::Config {
-                kafka_brokers: args.kafka_brokers,
-                database: args.database_url,
-                listen: args.listen,
-            };
-            kafkaesque_subscribers::serve(config, shutdown_signal()).await
-        }
+    let (args, roles) = match cli.command {
+        Command::Serve(args) => (args, Roles::ALL),
+        Command::Api(args) => (args, Roles::API),
+        Command::Consume(args) => (args, Roles::CONSUMER),
+    };
+    let outcome = match args.settings().and_then(Settings::resolve) {
+        Ok(config) => kafkaesque_subscribers::serve(config, roles, shutdown_signal()).await,
+        Err(error) => Err(error),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

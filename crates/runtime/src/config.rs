@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafkaesque_engine::{EngineConfig, HotKeyPolicy, Limits, NoKey, Ordering, RetryPolicy};
+use kafkaesque_engine::{
+    EngineConfig, HotKeyPolicy, Limits, NoKey, Ordering, RetryPolicy, TopicPartition,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
@@ -16,6 +18,12 @@ use crate::{Error, Record, Result};
 /// router may return several (an update also mirrored onto a linked parent row runs once under
 /// each) or none (nothing to do). Called on the driver thread: keep it quick.
 pub type Router = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
+
+/// Told which partitions the group has just given this consumer. Called on the driver thread,
+/// inside the rebalance, before any record of those partitions reaches the [`Router`]: a router
+/// that keeps state about the records of a partition (which rows are linked to which) can refresh
+/// it here from wherever the previous owner left it. It blocks the rebalance: keep it short.
+pub type AssignHook = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
 
 /// Everything [`Consumer::run`](crate::Consumer::run) needs, validated.
 #[derive(Clone)]
@@ -29,6 +37,7 @@ pub struct ConsumerConfig {
     pub(crate) commit_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) router: Option<Router>,
+    pub(crate) on_assign: Option<AssignHook>,
     pub(crate) properties: Vec<(String, String)>,
 }
 
@@ -65,6 +74,7 @@ impl Default for ConsumerBuilder {
                 commit_interval: Duration::from_secs(1),
                 drain_timeout: Duration::from_secs(10),
                 router: None,
+                on_assign: None,
                 properties: Vec::new(),
             },
             group_set: false,
@@ -161,6 +171,12 @@ impl ConsumerBuilder {
 
     pub fn router(mut self, router: Router) -> Self {
         self.cfg.router = Some(router);
+        self
+    }
+
+    /// Called when partitions are assigned, before their records are routed (see [`AssignHook`]).
+    pub fn on_assign(mut self, hook: AssignHook) -> Self {
+        self.cfg.on_assign = Some(hook);
         self
     }
 

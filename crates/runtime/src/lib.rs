@@ -41,12 +41,13 @@ mod record;
 mod sinks;
 mod state;
 
-pub use config::{ConsumerBuilder, ConsumerConfig, Router};
+pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, Router};
 pub use consumer::Consumer;
 pub use error::{Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
-    HotKeyPolicy, KeyStats, Limits, NoKey, Ordering, PartitionStats, RetryPolicy,
+    HotKeyPolicy, KeyStats, Limits, Merge, NoKey, Ordering, PartitionStats, RetryPolicy,
+    TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
 pub use record::{headers, Header, Record};

@@ -422,6 +422,14 @@ impl State {
             }
         };
         let mut overflow_tpl = TopicPartitionList::new();
+        if let Some(hook) = &self.cfg.on_assign {
+            let assigned: Vec<TopicPartition> = committed
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            hook(&assigned);
+        }
         for e in committed.elements() {
             let topic = self.intern(e.topic());
             let tp = TopicPartition {

@@ -1,9 +1,17 @@
-//! Where the service finds Kafka and PostgreSQL, and where it listens.
+//! Where the service finds Kafka and PostgreSQL, where it listens, and its limits.
 //!
-//! The binary fills a [`Config`] from flags and the environment variables named below; tests
-//! build one directly, pointing at their own database and an ephemeral port.
+//! Three sources, strongest first: command-line flags and environment variables (the binary
+//! reads both into a [`Settings`]), an optional TOML file (also a [`Settings`]), and the defaults
+//! below, which work against the rig's local broker and PostgreSQL. Tests build a [`Config`]
+//! directly, pointing at their own database, topic and an ephemeral port.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
 
 /// Default for `KAFKA_BROKERS`: the broker `scripts/broker start` runs.
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
@@ -15,6 +23,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/kafka
 /// Default for `KAFKAESQUE_LISTEN`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// Default for `KAFKAESQUE_TOPIC`.
+pub const DEFAULT_TOPIC: &str = "player-updates";
+
 /// The service's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,6 +36,31 @@ pub struct Config {
     pub database: tokio_postgres::Config,
     /// Where the HTTP server listens (`KAFKAESQUE_LISTEN`); port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Bearer token of the admin endpoints (`KAFKAESQUE_ADMIN_TOKEN`). While unset, they refuse
+    /// every request: an operator control with no password is not a control.
+    pub admin_token: Option<String>,
+    /// The updates topic (`KAFKAESQUE_TOPIC`), created on start if missing.
+    pub topic: String,
+    /// Partitions of the topic when it is created (`KAFKAESQUE_PARTITIONS`). Fixed for the
+    /// topic's life: more partitions would move apps between partitions (see [`crate::message`]).
+    pub partitions: i32,
+    /// Consumer group of the consumers (`KAFKAESQUE_GROUP`).
+    pub group_id: String,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit: usize,
+    /// PostgreSQL connections per process, at most: the ceiling on what the service asks of the
+    /// database however many requests and handlers run.
+    pub pool_size: usize,
+    /// Children one parent accepts; links beyond are refused, logged and counted.
+    pub link_limit: u32,
+    /// Handlers running at once in the consumer.
+    pub concurrency: usize,
+    /// Deliveries one row may hold before its queue coalesces.
+    pub key_max_records: usize,
+    /// librdkafka properties for the producer, e.g. `linger.ms`.
+    pub producer_properties: Vec<(String, String)>,
+    /// librdkafka properties for the consumer, e.g. `session.timeout.ms`.
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -37,6 +73,128 @@ impl Default for Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address"),
+            admin_token: None,
+            topic: DEFAULT_TOPIC.to_owned(),
+            partitions: 8,
+            group_id: "kafkaesque-subscribers".to_owned(),
+            body_limit: 64 * 1024,
+            pool_size: 16,
+            link_limit: 10_000,
+            concurrency: 256,
+            key_max_records: 64,
+            producer_properties: Vec::new(),
+            consumer_properties: Vec::new(),
+        }
+    }
+}
+
+/// Settings from one source; a field left out takes its value from a weaker source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka_brokers: Option<String>,
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub admin_token: Option<String>,
+    pub topic: Option<String>,
+    pub partitions: Option<i32>,
+    pub group_id: Option<String>,
+    pub body_limit: Option<usize>,
+    pub pool_size: Option<usize>,
+    pub link_limit: Option<u32>,
+    pub concurrency: Option<usize>,
+    pub key_max_records: Option<usize>,
+    #[serde(default)]
+    pub producer_properties: BTreeMap<String, String>,
+    #[serde(default)]
+    pub consumer_properties: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Reads a TOML file with the fields of [`Settings`].
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// These settings, with what they leave out taken from `weaker`.
+    pub fn or(self, weaker: Settings) -> Settings {
+        let mut producer_properties = weaker.producer_properties;
+        producer_properties.extend(self.producer_properties);
+        let mut consumer_properties = weaker.consumer_properties;
+        consumer_properties.extend(self.consumer_properties);
+        Settings {
+            kafka_brokers: self.kafka_brokers.or(weaker.kafka_brokers),
+            database_url: self.database_url.or(weaker.database_url),
+            listen: self.listen.or(weaker.listen),
+            admin_token: self.admin_token.or(weaker.admin_token),
+            topic: self.topic.or(weaker.topic),
+            partitions: self.partitions.or(weaker.partitions),
+            group_id: self.group_id.or(weaker.group_id),
+            body_limit: self.body_limit.or(weaker.body_limit),
+            pool_size: self.pool_size.or(weaker.pool_size),
+            link_limit: self.link_limit.or(weaker.link_limit),
+            concurrency: self.concurrency.or(weaker.concurrency),
+            key_max_records: self.key_max_records.or(weaker.key_max_records),
+            producer_properties,
+            consumer_properties,
+        }
+    }
+
+    /// The configuration: these settings over the defaults, checked.
+    pub fn resolve(self) -> Result<Config> {
+        let d = Config::default();
+        let database = match self.database_url {
+            Some(url) => url
+                .parse()
+                .map_err(|e| Error::Config(format!("database_url: {e}")))?,
+            None => d.database,
+        };
+        let config = Config {
+            kafka_brokers: self.kafka_brokers.unwrap_or(d.kafka_brokers),
+            database,
+            listen: self.listen.unwrap_or(d.listen),
+            admin_token: self.admin_token.filter(|t| !t.is_empty()),
+            topic: self.topic.unwrap_or(d.topic),
+            partitions: self.partitions.unwrap_or(d.partitions),
+            group_id: self.group_id.unwrap_or(d.group_id),
+            body_limit: self.body_limit.unwrap_or(d.body_limit),
+            pool_size: self.pool_size.unwrap_or(d.pool_size),
+            link_limit: self.link_limit.unwrap_or(d.link_limit),
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            key_max_records: self.key_max_records.unwrap_or(d.key_max_records),
+            producer_properties: self.producer_properties.into_iter().collect(),
+            consumer_properties: self.consumer_properties.into_iter().collect(),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Refuses settings that cannot work, naming the field.
+    pub fn check(&self) -> Result<()> {
+        let bad = [
+            (self.topic.trim().is_empty(), "topic", "must not be empty"),
+            (self.partitions < 1, "partitions", "must be at least 1"),
+            (
+                self.group_id.trim().is_empty(),
+                "group_id",
+                "must not be empty",
+            ),
+            (self.body_limit == 0, "body_limit", "must be at least 1"),
+            (self.pool_size == 0, "pool_size", "must be at least 1"),
+            (self.concurrency == 0, "concurrency", "must be at least 1"),
+            (
+                self.key_max_records < 2,
+                "key_max_records",
+                "must be at least 2",
+            ),
+        ];
+        match bad.into_iter().find(|b| b.0) {
+            Some((_, field, problem)) => Err(Error::Config(format!("{field}: {problem}"))),
+            None => Ok(()),
         }
     }
 }
@@ -52,5 +210,45 @@ mod tests {
         assert_eq!(config.database.get_dbname(), Some("kafkaesque"));
         assert_eq!(config.database.get_user(), Some("postgres"));
         assert_eq!(config.listen.port(), 8080);
+        assert_eq!(
+            (config.topic.as_str(), config.partitions),
+            ("player-updates", 8)
+        );
+        assert_eq!(config.admin_token, None);
+        assert_eq!(config.body_limit, 65_536);
+        assert_eq!(config.link_limit, 10_000);
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let file: Settings = toml::from_str(
+            "topic = \"from-file\"\npartitions = 3\n\
+             [consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            topic: Some("from-flags".into()),
+            ..Settings::default()
+        };
+        let config = flags.or(file).resolve().unwrap();
+        assert_eq!(config.topic, "from-flags");
+        assert_eq!(config.partitions, 3);
+        assert_eq!(config.group_id, "kafkaesque-subscribers");
+        assert_eq!(
+            config.consumer_properties,
+            vec![("session.timeout.ms".to_owned(), "6000".to_owned())]
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown = toml::from_str::<Settings>("topik = \"x\"").unwrap_err();
+        assert!(unknown.to_string().contains("topik"), "{unknown}");
+        let zero = Settings {
+            partitions: Some(0),
+            ..Settings::default()
+        };
+        let e = zero.resolve().unwrap_err().to_string();
+        assert!(e.contains("partitions"), "{e}");
     }
 }

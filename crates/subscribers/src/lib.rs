@@ -1,23 +1,43 @@
 //! The subscriber-update service.
 //!
-//! Clients update a subscriber record with `PUT /api/v1/players/{subscription_id}`; the service
-//! will validate the request, write it to Kafka and answer at once, while a consumer applies the
-//! updates to PostgreSQL at a rate the database can take (see `BRIEF.md`). For now this crate is
-//! the service's skeleton, in layers that each know only the one below:
+//! App developers update their subscribers with `PUT /api/v1/players/{id}`. The API validates
+//! the request, writes it to Kafka and answers once the broker has acknowledged it; a consumer
+//! applies the updates to PostgreSQL at a rate the database can take (see `BRIEF.md`). Layers,
+//! each knowing only those below it:
 //!
-//! - [`config`]: where Kafka, PostgreSQL and the HTTP listener are;
-//! - [`db`]: connecting, and creating the service's database when it is missing;
-//! - [`migrations`]: the numbered `.sql` files in `migrations/`, applied on start;
-//! - [`server`]: the HTTP server with `/healthz` and `/readyz`, run until a shutdown future
-//!   completes.
+//! - [`config`]: where Kafka, PostgreSQL and the HTTP listener are, and the limits;
+//! - [`db`], [`migrations`], [`store`]: the database, its numbered migrations, every statement
+//!   (in `sql/`) behind a bounded pool;
+//! - [`message`]: what travels through the topic, and why it is keyed by app;
+//! - [`producer`]: the topic and the idempotent producer the API writes with;
+//! - [`routing`], [`merge`], [`apply`]: the consumer's router (which rows a record writes),
+//!   merge (how a hot row's queue coalesces) and handler (how a delivery is applied, replay-safe);
+//! - [`skip`], [`top`]: the operator's skip list and the busiest apps and rows;
+//! - [`consumer`]: the runtime's consumer, put together from the three above;
+//! - [`api`]: the HTTP API, admin endpoints, health, metrics and the OpenAPI document;
+//! - [`server`]: runs the API, the consumer, or both, until a shutdown future completes.
 
+pub mod api;
+pub mod apply;
 pub mod config;
+pub mod consumer;
 pub mod db;
+pub mod merge;
+pub mod message;
 pub mod migrations;
+pub mod producer;
+pub mod routing;
 pub mod server;
+pub mod skip;
+pub mod store;
+pub mod telemetry;
+pub mod top;
 
-pub use config::Config;
-pub use server::{run, serve};
+pub use config::{Config, Settings};
+pub use server::{run, serve, Roles};
+
+use kafkaesque_runtime::HandlerError;
+use tokio_postgres::error::SqlState;
 
 /// Errors of the subscriber-update service.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +53,9 @@ pub enum Error {
     /// The HTTP server failed while serving.
     #[error("HTTP server: {0}")]
     Serve(#[source] std::io::Error),
+    /// A setting that cannot work, naming it.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The database connection settings name no database.
     #[error("DATABASE_URL names no database")]
     NoDatabaseName,
@@ -44,6 +67,12 @@ pub enum Error {
         /// The driver's error.
         source: tokio_postgres::Error,
     },
+    /// A statement failed.
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool in time.
+    #[error("PostgreSQL pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     /// A numbered migration failed; it was rolled back and later ones were not attempted.
     #[error("migration {version:04} ({name}) failed: {source}")]
     Migration {
@@ -54,10 +83,38 @@ pub enum Error {
         /// The driver's error.
         source: tokio_postgres::Error,
     },
-    /// The Kafka client could not be created (a malformed setting, not an unreachable broker:
-    /// that is reported by `/readyz`).
+    /// The Kafka client could not be created or refused an operation.
     #[error("Kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The consumer stopped with an error it cannot recover from.
+    #[error("consumer: {0}")]
+    Consumer(#[from] kafkaesque_runtime::Error),
+}
+
+impl Error {
+    /// How the consumer should treat this failure of a handler: an unreachable or overloaded
+    /// database is transient (retried without giving up), a statement the data makes fail can
+    /// never succeed (dead-lettered), anything else is retried a few times.
+    pub fn into_handler_error(self) -> HandlerError {
+        let code = match &self {
+            Error::Database(e) => e.code().cloned(),
+            Error::Pool(_) => return HandlerError::transient(self),
+            _ => return HandlerError::retry(self),
+        };
+        match code {
+            None => HandlerError::transient(self),
+            Some(c)
+                if c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || c == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                HandlerError::retry(self)
+            }
+            Some(c) if c.code().starts_with("22") || c.code().starts_with("23") => {
+                HandlerError::rejected("invalid", self)
+            }
+            Some(_) => HandlerError::transient(self),
+        }
+    }
 }
 
 /// The result type of this crate.

@@ -22,11 +22,18 @@ pub struct Migration {
 
 /// All migrations, in order. A new one is a new file in `migrations/` and a new entry here; the
 /// tests check that the two agree.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema_migrations",
-    sql: include_str!("../migrations/0001_schema_migrations.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema_migrations",
+        sql: include_str!("../migrations/0001_schema_migrations.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "subscribers",
+        sql: include_str!("../migrations/0002_subscribers.sql"),
+    },
+];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several
 /// service processes starting at once apply each migration exactly once.

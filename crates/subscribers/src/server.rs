@@ -1,35 +1,55 @@
-//! The HTTP server: `/healthz` and `/readyz`, served until a shutdown future completes.
+//! Runs the service — the API, the consumer, or both — until a shutdown future completes.
 //!
 //! Like mini-redis, the server takes its shutdown signal as a future: the binary passes Ctrl-C or
-//! SIGTERM, tests pass a channel they complete when they are done, and in both cases requests in
-//! flight are finished before [`run`] returns.
+//! SIGTERM, tests pass a channel they complete when they are done. On shutdown the HTTP server
+//! finishes the requests in flight and the consumer its deliveries in flight, and commits.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
-use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::{db, migrations, Config, Error, Result};
+use crate::api::{self, AppState};
+use crate::consumer::{self, ConsumerView};
+use crate::producer::{self, Producer};
+use crate::skip::SkipList;
+use crate::store::Store;
+use crate::{db, migrations, telemetry, Config, Error, Result};
 
-/// How long each readiness check may take. A probe that waits longer than its caller's timeout
-/// answers nobody, so this stays well under the usual few seconds of a health checker.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a process runs. Every process serves health, metrics and the admin endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The subscriber API (`kafkaesque api`).
+    pub api: bool,
+    /// The consumer (`kafkaesque consume`), and `/admin/top`.
+    pub consumer: bool,
+}
+
+impl Roles {
+    /// `kafkaesque serve`.
+    pub const ALL: Roles = Roles {
+        api: true,
+        consumer: true,
+    };
+    pub const API: Roles = Roles {
+        api: true,
+        consumer: false,
+    };
+    pub const CONSUMER: Roles = Roles {
+        api: false,
+        consumer: true,
+    };
+}
 
 /// Binds `config.listen` and runs the service until `shutdown` completes; see [`run`].
-///
-/// # Errors
-/// As [`run`], and [`Error::Bind`] when the address cannot be bound.
 pub async fn serve(
     config: Config,
+    roles: Roles,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
@@ -38,22 +58,25 @@ pub async fn serve(
             addr: config.listen,
             source,
         })?;
-    run(listener, config, shutdown).await
+    run(listener, config, roles, shutdown).await
 }
 
 /// Runs the service on `listener` until `shutdown` completes.
 ///
 /// On start it creates the database if the server lacks it and applies the migrations: without
 /// PostgreSQL the service cannot do anything useful, so it fails at once. An unreachable Kafka is
-/// not fatal: `/readyz` reports it until it comes back.
+/// not fatal: the topic is created once the broker answers, `/readyz` reports it until then.
 ///
 /// # Errors
-/// When PostgreSQL cannot be reached, a migration fails, or the HTTP server fails.
+/// When PostgreSQL cannot be reached, a migration fails, the HTTP server fails, or the consumer
+/// stops with an error it cannot recover from.
 pub async fn run(
     listener: TcpListener,
     config: Config,
+    roles: Roles,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    config.check()?;
     let server = db::describe(&config.database);
     db::ensure_database(&config.database).await?;
     let mut client = db::connect(&config.database).await?;
@@ -61,117 +84,102 @@ pub async fn run(
     drop(client);
     tracing::info!(database = %server, ?applied, "database ready");
 
+    let config = Arc::new(config);
+    let store = Store::new(&config.database, config.pool_size)?;
+    let (stop, stopping) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stopping.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let skips = SkipList::default();
+    let follow = tokio::spawn(skips.clone().follow(store.clone(), stopped()));
+    let (ready_tx, topic_ready) = watch::channel(false);
+    tokio::spawn(create_topic(Arc::clone(&config), ready_tx, stopped()));
+
+    let view = roles.consumer.then(ConsumerView::default);
+    let mut consumer_task = view.clone().map(|view| {
+        let (config, store, skips) = (Arc::clone(&config), store.clone(), skips.clone());
+        let (mut ready, stopped) = (topic_ready.clone(), stopped.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                r = ready.wait_for(|r| *r) => if r.is_err() { return Ok(()) },
+                () = stopped() => return Ok(()),
+            }
+            consumer::run(&config, store, skips, view, stopped()).await
+        })
+    });
     let kafka: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_brokers)
         .create()?;
     let state = AppState {
+        config: Arc::clone(&config),
+        store,
+        keys: Default::default(),
+        skips,
+        producer: roles.api.then(|| Producer::new(&config)).transpose()?,
+        topic_ready,
+        consumer: view,
         kafka: Arc::new(kafka),
-        database: config.database,
+        metrics: telemetry::prometheus(),
     };
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state);
-
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    tracing::info!(%addr, kafka_brokers = %config.kafka_brokers, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve)?;
-    tracing::info!("shut down");
-    Ok(())
-}
+    tracing::info!(%addr, kafka_brokers = %config.kafka_brokers, api = roles.api, consumer = roles.consumer, "listening");
+    let http = axum::serve(listener, api::router(state)).with_graceful_shutdown(stopped());
+    let mut http = tokio::spawn(async move { http.await.map_err(Error::Serve) });
 
-/// What the request handlers share.
-#[derive(Clone)]
-struct AppState {
-    /// A long-lived client: librdkafka keeps its broker connections open and re-establishes them,
-    /// so a readiness probe costs one metadata round trip.
-    kafka: Arc<AdminClient<DefaultClientContext>>,
-    /// Readiness opens a fresh connection with these settings on every probe, so that it reports
-    /// what a new connection would meet now, not the fate of an old one.
-    database: tokio_postgres::Config,
-}
-
-/// The body of `/healthz`.
-#[derive(Debug, Serialize)]
-struct Health {
-    status: &'static str,
-}
-
-/// `/healthz`: the process is alive and serving HTTP. Says nothing about its dependencies.
-async fn healthz() -> Json<Health> {
-    Json(Health { status: "alive" })
-}
-
-/// The body of `/readyz`.
-#[derive(Debug, Serialize)]
-struct Readiness {
-    /// Both dependencies answered.
-    ready: bool,
-    kafka: Check,
-    postgres: Check,
-}
-
-/// The outcome of one dependency check.
-#[derive(Debug, Serialize)]
-struct Check {
-    up: bool,
-    /// Why it is down; absent when up.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl From<Result<(), String>> for Check {
-    fn from(outcome: Result<(), String>) -> Self {
-        Self {
-            up: outcome.is_ok(),
-            error: outcome.err(),
+    // Until told to stop — or until the consumer or the HTTP server stops by itself.
+    let mut outcome = Ok(());
+    tokio::select! {
+        () = shutdown => {}
+        r = &mut http => {
+            outcome = r.unwrap_or_else(|e| Err(Error::Config(format!("HTTP task: {e}"))));
+            tracing::error!("the HTTP server stopped by itself");
+        }
+        r = async { consumer_task.as_mut().expect("guarded").await }, if consumer_task.is_some() => {
+            consumer_task = None;
+            outcome = r.unwrap_or_else(|e| Err(Error::Config(format!("consumer task: {e}"))));
+            tracing::error!("the consumer stopped by itself");
         }
     }
-}
-
-/// `/readyz`: 200 when Kafka answers a metadata request and PostgreSQL answers `SELECT 1`,
-/// otherwise 503; the body says which one is down and why.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (kafka, postgres) = tokio::join!(
-        check_kafka(Arc::clone(&state.kafka)),
-        check_postgres(&state.database)
-    );
-    let ready = kafka.is_ok() && postgres.is_ok();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = Readiness {
-        ready,
-        kafka: kafka.into(),
-        postgres: postgres.into(),
-    };
-    (status, Json(body))
-}
-
-async fn check_kafka(kafka: Arc<AdminClient<DefaultClientContext>>) -> Result<(), String> {
-    // `fetch_metadata` blocks its thread until the broker answers or the timeout passes.
-    tokio::task::spawn_blocking(move || kafka.inner().fetch_metadata(None, CHECK_TIMEOUT))
-        .await
-        .map_err(|e| format!("metadata request did not finish: {e}"))?
-        .map(drop)
-        .map_err(|e| format!("metadata request failed: {e}"))
-}
-
-async fn check_postgres(database: &tokio_postgres::Config) -> Result<(), String> {
-    let select_one = async {
-        let client = db::connect(database).await.map_err(|e| e.to_string())?;
-        client
-            .simple_query("SELECT 1")
+    let _ = stop.send(true);
+    if let Some(task) = consumer_task {
+        let r = task
             .await
-            .map(drop)
-            .map_err(|e| format!("SELECT 1 failed: {e}"))
-    };
-    tokio::time::timeout(CHECK_TIMEOUT, select_one)
-        .await
-        .map_err(|_| format!("no answer within {CHECK_TIMEOUT:?}"))?
+            .unwrap_or_else(|e| Err(Error::Config(format!("consumer task: {e}"))));
+        outcome = outcome.and(r);
+    }
+    if !http.is_finished() || outcome.is_ok() {
+        if let Ok(r) = http.await {
+            outcome = outcome.and(r);
+        }
+    }
+    let _ = follow.await;
+    tracing::info!("shut down");
+    outcome
+}
+
+/// Creates the topic once the broker answers, then says so.
+async fn create_topic(
+    config: Arc<Config>,
+    ready: watch::Sender<bool>,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    loop {
+        match producer::ensure_topic(&config).await {
+            Ok(()) => {
+                let _ = ready.send(true);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, topic = %config.topic, "cannot create the topic yet")
+            }
+        }
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }

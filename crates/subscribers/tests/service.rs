@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kafkaesque_subscribers::{migrations, Config};
-use kafkaesque_testkit::{require_broker, require_postgres, Postgres, TestDatabase};
+use kafkaesque_subscribers::{migrations, Config, Roles};
+use kafkaesque_testkit::{require_broker, require_postgres, unique_name, Postgres, TestDatabase};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -30,12 +30,20 @@ impl Running {
             kafka_brokers: kafka_brokers.to_owned(),
             database: database.config().clone(),
             listen: addr,
+            topic: unique_name("service"),
+            partitions: 1,
+            ..Config::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(kafkaesque_subscribers::run(listener, config, shutdown));
+        let task = tokio::spawn(kafkaesque_subscribers::run(
+            listener,
+            config,
+            Roles::API,
+            shutdown,
+        ));
         Ok(Self { addr, stop, task })
     }
 
@@ -162,8 +170,11 @@ async fn start_fails_at_once_naming_an_unreachable_postgres() -> anyhow::Result<
         listen: "127.0.0.1:0".parse()?,
         ..Config::default()
     };
-    let outcome =
-        tokio::time::timeout(WITHIN, kafkaesque_subscribers::serve(config, async {})).await?;
+    let outcome = tokio::time::timeout(
+        WITHIN,
+        kafkaesque_subscribers::serve(config, Roles::ALL, async {}),
+    )
+    .await?;
     let error = outcome.expect_err("no PostgreSQL, no service").to_string();
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
     Ok(())

@@ -1,0 +1,1 @@
+SELECT id FROM apps WHERE api_key_hash = $1

@@ -1,0 +1,1 @@
+SELECT child_id, parent_id FROM links

@@ -1,0 +1,1 @@
+DELETE FROM links WHERE parent_id = $1 AND child_id = ANY($2)

@@ -1,0 +1,1 @@
+INSERT INTO skips (target, id) VALUES ($1, $2) ON CONFLICT DO NOTHING

@@ -1,0 +1,1 @@
+DELETE FROM skips WHERE target = $1 AND id = $2

@@ -1,0 +1,1 @@
+SELECT target, id FROM skips

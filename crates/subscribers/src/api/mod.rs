@@ -1,0 +1,89 @@
+//! The HTTP API: the subscriber endpoints (`/api/v1`), the admin endpoints, health, metrics and
+//! the OpenAPI document. Every refusal is JSON (see [`error`]).
+
+pub mod admin;
+pub mod apps;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod health;
+pub mod players;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use tokio::sync::watch;
+
+use crate::consumer::ConsumerView;
+use crate::producer::Producer;
+use crate::skip::SkipList;
+use crate::store::Store;
+use crate::Config;
+use error::ApiError;
+
+/// What the request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: auth::Keys,
+    pub skips: SkipList,
+    /// Present when this process runs the API.
+    pub producer: Option<Producer>,
+    /// Whether the topic exists yet (it is created in the background: Kafka may be down).
+    pub topic_ready: watch::Receiver<bool>,
+    /// Present when this process runs the consumer.
+    pub consumer: Option<ConsumerView>,
+    /// A long-lived client: librdkafka keeps its broker connections open and re-establishes them,
+    /// so a readiness probe costs one metadata round trip.
+    pub kafka: Arc<AdminClient<DefaultClientContext>>,
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .field("api", &self.producer.is_some())
+            .field("consumer", &self.consumer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every route. The subscriber API is mounted only where the process runs it.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+        .route(
+            "/admin/skip",
+            get(admin::skips).put(admin::skip).delete(admin::unskip),
+        )
+        .route("/admin/top", get(admin::top))
+        .route("/api/v1/apps", post(apps::create));
+    if state.producer.is_some() {
+        app = app.route("/api/v1/players", post(players::create)).route(
+            "/api/v1/players/{id}",
+            put(players::update).get(players::get),
+        );
+    }
+    let limit = state.config.body_limit;
+    app.fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

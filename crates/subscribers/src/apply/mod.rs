@@ -1,0 +1,276 @@
+//! The consumer's handler: applies one delivery — one row's change, or a coalesced batch of
+//! them — to PostgreSQL in one transaction.
+//!
+//! **No two concurrent writes to one row.** The router gives every record the rows it writes as
+//! its ordering keys (the subscription, and the parents it is or was linked to), so the engine
+//! runs at most one delivery per row at a time, in offset order; a delivery writes only the row
+//! it runs under (its `route`) and the link rows that belong to it.
+//!
+//! **Replay rule.** A row stores the offset of the newest record applied to it (`source_offset`)
+//! and a change at or below it is skipped; the new offset is saved in the same transaction as
+//! the change. Replays after a crash or a rebalance thus leave the same final state, and so does
+//! a coalesced delivery, which carries each change with its own offset.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafkaesque_runtime::{HandlerError, Record};
+use tokio::sync::Notify;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::merge::{change_of, is_batch};
+use crate::message::{Batch, Change, Message};
+use crate::skip::SkipList;
+use crate::store::{rows, Store};
+use plan::{Child, Known, Plan, Stop};
+
+/// How long a parent's delivery waits, in the handler, for a child's own queue to create it
+/// before handing the delivery back to the engine as a transient failure (retried, never
+/// dead-lettered).
+const PENDING_WAIT: Duration = Duration::from_secs(2);
+
+/// Applies deliveries. Cheap to clone: one per handler task.
+#[derive(Debug, Clone)]
+pub struct Applier {
+    store: Store,
+    skips: SkipList,
+    link_limit: i32,
+    /// Woken whenever a row is created or found unknown: what a pending parent waits for.
+    settled: Arc<Notify>,
+}
+
+/// Why a delivery did not apply.
+enum Failed {
+    Stop(Stop),
+    Db(crate::Error),
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failed::Db(e.into())
+    }
+}
+
+impl From<crate::Error> for Failed {
+    fn from(e: crate::Error) -> Self {
+        Failed::Db(e)
+    }
+}
+
+impl Applier {
+    pub fn new(store: Store, skips: SkipList, link_limit: u32) -> Self {
+        Applier {
+            store,
+            skips,
+            link_limit: i32::try_from(link_limit).unwrap_or(i32::MAX),
+            settled: Arc::default(),
+        }
+    }
+
+    /// The handler the runtime calls, once per row a record touches.
+    pub async fn handle(&self, record: Record) -> Result<(), HandlerError> {
+        let (row, changes) = decode(&record)?;
+        let app = changes[0].message.app_id();
+        let span = tracing::info_span!(
+            "apply",
+            app_id = %app,
+            player_id = %row,
+            partition = record.partition,
+            offset = record.offset,
+            records = record.records,
+            host = crate::telemetry::host(),
+        );
+        self.apply(app, row, &changes, &record)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply(
+        &self,
+        app: Uuid,
+        row: Uuid,
+        changes: &[Change],
+        record: &Record,
+    ) -> Result<(), HandlerError> {
+        if let Some(target) = self.skips.matches(app, row) {
+            self.skips.skipped(target, record.records);
+            tracing::debug!(target = target.kind(), "skipped");
+            return Ok(());
+        }
+        let deadline = Instant::now() + PENDING_WAIT;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            match self.try_apply(app, row, changes).await {
+                Ok(plan) => {
+                    self.applied(app, row, &plan);
+                    return Ok(());
+                }
+                Err(Failed::Stop(Stop::Unknown { offset })) => {
+                    return Err(self.unknown(app, row, offset).await)
+                }
+                Err(Failed::Stop(Stop::Pending { child })) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(HandlerError::transient(format!(
+                            "child {child} asks to be linked but is not created yet"
+                        )));
+                    }
+                    let _ = tokio::time::timeout(left, settled).await;
+                }
+                Err(Failed::Db(e)) => return Err(e.into_handler_error()),
+            }
+        }
+    }
+
+    async fn try_apply(&self, app: Uuid, id: Uuid, changes: &[Change]) -> Result<Plan, Failed> {
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await?;
+        let row = rows::lock(&tx, id).await?;
+        let known = self.known(&tx, app, id, row.is_some(), changes).await?;
+        let plan = plan::plan(id, row, changes, &known).map_err(Failed::Stop)?;
+        if let Some(saved) = &plan.save {
+            rows::save(&tx, id, saved).await?;
+        }
+        rows::unlink(&tx, id, &plan.unlink).await?;
+        rows::link(&tx, id, &plan.link).await?;
+        tx.commit().await?;
+        Ok(plan)
+    }
+
+    /// The links of the children in `changes`, and whether those asking to be linked exist.
+    async fn known(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        app: Uuid,
+        id: Uuid,
+        exists: bool,
+        changes: &[Change],
+    ) -> Result<Known, Failed> {
+        let mut children = Vec::new();
+        let mut asking = Vec::new();
+        for c in changes {
+            if let Message::Update(u) = &c.message {
+                if u.player_id != id {
+                    children.push(u.player_id);
+                    let to_us = u
+                        .email
+                        .as_deref()
+                        .map(|e| crate::message::email_parent_id(app, e));
+                    if to_us == Some(id) {
+                        asking.push(u.player_id);
+                    }
+                }
+            }
+        }
+        children.sort_unstable();
+        children.dedup();
+        asking.sort_unstable();
+        asking.dedup();
+        let linked = if exists {
+            rows::linked(tx, id, &children).await?
+        } else {
+            Default::default()
+        };
+        asking.retain(|c| !linked.contains(c));
+        let found = rows::existing(tx, app, &asking).await?;
+        let missing: Vec<Uuid> = asking
+            .iter()
+            .filter(|c| !found.contains(c))
+            .copied()
+            .collect();
+        let rejected = rows::rejected(tx, app, &missing).await?;
+        let children = asking
+            .iter()
+            .map(|c| {
+                let state = match (found.contains(c), rejected.get(c)) {
+                    (true, _) => Child::Exists,
+                    (false, Some(at)) => Child::Rejected(*at),
+                    (false, None) => Child::Unseen,
+                };
+                (*c, state)
+            })
+            .collect();
+        Ok(Known {
+            linked,
+            children,
+            link_limit: self.link_limit,
+        })
+    }
+
+    fn applied(&self, app: Uuid, row: Uuid, plan: &Plan) {
+        if plan.created {
+            self.settled.notify_waiters();
+        }
+        for (child, offset) in &plan.refused {
+            metrics::counter!("subscribers_links_refused_total").increment(1);
+            tracing::warn!(
+                %app, parent_player_id = %row, child_player_id = %child, source_offset = offset,
+                limit = self.link_limit,
+                "link refused: the parent has reached the link limit"
+            );
+        }
+        metrics::counter!("subscribers_links_total").increment(plan.link.len() as u64);
+        metrics::counter!("subscribers_replayed_changes_total").increment(plan.replayed as u64);
+        if plan.save.is_some() {
+            metrics::counter!("subscribers_row_writes_total").increment(1);
+        }
+        tracing::debug!(
+            created = plan.created,
+            linked = plan.link.len(),
+            unlinked = plan.unlink.len(),
+            replayed = plan.replayed,
+            "applied"
+        );
+    }
+
+    /// Records the verdict a waiting parent needs, and dead-letters the delivery.
+    async fn unknown(&self, app: Uuid, row: Uuid, offset: i64) -> HandlerError {
+        let recorded = async {
+            let client = self.store.client().await?;
+            rows::record_rejected(&client, app, row, offset).await?;
+            Ok::<_, crate::Error>(())
+        };
+        if let Err(e) = recorded.await {
+            return e.into_handler_error();
+        }
+        self.settled.notify_waiters();
+        metrics::counter!("subscribers_unknown_player_total").increment(1);
+        tracing::warn!("update of a subscription that does not exist: dead-lettered");
+        HandlerError::rejected(
+            "unknown_player",
+            format!("subscription {row} does not exist in app {app}"),
+        )
+    }
+}
+
+/// The row a delivery runs under and the changes it carries; a record that is not ours to
+/// understand is dead-lettered as `malformed`.
+fn decode(record: &Record) -> Result<(Uuid, Vec<Change>), HandlerError> {
+    let malformed = |why: &str| HandlerError::rejected("malformed", why);
+    let row = record
+        .route
+        .as_deref()
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .and_then(|r| Uuid::parse_str(r).ok())
+        .ok_or_else(|| malformed("not a subscription update"))?;
+    let changes = if is_batch(record) {
+        Batch::parse(record.payload.as_deref().unwrap_or_default())
+            .map_err(|e| malformed(&format!("batch: {e}")))?
+    } else {
+        vec![change_of(record).ok_or_else(|| malformed("payload is not a message"))?]
+    };
+    let key = record
+        .key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok());
+    let app = changes[0].message.app_id();
+    if changes.iter().any(|c| c.message.app_id() != app) || key != Some(&app.to_string()) {
+        return Err(malformed("the record's key is not its app id"));
+    }
+    Ok((row, changes))
+}

@@ -1,0 +1,191 @@
+//! What a delivery does to its row, decided in memory from the row, its links and the changes,
+//! so that a batch of any length costs one write. No I/O here.
+//!
+//! The rules, change by change, in offset order:
+//! - **Replay**: a change at or below the row's `source_offset` was applied before: skipped.
+//! - **Create** of the row: inserts it unless it exists.
+//! - **Update of the row itself**: fields last-writer-wins, tags set or deleted; `email` plays no
+//!   part here (the link lives with the parent). A row that does not exist in the app stops the
+//!   delivery: it goes to the dead letters as `unknown_player`.
+//! - **Update of a child, on its parent's row** (the router sends it here because the child is,
+//!   or is about to be, linked): with an `email` naming this row it is a link request — granted
+//!   while the parent has fewer than the link limit's children (creating the email subscription
+//!   on the first link), refused otherwise; with an `email` naming another row it unlinks the
+//!   child from this one; then, if the child is linked, its fields and tags are mirrored here.
+//!   A child that is not linked changes nothing: routing to a parent is a harmless guess.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use uuid::Uuid;
+
+use crate::message::{email_parent_id, Change, Fields, Message, NewPlayer, EMAIL_DEVICE_TYPE};
+
+/// A subscription row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub app_id: Uuid,
+    pub device_type: i32,
+    pub identifier: Option<String>,
+    pub fields: Fields,
+    pub tags: BTreeMap<String, String>,
+    pub linked_children: i32,
+    pub source_offset: i64,
+}
+
+impl Row {
+    fn created(p: &NewPlayer, offset: i64) -> Self {
+        Row {
+            app_id: p.app_id,
+            device_type: p.device_type,
+            identifier: p.identifier.clone(),
+            fields: p.fields.clone(),
+            tags: p.tags.clone(),
+            linked_children: 0,
+            source_offset: offset,
+        }
+    }
+
+    fn email_parent(app_id: Uuid, email: &str, offset: i64) -> Self {
+        Row {
+            app_id,
+            device_type: EMAIL_DEVICE_TYPE,
+            identifier: Some(email.trim().to_lowercase()),
+            fields: Fields::default(),
+            tags: BTreeMap::new(),
+            linked_children: 0,
+            source_offset: offset,
+        }
+    }
+
+    fn apply(&mut self, fields: &Fields, tags: &BTreeMap<String, Option<String>>) {
+        self.fields.overwrite_with(fields.clone());
+        for (k, v) in tags {
+            match v {
+                Some(v) => self.tags.insert(k.clone(), v.clone()),
+                None => self.tags.remove(k),
+            };
+        }
+    }
+}
+
+/// What the database said about a child that asks to be linked and is not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    Exists,
+    /// Not in the app; its own queue dead-lettered an update of it at this offset.
+    Rejected(i64),
+    /// Not in the app, and no verdict from its own queue yet.
+    Unseen,
+}
+
+/// What a delivery found in the database besides its row.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Children (of those in the batch) linked to this row.
+    pub linked: HashSet<Uuid>,
+    /// Children asking to be linked, as far as the database knows them.
+    pub children: HashMap<Uuid, Child>,
+    pub link_limit: i32,
+}
+
+/// The outcome: the row's new state and the link changes, to be written in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// The row to save, if anything changed (its offset included).
+    pub save: Option<Row>,
+    /// The row did not exist before.
+    pub created: bool,
+    pub link: Vec<(Uuid, i64)>,
+    pub unlink: Vec<Uuid>,
+    /// Link requests over the limit: (child, offset).
+    pub refused: Vec<(Uuid, i64)>,
+    /// Changes skipped because the row had them already.
+    pub replayed: usize,
+}
+
+/// Why a delivery cannot be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// An update of the row, which does not exist in the app.
+    Unknown { offset: i64 },
+    /// A child asks to be linked but its own queue has not yet created it (or found it unknown).
+    Pending { child: Uuid },
+}
+
+pub fn plan(
+    id: Uuid,
+    mut row: Option<Row>,
+    changes: &[Change],
+    known: &Known,
+) -> Result<Plan, Stop> {
+    let existed = row.is_some();
+    let first_offset = row.as_ref().map(|r| r.source_offset);
+    let mut linked = known.linked.clone();
+    let mut link_at: HashMap<Uuid, i64> = HashMap::new();
+    let mut plan = Plan::default();
+    let mut touched = false;
+    for change in changes {
+        let offset = change.offset;
+        if row.as_ref().is_some_and(|r| offset <= r.source_offset) {
+            plan.replayed += 1;
+            continue;
+        }
+        match &change.message {
+            Message::Create(p) if p.player_id == id => {
+                row.get_or_insert_with(|| Row::created(p, offset));
+            }
+            Message::Create(_) => {}
+            Message::Update(u) if u.player_id == id => match row.as_mut() {
+                Some(r) if r.app_id == u.app_id => r.apply(&u.fields, &u.tags),
+                _ => return Err(Stop::Unknown { offset }),
+            },
+            Message::Update(u) => {
+                let child = u.player_id;
+                if let Some(email) = &u.email {
+                    if email_parent_id(u.app_id, email) != id {
+                        if linked.remove(&child) {
+                            row.as_mut().expect("a linked row exists").linked_children -= 1;
+                        }
+                    } else if !linked.contains(&child) {
+                        match known.children.get(&child) {
+                            Some(Child::Exists) => {}
+                            Some(Child::Rejected(at)) if *at >= offset => continue,
+                            _ => return Err(Stop::Pending { child }),
+                        }
+                        let count = row.as_ref().map_or(0, |r| r.linked_children);
+                        if count >= known.link_limit {
+                            plan.refused.push((child, offset));
+                        } else {
+                            let r = row
+                                .get_or_insert_with(|| Row::email_parent(u.app_id, email, offset));
+                            r.linked_children += 1;
+                            linked.insert(child);
+                            link_at.insert(child, offset);
+                        }
+                    }
+                }
+                if linked.contains(&child) {
+                    row.as_mut()
+                        .expect("a linked row exists")
+                        .apply(&u.fields, &u.tags);
+                }
+            }
+        }
+        if let Some(r) = row.as_mut() {
+            r.source_offset = offset;
+            touched = true;
+        }
+    }
+    plan.created = !existed && row.is_some();
+    if touched && row.as_ref().map(|r| r.source_offset) != first_offset {
+        plan.save = row;
+    }
+    plan.link = link_at
+        .into_iter()
+        .filter(|(c, _)| linked.contains(c))
+        .collect();
+    plan.link.sort_unstable();
+    plan.unlink = known.linked.difference(&linked).copied().collect();
+    plan.unlink.sort_unstable();
+    Ok(plan)
+}

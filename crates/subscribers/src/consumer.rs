@@ -1,0 +1,69 @@
+//! The consumer: the runtime's [`Consumer`] with this service's router, merge and handler.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use kafkaesque_runtime::{Consumer, HotKeyPolicy, Limits, Merge, Observer, Record};
+
+use crate::apply::Applier;
+use crate::routing::{self, LinkCache};
+use crate::skip::SkipList;
+use crate::store::Store;
+use crate::top::Top;
+use crate::{merge, Config, Result};
+
+/// What `GET /admin/top` reads from the consumer running in this process.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerView {
+    /// Updates per app and row over the last minute, counted by the router.
+    pub top: Top,
+    observer: Arc<Mutex<Option<Observer>>>,
+}
+
+impl ConsumerView {
+    /// The consumer's partitions and busiest keys; `None` until it has started.
+    pub fn observer(&self) -> Option<Observer> {
+        self.observer.lock().expect("observer slot").clone()
+    }
+}
+
+/// Consumes the updates topic and applies it to PostgreSQL until `shutdown` completes; then
+/// finishes what is in flight and commits.
+pub async fn run(
+    config: &Config,
+    store: Store,
+    skips: SkipList,
+    view: ConsumerView,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let links = LinkCache::default();
+    let merge: Arc<dyn Merge<Record>> = Arc::new(merge::merge);
+    let mut builder = Consumer::builder()
+        .brokers(&config.kafka_brokers)
+        .group_id(&config.group_id)
+        .topics([config.topic.clone()])
+        .concurrency(config.concurrency)
+        .limits(Limits {
+            key_max_records: config.key_max_records,
+            ..Limits::default()
+        })
+        .hot_key(HotKeyPolicy::Coalesce(merge))
+        .router(routing::router(
+            links.clone(),
+            skips.clone(),
+            view.top.clone(),
+        ))
+        .on_assign(links.loader(store.clone(), tokio::runtime::Handle::current()));
+    for (k, v) in &config.consumer_properties {
+        builder = builder.set(k, v);
+    }
+    let consumer = builder.build()?;
+    *view.observer.lock().expect("observer slot") = Some(consumer.observer());
+    let applier = Applier::new(store, skips, config.link_limit);
+    let handler = move |record: Record| {
+        let applier = applier.clone();
+        async move { applier.handle(record).await }
+    };
+    consumer.run(handler, shutdown).await?;
+    Ok(())
+}

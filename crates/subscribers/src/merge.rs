@@ -1,0 +1,123 @@
+//! Coalescing: how the engine folds queued deliveries of one row into one when the row is hot
+//! (`HotKeyPolicy::Coalesce`), so that a row receiving thousands of updates a second costs one
+//! database write per processing slot.
+//!
+//! The merged delivery is a [`Batch`] of changes. Two neighbouring changes fold into one where
+//! that is exact: updates of the row itself (fields last-writer-wins, tags merged, deletions kept
+//! as deletions), and mirrored updates of one child whose newer half does not change its link.
+//! Mirrored updates of *different* children never fold here: whether each child is linked is
+//! known only to the handler, which folds the whole batch into one write once it knows (see
+//! [`crate::apply`]).
+
+use bytes::Bytes;
+use kafkaesque_runtime::{Header, Record};
+use uuid::Uuid;
+
+use crate::message::{Batch, Change, Message, BATCH_HEADER};
+
+/// The merge the consumer gives the engine: `key` is the row (the delivery's route).
+pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
+    let row = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| Uuid::parse_str(k).ok());
+    let mut batch = into_batch(older);
+    match (row, change_of(&newer)) {
+        (Some(row), Some(change)) => match batch.pop() {
+            Some(mut last) => {
+                let unfolded = fold(row, &mut last, change);
+                batch.push(&last);
+                if let Some(change) = unfolded {
+                    batch.push(&change);
+                }
+            }
+            None => batch.push(&change),
+        },
+        // Not ours to understand (a malformed record's lane): keep every record for the
+        // dead-letter topic, one per line.
+        _ => push_raw(&mut batch, &newer),
+    }
+    older.payload = Some(batch.into_bytes());
+    older.offset = newer.offset;
+    older.records += newer.records;
+    weight(older)
+}
+
+/// The change a single (not yet merged) record carries.
+pub fn change_of(record: &Record) -> Option<Change> {
+    let message = serde_json::from_slice(record.payload.as_deref()?).ok()?;
+    Some(Change {
+        offset: record.offset,
+        message,
+    })
+}
+
+pub fn is_batch(record: &Record) -> bool {
+    record.header(BATCH_HEADER).is_some()
+}
+
+/// `older` as a batch, marking it as one the first time.
+fn into_batch(older: &mut Record) -> Batch {
+    let payload = older.payload.take().unwrap_or_default();
+    if is_batch(older) {
+        return Batch::from_bytes(payload);
+    }
+    let mut headers = older.headers.to_vec();
+    headers.push(Header {
+        name: BATCH_HEADER.into(),
+        value: Some(Bytes::from_static(b"1")),
+    });
+    older.headers = headers.into();
+    let mut batch = Batch::default();
+    match serde_json::from_slice::<Message>(&payload) {
+        Ok(message) => batch.push(&Change {
+            offset: older.offset,
+            message,
+        }),
+        Err(_) => push_raw_bytes(&mut batch, &payload),
+    }
+    batch
+}
+
+fn push_raw(batch: &mut Batch, record: &Record) {
+    push_raw_bytes(batch, record.payload.as_deref().unwrap_or_default());
+}
+
+/// A payload that is not a message, kept as it came (as text, on one line) for the dead letters.
+fn push_raw_bytes(batch: &mut Batch, payload: &[u8]) {
+    let line = String::from_utf8_lossy(payload).replace('\n', " ");
+    batch.push_line(line.as_bytes());
+}
+
+/// Folds `newer` into `last` when applying the two in turn to `row` equals applying the fold.
+/// Gives `newer` back when it does not.
+pub fn fold(row: Uuid, last: &mut Change, newer: Change) -> Option<Change> {
+    let (Message::Update(a), Message::Update(b)) = (&mut last.message, &newer.message) else {
+        return Some(newer);
+    };
+    let own = a.player_id == row;
+    let same = a.player_id == b.player_id && a.app_id == b.app_id;
+    // On a parent's queue `email` is a link (or unlink) request: a newer one may fold only when
+    // it repeats the older's, because a repeated request finds the link as the older left it.
+    let keeps_link = own || b.email.is_none() || b.email == a.email;
+    if !same || !keeps_link {
+        return Some(newer);
+    }
+    let Message::Update(b) = newer.message else {
+        unreachable!("matched above")
+    };
+    a.fields.overwrite_with(b.fields);
+    a.tags.extend(b.tags);
+    a.email = b.email.or(a.email.take());
+    last.offset = newer.offset;
+    None
+}
+
+/// The merged record's weight in the engine's byte caps, counted as the runtime counts records.
+fn weight(r: &Record) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.as_ref().map_or(0, Bytes::len))
+        .sum();
+    r.key.as_ref().map_or(0, Bytes::len) + r.payload.as_ref().map_or(0, Bytes::len) + headers + 64
+}

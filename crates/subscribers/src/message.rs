@@ -1,0 +1,190 @@
+//! What the API writes to Kafka and the consumer reads back: one JSON [`Message`] per record,
+//! keyed by the app id.
+//!
+//! **Why the topic is keyed by app.** A subscription and the email subscription it is linked to
+//! always belong to one app, so keying by app puts both rows' updates in one partition, in one
+//! order, and the engine can run them under per-row keys without ever letting two writes to one
+//! row overlap. The cost: an app's whole traffic lands on one partition, so a big app makes a hot
+//! partition. That is what subpartition concurrency is for — inside the partition every row has
+//! its own queue — and why the partition count may stay small and fixed (changing it would move
+//! apps between partitions and break the replay rule in [`crate::apply`]).
+//!
+//! A delivery the engine has coalesced carries several messages: its payload is then a
+//! [`Batch`] — one [`Change`] (a message and its source offset) per line.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Device type of email subscriptions, the parents that `email` links to.
+pub const EMAIL_DEVICE_TYPE: i32 = 11;
+
+/// Header that marks a payload as a [`Batch`] rather than one [`Message`].
+pub const BATCH_HEADER: &str = "subscribers.batch";
+
+/// One record of the topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Message {
+    /// `POST /api/v1/players`: the row does not exist until this is applied.
+    Create(NewPlayer),
+    /// `PUT /api/v1/players/{id}`.
+    Update(Update),
+}
+
+impl Message {
+    pub fn player_id(&self) -> Uuid {
+        match self {
+            Message::Create(c) => c.player_id,
+            Message::Update(u) => u.player_id,
+        }
+    }
+
+    pub fn app_id(&self) -> Uuid {
+        match self {
+            Message::Create(c) => c.app_id,
+            Message::Update(u) => u.app_id,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        serde_json::to_vec(self)
+            .expect("a message always serializes")
+            .into()
+    }
+}
+
+/// A subscription to create, with the id the edge gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewPlayer {
+    pub player_id: Uuid,
+    pub app_id: Uuid,
+    pub device_type: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    #[serde(default, flatten)]
+    pub fields: Fields,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Changes to one subscription; absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub player_id: Uuid,
+    pub app_id: Uuid,
+    #[serde(default, flatten)]
+    pub fields: Fields,
+    /// A value sets the tag, `None` deletes it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, Option<String>>,
+    /// Links the subscription to the app's email subscription for this address (lower case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// The plain fields of a subscription that an update may set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_user_id: Option<String>,
+}
+
+impl Fields {
+    /// Last writer wins, field by field.
+    pub fn overwrite_with(&mut self, newer: Fields) {
+        let Fields {
+            language,
+            timezone,
+            lat,
+            long,
+            country,
+            external_user_id,
+        } = newer;
+        self.language = language.or(self.language.take());
+        self.timezone = timezone.or(self.timezone);
+        self.lat = lat.or(self.lat);
+        self.long = long.or(self.long);
+        self.country = country.or(self.country.take());
+        self.external_user_id = external_user_id.or(self.external_user_id.take());
+    }
+}
+
+/// One message and the offset it was read at: a line of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub offset: i64,
+    pub message: Message,
+}
+
+/// Newline-separated [`Change`]s, oldest first, as a coalesced delivery carries them.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    buf: BytesMut,
+}
+
+impl Batch {
+    /// Takes over a batch payload; appending to it copies nothing when the payload is not shared.
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        let buf = bytes
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        Batch { buf }
+    }
+
+    pub fn push(&mut self, change: &Change) {
+        let line = serde_json::to_vec(change).expect("a change always serializes");
+        self.push_line(&line);
+    }
+
+    /// Appends a line as it is (it must hold no newline).
+    pub fn push_line(&mut self, line: &[u8]) {
+        if !self.buf.is_empty() {
+            self.buf.extend_from_slice(b"\n");
+        }
+        self.buf.extend_from_slice(line);
+    }
+
+    /// Removes and returns the last change, if it parses.
+    pub fn pop(&mut self) -> Option<Change> {
+        let start = self
+            .buf
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let change = serde_json::from_slice(&self.buf[start..]).ok()?;
+        self.buf.truncate(start.saturating_sub(1));
+        Some(change)
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.buf.freeze()
+    }
+
+    /// Every change, oldest first.
+    pub fn parse(bytes: &[u8]) -> Result<Vec<Change>, serde_json::Error> {
+        bytes
+            .split(|b| *b == b'\n')
+            .map(serde_json::from_slice)
+            .collect()
+    }
+}
+
+/// The id of the app's email subscription for `email`: a UUIDv5 of the app and the lower-cased
+/// address, so that the router can send an update carrying `email` to its parent's queue at once,
+/// without asking the database.
+pub fn email_parent_id(app_id: Uuid, email: &str) -> Uuid {
+    Uuid::new_v5(&app_id, email.trim().to_lowercase().as_bytes())
+}

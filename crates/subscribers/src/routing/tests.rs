@@ -1,0 +1,79 @@
+use super::*;
+use crate::message::{Fields, Message, Update};
+use crate::skip::SkipTarget;
+
+fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
+    let m = Message::Update(Update {
+        player_id: player,
+        app_id: app,
+        fields: Fields::default(),
+        tags: Default::default(),
+        email: email.map(str::to_owned),
+    });
+    Record {
+        topic: Arc::from("t"),
+        partition: 0,
+        offset,
+        key: Some(Bytes::from(app.to_string())),
+        payload: Some(m.to_bytes()),
+        headers: Arc::from(Vec::new()),
+        timestamp: None,
+        route: None,
+        attempt: 1,
+        records: 1,
+    }
+}
+
+fn ids(keys: Vec<Bytes>) -> Vec<Uuid> {
+    keys.iter()
+        .map(|k| Uuid::parse_str(std::str::from_utf8(k).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_child_runs_under_its_parents_and_a_new_email_reaches_old_and_new_parent() {
+    let r = router(LinkCache::default(), SkipList::default(), Top::default());
+    let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(ids(r(&record(app, child, None, 0))), vec![child]);
+
+    let a = email_parent_id(app, "A@example.com");
+    let linking = record(app, child, Some("a@example.com"), 1);
+    assert_eq!(ids(r(&linking)), vec![child, a]);
+    assert_eq!(ids(r(&record(app, child, None, 2))), vec![child, a]);
+
+    let b = email_parent_id(app, "b@example.com");
+    let moving = record(app, child, Some("b@example.com"), 3);
+    assert_eq!(ids(r(&moving)), vec![child, a, b]);
+    assert_eq!(ids(r(&record(app, child, None, 4))), vec![child, b]);
+}
+
+#[test]
+fn loaded_links_are_added_never_replace_routed_ones() {
+    let links = LinkCache::default();
+    let r = router(links.clone(), SkipList::default(), Top::default());
+    let (app, child, old) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let new = email_parent_id(app, "x@example.com");
+    r(&record(app, child, Some("x@example.com"), 0));
+    links.absorb([(child, old)]);
+    assert_eq!(ids(r(&record(app, child, None, 1))), vec![child, new, old]);
+}
+
+#[test]
+fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
+    let skips = SkipList::default();
+    let r = router(LinkCache::default(), skips.clone(), Top::default());
+    let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(app, "p@example.com");
+    skips.insert(SkipTarget::Player(parent));
+    let linking = record(app, child, Some("p@example.com"), 0);
+    assert_eq!(ids(r(&linking)), vec![child]);
+    skips.insert(SkipTarget::App(app));
+    assert!(r(&record(app, child, None, 1)).is_empty());
+
+    let mut bad = record(app, child, None, 2);
+    bad.payload = Some(Bytes::from_static(b"{not json"));
+    assert_eq!(r(&bad), vec![Bytes::from_static(MALFORMED_KEY)]);
+    let mut wrong_key = record(app, child, None, 3);
+    wrong_key.key = Some(Bytes::from(Uuid::new_v4().to_string()));
+    assert_eq!(r(&wrong_key), vec![Bytes::from_static(MALFORMED_KEY)]);
+}
