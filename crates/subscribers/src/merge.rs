@@ -121,3 +121,6 @@ fn weight(r: &Record) -> usize {
         .sum();
     r.key.as_ref().map_or(0, Bytes::len) + r.payload.as_ref().map_or(0, Bytes::len) + headers + 64
 }
+
+#[cfg(test)]
+mod tests;

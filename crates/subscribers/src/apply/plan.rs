@@ -189,3 +189,6 @@ pub fn plan(
     plan.unlink.sort_unstable();
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests;

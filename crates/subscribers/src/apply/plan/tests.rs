@@ -1,0 +1,132 @@
+use super::*;
+use crate::message::Update;
+
+const LIMIT: i32 = 2;
+
+fn update(app: Uuid, player: Uuid, offset: i64, lang: &str, email: Option<&str>) -> Change {
+    Change {
+        offset,
+        message: Message::Update(Update {
+            player_id: player,
+            app_id: app,
+            fields: Fields {
+                language: Some(lang.into()),
+                ..Fields::default()
+            },
+            tags: [("k".to_owned(), Some(lang.to_owned()))].into(),
+            email: email.map(str::to_owned),
+        }),
+    }
+}
+
+fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
+    Known {
+        linked: linked.iter().copied().collect(),
+        children: existing.iter().map(|c| (*c, Child::Exists)).collect(),
+        link_limit: LIMIT,
+    }
+}
+
+fn row(app: Uuid, offset: i64, children: i32) -> Row {
+    Row {
+        linked_children: children,
+        ..Row::email_parent(app, "p@example.com", offset)
+    }
+}
+
+#[test]
+fn replayed_changes_are_skipped_and_newer_ones_applied_once() {
+    let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut r = row(app, 10, 0);
+    r.device_type = 1;
+    let changes = [
+        update(app, id, 9, "de", None),
+        update(app, id, 11, "fr", None),
+    ];
+    let p = plan(id, Some(r), &changes, &known(&[], &[])).unwrap();
+    assert_eq!(p.replayed, 1);
+    let saved = p.save.expect("written");
+    assert_eq!(
+        (saved.fields.language.as_deref(), saved.source_offset),
+        (Some("fr"), 11)
+    );
+    let again = plan(id, Some(saved), &changes, &known(&[], &[])).unwrap();
+    assert_eq!((again.save, again.replayed), (None, 2));
+}
+
+#[test]
+fn an_update_of_a_missing_row_stops_as_unknown() {
+    let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
+    let stop = plan(
+        id,
+        None,
+        &[update(app, id, 3, "en", None)],
+        &known(&[], &[]),
+    );
+    assert_eq!(stop, Err(Stop::Unknown { offset: 3 }));
+}
+
+#[test]
+fn links_create_the_parent_mirror_and_stop_at_the_limit() {
+    let app = Uuid::new_v4();
+    let parent = email_parent_id(app, "p@example.com");
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let changes = [
+        update(app, a, 1, "aa", Some("P@example.com")),
+        update(app, b, 2, "bb", Some("p@example.com")),
+        update(app, c, 3, "cc", Some("p@example.com")),
+        update(app, c, 4, "cx", None),
+    ];
+    let p = plan(parent, None, &changes, &known(&[], &[a, b, c])).unwrap();
+    assert!(p.created);
+    assert_eq!(p.refused, vec![(c, 3)]);
+    let mut linked = vec![(a, 1), (b, 2)];
+    linked.sort_unstable();
+    assert_eq!(p.link, linked);
+    let saved = p.save.unwrap();
+    assert_eq!(saved.device_type, EMAIL_DEVICE_TYPE);
+    assert_eq!(saved.identifier.as_deref(), Some("p@example.com"));
+    assert_eq!(saved.linked_children, 2);
+    // c is not linked: neither its refused request nor its later update reach the parent.
+    assert_eq!(saved.fields.language.as_deref(), Some("bb"));
+    assert_eq!(saved.source_offset, 4);
+}
+
+#[test]
+fn a_new_email_unlinks_from_the_old_parent_without_mirroring() {
+    let app = Uuid::new_v4();
+    let old = email_parent_id(app, "p@example.com");
+    let child = Uuid::new_v4();
+    let changes = [
+        update(app, child, 5, "en", None),
+        update(app, child, 6, "xx", Some("other@example.com")),
+        update(app, child, 7, "yy", None),
+    ];
+    let p = plan(old, Some(row(app, 1, 1)), &changes, &known(&[child], &[])).unwrap();
+    assert_eq!(p.unlink, vec![child]);
+    let saved = p.save.unwrap();
+    assert_eq!(
+        (saved.linked_children, saved.fields.language.as_deref()),
+        (0, Some("en"))
+    );
+}
+
+#[test]
+fn a_child_not_seen_yet_waits_and_one_found_unknown_is_ignored() {
+    let app = Uuid::new_v4();
+    let parent = email_parent_id(app, "p@example.com");
+    let child = Uuid::new_v4();
+    let changes = [update(app, child, 8, "en", Some("p@example.com"))];
+    let mut k = known(&[], &[]);
+    assert_eq!(
+        plan(parent, None, &changes, &k),
+        Err(Stop::Pending { child })
+    );
+    k.children.insert(child, Child::Rejected(7));
+    assert_eq!(
+        plan(parent, None, &changes, &k),
+        Err(Stop::Pending { child })
+    );
+    k.children.insert(child, Child::Rejected(8));
+    assert_eq!(plan(parent, None, &changes, &k), Ok(Plan::default()));
+}

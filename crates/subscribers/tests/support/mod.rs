@@ -1,0 +1,258 @@
+//! Shared by the service's end-to-end tests: a topic and database of their own, the service
+//! started in-process (API and consumer as separate instances, so the consumer can be restarted
+//! while the API keeps taking updates), an HTTP client, and polling for conditions.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kafkaesque_subscribers::{Config, Roles};
+use kafkaesque_testkit::{
+    require_broker, require_postgres, unique_name, Broker, TestDatabase, TestTopic,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Start-up and shutdown must each finish within this.
+pub const WITHIN: Duration = Duration::from_secs(60);
+
+/// A broker topic and a database for one test, and the configuration pointing at them.
+pub struct Rig {
+    pub broker: Broker,
+    pub topic: TestTopic,
+    pub database: TestDatabase,
+    pub config: Config,
+}
+
+impl Rig {
+    pub async fn new(prefix: &str, partitions: i32) -> Rig {
+        let broker = require_broker().await;
+        let postgres = require_postgres().await;
+        let topic = broker
+            .create_topic(prefix, partitions)
+            .await
+            .expect("topic");
+        let database = postgres.reserve_database(prefix);
+        let config = Config {
+            kafka_brokers: broker.bootstrap_servers().to_owned(),
+            database: database.config().clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            topic: topic.name().to_owned(),
+            partitions,
+            group_id: unique_name(prefix),
+            pool_size: 8,
+            concurrency: 128,
+            // Acknowledge at once: the tests send one update after another.
+            producer_properties: vec![("linger.ms".into(), "0".into())],
+            // This broker holds every group join for half the session timeout.
+            consumer_properties: vec![
+                ("session.timeout.ms".into(), "6000".into()),
+                ("heartbeat.interval.ms".into(), "1000".into()),
+            ],
+            ..Config::default()
+        };
+        Rig {
+            broker,
+            topic,
+            database,
+            config,
+        }
+    }
+
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.dlq", self.topic.name())
+    }
+}
+
+/// One running instance of the service and the means to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<kafkaesque_subscribers::Result<()>>,
+}
+
+impl Running {
+    pub async fn start(config: &Config, roles: Roles) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(kafkaesque_subscribers::run(
+            listener,
+            config.clone(),
+            roles,
+            shutdown,
+        ));
+        let running = Running { addr, stop, task };
+        let client = running.client();
+        eventually("the service answers /healthz", WITHIN, || async {
+            client.call(Method::GET, "/healthz", None, None).await.ok()
+        })
+        .await;
+        running
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", self.addr),
+        }
+    }
+
+    /// Completes the shutdown future and waits for a clean stop.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WITHIN, self.task)
+            .await
+            .expect("stops in time")
+            .expect("task")
+            .expect("stops cleanly");
+    }
+}
+
+/// Polls `check` until it gives a value, for at most `limit`; panics naming `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP client for one instance.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// An app and its key.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: Uuid,
+    pub key: String,
+}
+
+impl Client {
+    /// Any request; `auth` is the whole `Authorization` header value.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Result<(StatusCode, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// `call`, expecting it to go through.
+    pub async fn must(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, auth, body).await.expect("request")
+    }
+
+    pub async fn create_app(&self, name: &str) -> App {
+        let admin = format!("Bearer {ADMIN_TOKEN}");
+        let body = json!({ "name": name });
+        let (status, v) = self
+            .must(Method::POST, "/api/v1/apps", Some(&admin), Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        App {
+            id: v["id"].as_str().unwrap().parse().unwrap(),
+            key: v["api_key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn create_player(&self, app: &App, body: Value) -> Uuid {
+        let (status, v) = self
+            .must(
+                Method::POST,
+                "/api/v1/players",
+                Some(&app.auth()),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn update(&self, app: &App, id: Uuid, body: &Value) {
+        let path = format!("/api/v1/players/{id}");
+        let (status, v) = self
+            .must(Method::PUT, &path, Some(&app.auth()), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v, json!({"success": true}));
+    }
+
+    pub async fn player(&self, app: &App, id: Uuid) -> (StatusCode, Value) {
+        let path = format!("/api/v1/players/{id}?app_id={}", app.id);
+        self.must(Method::GET, &path, Some(&app.auth()), None).await
+    }
+}
+
+impl App {
+    pub fn auth(&self) -> String {
+        format!("Key {}", self.key)
+    }
+}
+
+impl Client {
+    /// A request with a body sent as it is (not necessarily JSON).
+    pub async fn http_raw(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
