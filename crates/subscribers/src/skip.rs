@@ -75,6 +75,19 @@ impl SkipList {
             .or_default() += records as u64;
     }
 
+    /// What this process obeys now.
+    pub fn active(&self) -> Vec<SkipTarget> {
+        let mut all: Vec<SkipTarget> = self
+            .active
+            .read()
+            .expect("skip list lock")
+            .iter()
+            .copied()
+            .collect();
+        all.sort_by_key(|t| (t.kind(), t.id()));
+        all
+    }
+
     pub fn insert(&self, target: SkipTarget) {
         self.active.write().expect("skip list lock").insert(target);
     }

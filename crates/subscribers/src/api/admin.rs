@@ -74,12 +74,14 @@ pub async fn unskip(
     Ok(Json(json!({ "resumed": t })))
 }
 
-/// `GET /admin/skip`: the skip list.
+/// `GET /admin/skip`: the skip list, and what this process obeys (the same, within a second).
 pub async fn skips(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     auth::admin(&headers, s.config.admin_token.as_deref())?;
     let mut all: Vec<SkipTarget> = s.store.skips().await?.into_iter().collect();
     all.sort_by_key(|t| (t.kind(), t.id()));
-    Ok(Json(json!({ "skipping": all })))
+    Ok(Json(
+        json!({ "skipping": all, "in_effect_here": s.skips.active() }),
+    ))
 }
 
 /// `GET /admin/top?n=20`: the busiest apps and rows of the last minute, and each partition's

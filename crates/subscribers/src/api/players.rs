@@ -5,6 +5,7 @@
 //! has acknowledged them.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -19,6 +20,9 @@ use super::validate::{NewPlayerRequest, UpdateRequest};
 use super::AppState;
 use crate::message::Message;
 use crate::store::PlayerView;
+
+/// How long a write waits for the topic to be created (only ever right after start).
+const TOPIC_WAIT: Duration = Duration::from_secs(10);
 
 fn path_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|e| ApiError::bad_request(format!("id: not a UUID ({e})")))
@@ -90,11 +94,12 @@ async fn publish(s: &AppState, message: &Message) -> Result<(), ApiError> {
         .producer
         .as_ref()
         .ok_or_else(|| ApiError::not_found("this process runs no API"))?;
-    if !*s.topic_ready.borrow() {
-        return Err(ApiError::kafka(format!(
-            "topic {} is not ready",
-            s.config.topic
-        )));
+    // Right after start the topic may still be on its way: wait a little rather than refuse.
+    let mut ready = s.topic_ready.clone();
+    let waited = tokio::time::timeout(TOPIC_WAIT, async { ready.wait_for(|r| *r).await.is_ok() });
+    if !matches!(waited.await, Ok(true)) {
+        let topic = &s.config.topic;
+        return Err(ApiError::kafka(format!("topic {topic} is not ready")));
     }
     producer.send(message).await.map_err(ApiError::kafka)?;
     Ok(())
