@@ -212,3 +212,136 @@ async fn updates_of_unknown_subscriptions_are_dead_lettered_and_counted() {
     assert_eq!(p["device_type"], 11, "{p}");
     service.stop().await;
 }
+
+/// Whether `process` obeys a skip of `target` (`{"player_id": ..}` or `{"app_id": ..}`).
+async fn in_effect(process: &Client, target: &Value) -> bool {
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let (_, v) = process
+        .must(Method::GET, "/admin/skip", Some(&admin), None)
+        .await;
+    v["in_effect_here"].as_array().unwrap().iter().any(|t| {
+        let (kind, id) = t.as_object().unwrap().iter().next().unwrap();
+        target[format!("{kind}_id")] == *id
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_set_through_one_process_stops_writes_in_another_and_top_shows_the_busiest() {
+    let rig = Rig::new("skip", 1).await;
+    let api = Running::start(&rig.config, Roles::API).await;
+    let consumer = Running::start(&rig.config, Roles::CONSUMER).await;
+    let (c, k) = (api.client(), consumer.client());
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let app = c.create_app("skip").await;
+    let x = c
+        .create_player(&app, json!({"app_id": app.id, "device_type": 1}))
+        .await;
+    let y = c
+        .create_player(&app, json!({"app_id": app.id, "device_type": 1}))
+        .await;
+    state_where(&c, &app, y, "created", |_| true).await;
+
+    let skip_x = json!({"player_id": x});
+    let both = json!({"player_id": x, "app_id": app.id});
+    let refused = c
+        .must(Method::PUT, "/admin/skip", None, Some(&skip_x))
+        .await;
+    assert_eq!(refused.0, StatusCode::UNAUTHORIZED, "{}", refused.1);
+    let refused = c
+        .must(Method::PUT, "/admin/skip", Some(&admin), Some(&both))
+        .await;
+    assert_eq!(refused.0, StatusCode::BAD_REQUEST, "{}", refused.1);
+    let (s, v) = c
+        .must(Method::PUT, "/admin/skip", Some(&admin), Some(&skip_x))
+        .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"skipping": {"player": x}})));
+    eventually("the consumer process obeys the skip", WITHIN, || async {
+        in_effect(&k, &skip_x).await.then_some(())
+    })
+    .await;
+    for n in 1..=3 {
+        c.update(
+            &app,
+            x,
+            &json!({"app_id": app.id, "tags": {"n": n.to_string()}}),
+        )
+        .await;
+    }
+    c.update(&app, y, &json!({"app_id": app.id, "tags": {"n": "1"}}))
+        .await;
+    let skipped = "subscribers_skipped_records_total{target=\"player\"}";
+    eventually("three records skipped", WITHIN, || async {
+        (counter(&k, skipped).await >= 3.0).then_some(())
+    })
+    .await;
+    state_where(&c, &app, y, "y written", |v| v["tags"]["n"] == "1").await;
+    assert_eq!(
+        c.player(&app, x).await.1["tags"],
+        json!({}),
+        "nothing written for x"
+    );
+
+    // Busiest apps and rows, as the consumer process saw them.
+    // The consumer refreshes its partition figures every second.
+    let top = eventually("partition figures", WITHIN, || async {
+        let (s, top) = k
+            .must(Method::GET, "/admin/top?n=5", Some(&admin), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{top}");
+        (!top["partitions"].as_array().unwrap().is_empty()).then_some(top)
+    })
+    .await;
+    assert_eq!(
+        top["apps"][0],
+        json!({"app_id": app.id, "updates": 6}),
+        "{top}"
+    );
+    assert_eq!(
+        top["rows"][0],
+        json!({"player_id": x, "updates": 4}),
+        "{top}"
+    );
+    assert_eq!(top["partitions"].as_array().unwrap().len(), 1, "{top}");
+    assert!(
+        top["partitions"][0]["queued"].is_u64()
+            && top["partitions"][0]["longest_in_flight_ms"].is_u64(),
+        "{top}"
+    );
+    let (s, _) = c.must(Method::GET, "/admin/top", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the API process runs no consumer");
+
+    let (s, _) = c
+        .must(Method::DELETE, "/admin/skip", Some(&admin), Some(&skip_x))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = c
+        .must(Method::DELETE, "/admin/skip", Some(&admin), Some(&skip_x))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    eventually("the consumer process resumes", WITHIN, || async {
+        (!in_effect(&k, &skip_x).await).then_some(())
+    })
+    .await;
+    c.update(&app, x, &json!({"app_id": app.id, "tags": {"n": "4"}}))
+        .await;
+    state_where(&c, &app, x, "x written again", |v| v["tags"]["n"] == "4").await;
+
+    // A whole app.
+    let skip_app = json!({"app_id": app.id});
+    c.must(Method::PUT, "/admin/skip", Some(&admin), Some(&skip_app))
+        .await;
+    eventually("the app skipped", WITHIN, || async {
+        in_effect(&k, &skip_app).await.then_some(())
+    })
+    .await;
+    c.update(&app, y, &json!({"app_id": app.id, "tags": {"n": "2"}}))
+        .await;
+    eventually("the app's record skipped", WITHIN, || async {
+        (counter(&k, "subscribers_skipped_records_total{target=\"app\"}").await >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(c.player(&app, y).await.1["tags"]["n"], "1");
+    consumer.stop().await;
+    api.stop().await;
+}
