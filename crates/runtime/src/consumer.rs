@@ -16,7 +16,7 @@ use futures::FutureExt;
 use kafkaesque_engine::{Engine, HotKeyPolicy};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use tracing::{error, info, warn};
 
@@ -61,12 +61,13 @@ impl Consumer {
         S: Future<Output = ()>,
     {
         let cfg = self.cfg;
-        prepare_topics(&cfg).await?;
+        let (prepared, budget) = tokio::join!(prepare_topics(&cfg), metadata_budget(&cfg));
+        prepared?;
         let (tx, rx) = mpsc::channel::<Event>();
         let spawn = spawner(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-        engine_cfg.limits.metadata_max_bytes = metadata_budget(&cfg).await;
+        engine_cfg.limits.metadata_max_bytes = budget;
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
         let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
         let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
@@ -173,7 +174,7 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
         st.run_actions(&consumer);
         if now >= next_commit {
             let commits = st.engine.commits();
-            st.commit(&consumer, commits, CommitMode::Async);
+            st.commit(&consumer, commits);
             next_commit = now + cfg.commit_interval;
         }
         if now >= next_publish {
@@ -216,7 +217,7 @@ fn shut_down(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Resu
             warn!("drain timeout at shutdown: unfinished work will be replayed by the next owner");
         }
         let commits = st.engine.commits();
-        st.commit(&consumer, commits, CommitMode::Sync);
+        st.commit_final(&consumer, commits);
         st.sinks.flush(Duration::from_secs(5));
     }
     consumer.unsubscribe();
@@ -278,13 +279,16 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     if new.is_empty() {
         return Ok(());
     }
-    let results = admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .map_err(Error::kafka("creating dead-letter/overflow topics"))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    let results = match admin.create_topics(&new, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "could not create dead-letter/overflow topics (they may be auto-created on first use)");
+            return Ok(());
+        }
+    };
     for r in results {
         if let Err((topic, code)) = r {
             if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
@@ -303,7 +307,8 @@ async fn metadata_budget(cfg: &ConsumerConfig) -> usize {
     else {
         return DEFAULT;
     };
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    // Brokers that do not implement DescribeConfigs simply do not answer: do not wait long.
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_millis(1500)));
     let Ok(results) = admin
         .describe_configs(&[ResourceSpecifier::Broker(0)], &opts)
         .await

@@ -327,63 +327,96 @@ impl State {
         }
     }
 
-    /// Commits what the engine releases: asynchronously on the interval, synchronously on
-    /// revoke and shutdown.
+    /// Commits what the engine releases, asynchronously (on the interval). A failure is logged
+    /// and the engine returns the same commit next time.
     pub(crate) fn commit<C: ConsumerContext>(
         &mut self,
         main: &BaseConsumer<C>,
         commits: Vec<Commit>,
-        mode: CommitMode,
     ) {
-        if commits.is_empty() {
-            return;
+        for (list, overflow) in self.split(commits) {
+            if let Err(e) = self.send_commit(main, &list, overflow, CommitMode::Async) {
+                warn!(error = %e, partitions = list.len(), "commit failed; will retry");
+                metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                for c in &list {
+                    self.engine.commit_failed(c.partition);
+                }
+            }
         }
-        let started = Instant::now();
+    }
+
+    /// Commits synchronously (revoke, shutdown), retrying a failed commit a few times: these
+    /// are the last chance to record this owner's progress.
+    pub(crate) fn commit_final<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        commits: Vec<Commit>,
+    ) {
+        for (list, overflow) in self.split(commits) {
+            let mut attempt = 1;
+            loop {
+                match self.send_commit(main, &list, overflow, CommitMode::Sync) {
+                    Ok(()) => {
+                        for c in &list {
+                            self.engine.committed(c.partition, c.offset);
+                        }
+                        break;
+                    }
+                    Err(e) if attempt < 5 => {
+                        warn!(error = %e, attempt, "final commit failed; retrying");
+                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        std::thread::sleep(Duration::from_millis(200 * attempt));
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        error!(error = %e, partitions = list.len(), "final commit failed; the next owner will replay from the last commit");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Group consumer commits and overflow consumer commits.
+    fn split(&self, commits: Vec<Commit>) -> [(Vec<Commit>, bool); 2] {
         let (ovf, primary): (Vec<Commit>, Vec<Commit>) = commits
             .into_iter()
             .partition(|c| self.is_overflow(&c.tp.topic));
-        for (list, overflow) in [(primary, false), (ovf, true)] {
-            if list.is_empty() {
-                continue;
+        [(primary, false), (ovf, true)]
+    }
+
+    fn send_commit<C: ConsumerContext>(
+        &self,
+        main: &BaseConsumer<C>,
+        list: &[Commit],
+        overflow: bool,
+        mode: CommitMode,
+    ) -> rdkafka::error::KafkaResult<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for c in list {
+            if c.truncated_from.is_some() {
+                debug!(topic = %c.tp.topic, partition = c.tp.partition, "commit metadata truncated; some completed records will be replayed after a restart");
             }
-            let mut tpl = TopicPartitionList::new();
-            for c in &list {
-                if c.truncated_from.is_some() {
-                    debug!(topic = %c.tp.topic, partition = c.tp.partition, "commit metadata truncated; some completed records will be replayed after a restart");
-                }
-                let added =
-                    tpl.add_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(c.offset));
-                if let (Ok(()), Some(mut elem)) =
-                    (added, tpl.find_partition(&c.tp.topic, c.tp.partition))
-                {
-                    elem.set_metadata(c.metadata.clone());
-                }
-            }
-            let result = if overflow {
-                self.overflow
-                    .as_ref()
-                    .map_or(Ok(()), |o| o.commit(&tpl, mode))
-            } else {
-                main.commit(&tpl, mode)
-            };
-            match result {
-                Ok(()) if matches!(mode, CommitMode::Sync) => {
-                    for c in &list {
-                        self.engine.committed(c.partition, c.offset);
-                    }
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    warn!(error = %e, partitions = list.len(), "commit failed; will retry");
-                    metrics::counter!("kafkaesque_commit_failures_total").increment(1);
-                    for c in &list {
-                        self.engine.commit_failed(c.partition);
-                    }
-                }
+            let added =
+                tpl.add_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(c.offset));
+            if let (Ok(()), Some(mut elem)) =
+                (added, tpl.find_partition(&c.tp.topic, c.tp.partition))
+            {
+                elem.set_metadata(c.metadata.clone());
             }
         }
+        let result = match (overflow, self.overflow.as_ref()) {
+            (true, Some(o)) => o.commit(&tpl, mode),
+            (true, None) => Ok(()),
+            (false, _) => main.commit(&tpl, mode),
+        };
         metrics::counter!("kafkaesque_commits_total").increment(1);
         metrics::histogram!("kafkaesque_commit_seconds").record(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Applies events until `done` holds or the deadline passes.
@@ -524,7 +557,8 @@ impl State {
         for (_, h) in &handles {
             self.engine.drain(*h);
         }
-        if !lost {
+        // At shutdown the drain has been waited for already.
+        if !lost && !self.shutdown {
             let deadline = Instant::now() + self.cfg.drain_timeout;
             let hs: Vec<PartitionHandle> = handles.iter().map(|(_, h)| *h).collect();
             let drained = self.drain_until(main, deadline, |st| {
@@ -543,7 +577,7 @@ impl State {
         if lost {
             warn!("assignment lost: final commits skipped (the group has moved on)");
         } else {
-            self.commit(main, commits, CommitMode::Sync);
+            self.commit_final(main, commits);
         }
         if let (Some(c), false) = (self.overflow.as_ref(), overflow_tpl.count() == 0) {
             if let Err(e) = c.incremental_unassign(&overflow_tpl) {

@@ -130,3 +130,11 @@ impl Ledger {
         duplicates
     }
 }
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
