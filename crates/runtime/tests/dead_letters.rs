@@ -1,0 +1,98 @@
+//! A record whose handler always fails ends in the dead-letter topic, with its headers, after
+//! the configured attempts — and while it waits for its retries, only its own key waits.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{key, SESSION};
+use kafkaesque_runtime::{headers, Consumer, HandlerError, Record, RetryPolicy};
+use kafkaesque_testkit::{require_broker, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tokio::sync::Notify;
+
+const OTHERS: usize = 1_000;
+const POISON: &str = "poison";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
+    let broker = require_broker().await;
+    let topic = broker.create_topic("rt-poison", 1).await.expect("topic");
+    tokio::task::block_in_place(|| {
+        let p: BaseProducer = broker.client_config().create().unwrap();
+        let mut send = |k: &str, v: &str| {
+            p.send(BaseRecord::<str, str>::to(topic.name()).key(k).payload(v)).unwrap();
+        };
+        send(POISON, "poison:0");
+        for k in 0..OTHERS {
+            send(&key(k), &format!("{}:0", key(k)));
+        }
+        send(POISON, "poison:1");
+        p.flush(Duration::from_secs(30)).unwrap();
+    });
+    // (what, when) in the order handlers finished.
+    let log = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let finished = Arc::new(Notify::new());
+    let (l, done) = (log.clone(), finished.clone());
+    let handler = move |r: Record| {
+        let (l, done) = (l.clone(), done.clone());
+        async move {
+            let text = String::from_utf8_lossy(r.payload.as_deref().unwrap()).into_owned();
+            if text == "poison:0" {
+                return Err(HandlerError::retry(format!("cannot apply {text} (attempt {})", r.attempt)));
+            }
+            let mut g = l.lock().unwrap();
+            g.push((text.clone(), Instant::now()));
+            if g.len() == OTHERS + 1 {
+                done.notify_one();
+            }
+            Ok(())
+        }
+    };
+    let mut b = Consumer::builder()
+        .brokers(broker.bootstrap_servers())
+        .group_id(unique_name("rt-poison"))
+        .topics([topic.name()])
+        .concurrency(50)
+        .retry(RetryPolicy { max_attempts: 3, base_backoff_ms: 400, max_backoff_ms: 2_000 });
+    for (k, v) in SESSION {
+        b = b.set(k, v);
+    }
+    let run = b.build().unwrap().run(handler, async move { finished.notified().await });
+    tokio::time::timeout(Duration::from_secs(120), run).await.expect("in time").expect("clean run");
+
+    let log = log.lock().unwrap().clone();
+    let poison_next = log.iter().position(|(t, _)| t == "poison:1").expect("the poison key moved on");
+    assert_eq!(poison_next, OTHERS, "every other key finished while the poison key waited: {:?}", &log[..3]);
+
+    // The dead-letter record: original key and value, plus where it came from and why.
+    let dlq = format!("{}.dlq", topic.name());
+    let c: BaseConsumer = broker.group_config(&unique_name("dlq-reader")).set("auto.offset.reset", "earliest").create().unwrap();
+    c.subscribe(&[&dlq]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        assert!(Instant::now() < deadline, "no dead-letter record in {dlq}");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            break m.detach();
+        }
+    };
+    assert_eq!(m.key(), Some(POISON.as_bytes()));
+    assert_eq!(m.payload(), Some("poison:0".as_bytes()));
+    let hs = m.headers().expect("headers");
+    let header = |name: &str| {
+        hs.iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| panic!("header {name} missing"))
+    };
+    assert_eq!(header(headers::SOURCE_TOPIC), topic.name());
+    assert_eq!(header(headers::SOURCE_PARTITION), "0");
+    assert_eq!(header(headers::SOURCE_OFFSET), "0");
+    assert_eq!(header(headers::ATTEMPTS), "3");
+    assert_eq!(header(headers::REASON), "max_attempts");
+    assert!(header(headers::ERROR).contains("cannot apply poison:0 (attempt 3)"));
+}
