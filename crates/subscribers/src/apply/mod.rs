@@ -176,7 +176,7 @@ impl Applier {
         } else {
             Default::default()
         };
-        asking.retain(|c| !linked.contains(c));
+        // Every child asking, linked or not: within the batch it may leave and come back.
         let found = rows::existing(tx, app, &asking).await?;
         let missing: Vec<Uuid> = asking
             .iter()

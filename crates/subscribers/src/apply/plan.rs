@@ -149,6 +149,8 @@ pub fn plan(
                     } else if !linked.contains(&child) {
                         match known.children.get(&child) {
                             Some(Child::Exists) => {}
+                            // Linked before this delivery: it exists.
+                            None if known.linked.contains(&child) => {}
                             Some(Child::Rejected(at)) if *at >= offset => continue,
                             _ => return Err(Stop::Pending { child }),
                         }

@@ -130,3 +130,27 @@ fn a_child_not_seen_yet_waits_and_one_found_unknown_is_ignored() {
     k.children.insert(child, Child::Rejected(8));
     assert_eq!(plan(parent, None, &changes, &k), Ok(Plan::default()));
 }
+
+#[test]
+fn a_child_may_leave_and_come_back_within_one_batch() {
+    let app = Uuid::new_v4();
+    let parent = email_parent_id(app, "p@example.com");
+    let child = Uuid::new_v4();
+    let changes = [
+        update(app, child, 5, "xx", Some("other@example.com")),
+        update(app, child, 6, "en", Some("p@example.com")),
+    ];
+    let p = plan(
+        parent,
+        Some(row(app, 1, 1)),
+        &changes,
+        &known(&[child], &[child]),
+    )
+    .unwrap();
+    assert_eq!((p.link, p.unlink), (vec![(child, 6)], vec![]));
+    let saved = p.save.unwrap();
+    assert_eq!(
+        (saved.linked_children, saved.fields.language.as_deref()),
+        (1, Some("en"))
+    );
+}
