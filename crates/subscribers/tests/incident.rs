@@ -89,12 +89,13 @@ async fn a_flood_on_one_parent_row_does_not_hold_up_another_app() {
         n += 1;
         let body = json!({"app_id": normal_app.id, "tags": {"n": n.to_string()}});
         c.update(&normal_app, normal, &body).await;
+        let want = n.to_string();
         eventually(
             &format!("normal update {n} applied during the flood"),
             NORMAL_BOUND,
             || async {
                 let (s, v) = c.player(&normal_app, normal).await;
-                (s == StatusCode::OK && v["tags"]["n"] == n.to_string()).then_some(())
+                (s == StatusCode::OK && v["tags"]["n"] == want.as_str()).then_some(())
             },
         )
         .await;
