@@ -127,7 +127,7 @@ pub struct Engine<P> {
     pub(crate) cfg: EngineConfig<P>,
     pub(crate) parts: Vec<Option<Part>>,
     free_parts: Vec<u32>,
-    by_tp: HashMap<TopicPartition, u32>,
+    by_tp: HashMap<TopicPartition, u32, FxBuildHasher>,
     next_epoch: u32,
     pub(crate) lanes: Vec<Lane<P>>,
     pub(crate) free_lanes: Vec<u32>,
@@ -147,6 +147,8 @@ pub struct Engine<P> {
     pub(crate) rng: u64,
     pub(crate) actions: Vec<Action<P>>,
     pub(crate) counters: Counters,
+    /// Scratch space for routing a fetched record, kept to avoid an allocation per record.
+    pub(crate) routed: Vec<(crate::intake::Route, P)>,
 }
 
 impl<P> std::fmt::Debug for Engine<P> {
@@ -168,7 +170,7 @@ impl<P: Clone> Engine<P> {
             cfg,
             parts: Vec::new(),
             free_parts: Vec::new(),
-            by_tp: HashMap::new(),
+            by_tp: HashMap::default(),
             next_epoch: 1,
             lanes: Vec::new(),
             free_lanes: Vec::new(),
@@ -186,6 +188,7 @@ impl<P: Clone> Engine<P> {
             rng,
             actions: Vec::new(),
             counters: Counters::default(),
+            routed: Vec::new(),
         })
     }
 

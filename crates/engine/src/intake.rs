@@ -16,7 +16,7 @@ use crate::types::*;
 use crate::Offset;
 
 /// Where one item of a record goes.
-enum Route {
+pub(crate) enum Route {
     Shared(u32),
     Key(Arc<[u8]>, Option<u32>),
 }
@@ -44,10 +44,13 @@ impl<P: Clone> Engine<P> {
             debug_assert!(false, "overflow records go through fetched_overflow");
             return Intake::Stale;
         }
-        let routed: Vec<(Route, P)> = items
-            .into_iter()
-            .map(|(k, payload)| (self.route(slot, k.as_ref().map(|k| k.as_ref())), payload))
-            .collect();
+        // A buffer kept between calls: no allocation per record.
+        let mut routed = std::mem::take(&mut self.routed);
+        routed.extend(
+            items
+                .into_iter()
+                .map(|(k, payload)| (self.route(slot, k.as_ref().map(|k| k.as_ref())), payload)),
+        );
         self.take(slot, slot, offset, bytes, routed)
     }
 
@@ -71,7 +74,8 @@ impl<P: Clone> Engine<P> {
             return Intake::Stale;
         };
         let main = self.slot(main).expect("overflow outlives its main");
-        let routed = vec![(self.route(main, key.as_ref().map(|k| k.as_ref())), payload)];
+        let mut routed = std::mem::take(&mut self.routed);
+        routed.push((self.route(main, key.as_ref().map(|k| k.as_ref())), payload));
         self.take(slot, main, offset, bytes, routed)
     }
 
@@ -115,11 +119,14 @@ impl<P: Clone> Engine<P> {
     ) -> Intake {
         let from_overflow = lane_part != slot;
         if routed.is_empty() {
+            self.routed = routed;
             self.part_mut(slot).tracker.fetch(offset, 0);
             self.counters.skipped += 1;
             return Intake::Skipped;
         }
         if let Some(reason) = self.refusal(slot, lane_part, from_overflow, &routed, bytes) {
+            routed.clear();
+            self.routed = routed;
             self.refuse(slot, offset, reason);
             return Intake::Refused;
         }
@@ -144,6 +151,7 @@ impl<P: Clone> Engine<P> {
             };
             self.place(lane, item, from_overflow, offset);
         }
+        self.routed = routed;
         self.pump();
         Intake::Accepted
     }

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -114,31 +115,45 @@ impl Consumer {
     }
 }
 
-/// Starts each handler as a tokio task and reports its outcome; a panicking handler counts as a
-/// retriable failure, never as a lost item.
+/// Starts a handler and reports its outcome; a panicking handler counts as a retriable failure,
+/// never as a lost item.
+///
+/// The handler's future is polled once right here, on the driver thread, inside the runtime's
+/// context: a handler that finishes without waiting (a filter, a cache hit, an in-memory update)
+/// then costs no task, no channel and no thread hand-off, and its result is returned at once.
+/// A handler that has to wait is handed to the runtime as a task and reports on the channel.
 fn spawner<H: Handler>(handler: Arc<H>, tx: EventTx) -> Spawn {
     let rt = tokio::runtime::Handle::current();
-    let tx = std::sync::Mutex::new(tx);
     Box::new(move |record, id| {
+        let _context = rt.enter();
         let handler = handler.clone();
-        let tx = tx.lock().expect("event channel lock").clone();
+        let call = async move { handler.handle(record).await };
+        let mut fut = Box::pin(AssertUnwindSafe(call).catch_unwind());
+        let mut cx = Context::from_waker(Waker::noop());
+        let outcome = |r: Result<Result<(), HandlerError>, _>| {
+            r.unwrap_or_else(|_| Err(HandlerError::retry("handler panicked")))
+        };
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            // Finished without waiting: not worth two clock reads.
+            return Some((outcome(r), Duration::ZERO));
+        }
+        let started = Instant::now();
+        let tx = tx.clone();
         rt.spawn(async move {
-            let started = Instant::now();
-            let result = match AssertUnwindSafe(handler.handle(record))
-                .catch_unwind()
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(HandlerError::retry("handler panicked")),
-            };
+            let result = outcome(fut.await);
             let _ = tx.send(Event::Done {
                 id,
                 result,
                 elapsed: started.elapsed(),
             });
         });
+        None
     })
 }
+
+/// Shortest and longest pause of the driver while handlers run and Kafka has nothing new.
+const MIN_NAP: Duration = Duration::from_micros(100);
+const MAX_NAP: Duration = Duration::from_millis(2);
 
 /// The driver loop. See the module documentation.
 fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
@@ -149,6 +164,7 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
     info!(group = %cfg.group_id, topics = ?cfg.topics, "consumer started");
     let mut next_commit = Instant::now() + cfg.commit_interval;
     let mut next_publish = Instant::now() + Duration::from_secs(1);
+    let mut nap = MIN_NAP;
     loop {
         let mut got = 0;
         while got < 512 {
@@ -171,6 +187,7 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
         st.engine.advance_time(now_ms);
         let now = Instant::now();
         st.sinks.retry_due(now);
+        st.sinks.poll();
         st.run_actions(&consumer);
         if now >= next_commit {
             let commits = st.engine.commits();
@@ -185,12 +202,20 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
             drop(st);
             return shut_down(consumer, cfg);
         }
-        if got == 0 && events == 0 {
+        if got > 0 || events > 0 {
+            nap = MIN_NAP;
+        }
+        if got == 0 {
             let busy = st.engine.in_flight() > 0 || st.sinks.pending() > 0;
             if busy {
-                // Work is running: wake for its outcome at once, and look at Kafka again soon.
-                st.wait_event(&consumer, Duration::from_millis(2));
-            } else {
+                // Kafka has nothing new and work is running. Nap rather than block on the
+                // channel: a handler's send then never has to wake this thread, and the
+                // outcomes that arrive meanwhile are taken in one batch. Naps lengthen while
+                // nothing arrives, so slow handlers cost no CPU here.
+                drop(st);
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
+            } else if events == 0 {
                 drop(st);
                 match consumer.poll(Duration::from_millis(50)) {
                     Some(Ok(m)) => consumer.context().state().on_message(&m),

@@ -51,7 +51,7 @@ impl Observer {
 /// without keeping a timestamp per record.
 #[derive(Debug, Default)]
 pub(crate) struct Ages {
-    samples: HashMap<TopicPartition, VecDeque<(i64, i64)>>,
+    samples: HashMap<TopicPartition, VecDeque<(i64, i64)>, rustc_hash::FxBuildHasher>,
 }
 
 const SAMPLE_EVERY: i64 = 64;
@@ -59,7 +59,10 @@ const SAMPLE_EVERY: i64 = 64;
 impl Ages {
     pub(crate) fn fetched(&mut self, tp: &TopicPartition, offset: i64, timestamp: Option<i64>) {
         let Some(ts) = timestamp else { return };
-        let q = self.samples.entry(tp.clone()).or_default();
+        let q = match self.samples.get_mut(tp) {
+            Some(q) => q,
+            None => self.samples.entry(tp.clone()).or_default(),
+        };
         if q.back().is_none_or(|(o, _)| offset - o >= SAMPLE_EVERY) {
             q.push_back((offset, ts));
         }

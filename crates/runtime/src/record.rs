@@ -32,6 +32,10 @@ pub struct Record {
     pub records: usize,
 }
 
+thread_local! {
+    static NO_HEADERS: Arc<[Header]> = Arc::from(Vec::new());
+}
+
 /// Header names the runtime writes on dead-letter and overflow records.
 pub mod headers {
     pub const SOURCE_TOPIC: &str = "kafkaesque.source.topic";
@@ -46,17 +50,17 @@ pub mod headers {
 
 impl Record {
     pub(crate) fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
-        let headers: Vec<Header> = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        name: h.key.to_owned(),
-                        value: h.value.map(Bytes::copy_from_slice),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Most records carry no headers: share one empty list rather than allocate.
+        let headers = match m.headers() {
+            Some(hs) if hs.count() > 0 => hs
+                .iter()
+                .map(|h| Header {
+                    name: h.key.to_owned(),
+                    value: h.value.map(Bytes::copy_from_slice),
+                })
+                .collect(),
+            _ => NO_HEADERS.with(Arc::clone),
+        };
         let key = m.key().map(Bytes::copy_from_slice);
         Record {
             topic,
@@ -65,7 +69,7 @@ impl Record {
             route: key.clone(),
             key,
             payload: m.payload().map(Bytes::copy_from_slice),
-            headers: headers.into(),
+            headers,
             timestamp: m.timestamp().to_millis(),
             attempt: 1,
             records: 1,

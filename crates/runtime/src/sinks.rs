@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kafkaesque_engine::{SinkId, SinkRecord};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tracing::{error, warn};
 
@@ -16,7 +16,7 @@ use crate::events::{Event, EventTx};
 use crate::record::headers as h;
 use crate::{Error, Record, Result};
 
-/// Forwards deliveries to the driver. Runs on the producer's polling thread.
+/// Forwards deliveries to the driver. Runs inside [`Sinks::poll`], on the driver thread.
 pub(crate) struct SinkContext {
     tx: std::sync::Mutex<EventTx>,
 }
@@ -51,8 +51,10 @@ struct Pending {
     retry_at: Option<Instant>,
 }
 
+/// The producer is polled by the driver loop itself rather than by a thread of its own: a
+/// polling thread would spend CPU the handlers need, for a producer that is idle nearly always.
 pub(crate) struct Sinks {
-    producer: ThreadedProducer<SinkContext>,
+    producer: BaseProducer<SinkContext>,
     pending: HashMap<SinkId, Pending>,
 }
 
@@ -77,6 +79,13 @@ impl Sinks {
             producer,
             pending: HashMap::new(),
         })
+    }
+
+    /// Serves delivery reports (they arrive as events on the driver's channel).
+    pub(crate) fn poll(&self) {
+        if !self.pending.is_empty() {
+            self.producer.poll(Duration::ZERO);
+        }
     }
 
     /// Items waiting for a delivery report.

@@ -22,10 +22,12 @@ use crate::handler::FailureKind;
 use crate::observe::{self, Ages, Observer};
 use crate::record::headers as h;
 use crate::sinks::Sinks;
-use crate::Record;
+use crate::{HandlerError, Record};
 
-/// Starts a handler task for one item.
-pub(crate) type Spawn = Box<dyn Fn(Record, WorkId) + Send + Sync>;
+/// Starts the handler for one item; returns its outcome (and how long it took) when it finished
+/// without waiting, or `None` when it runs on as a task that will report on the channel.
+pub(crate) type Spawn =
+    Box<dyn Fn(Record, WorkId) -> Option<(Result<(), HandlerError>, Duration)> + Send + Sync>;
 
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
@@ -40,7 +42,9 @@ pub(crate) struct State {
     pub(crate) ages: Ages,
     pub(crate) clock: Instant,
     pub(crate) shutdown: bool,
-    topics: HashMap<String, Arc<str>>,
+    topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
+    /// Actions being carried out; kept to avoid an allocation per batch.
+    actions: Vec<Action<Record>>,
 }
 
 impl State {
@@ -64,7 +68,8 @@ impl State {
             ages: Ages::default(),
             clock: Instant::now(),
             shutdown: false,
-            topics: HashMap::new(),
+            topics: HashMap::default(),
+            actions: Vec::new(),
         }
     }
 
@@ -103,18 +108,22 @@ impl State {
         let record = Record::from_message(m, topic);
         self.ages.fetched(&tp, record.offset, record.timestamp);
         let weight = record.weight();
-        let keys: Vec<Option<Bytes>> = match &self.cfg.router {
-            Some(router) => route(router, &record),
-            None => vec![record.key.clone()],
+        let offset = record.offset;
+        let intake = match &self.cfg.router {
+            Some(router) => {
+                let items = route(router, &record).into_iter().map(|k| {
+                    let mut r = record.clone();
+                    r.route = k.clone();
+                    (k, r)
+                });
+                self.engine.fetched(h, offset, weight, items)
+            }
+            None => self
+                .engine
+                .fetched(h, offset, weight, [(record.key.clone(), record)]),
         };
-        let items = keys.into_iter().map(|k| {
-            let mut r = record.clone();
-            r.route = k.clone();
-            (k, r)
-        });
-        let intake = self.engine.fetched(h, record.offset, weight, items);
         if intake == Intake::Stale {
-            debug!(topic = %tp.topic, partition = tp.partition, offset = record.offset, "stale record ignored");
+            debug!(topic = %tp.topic, partition = tp.partition, offset, "stale record ignored");
         }
     }
 
@@ -182,26 +191,7 @@ impl State {
                 id,
                 result,
                 elapsed,
-            } => {
-                metrics::histogram!("kafkaesque_handler_seconds").record(elapsed.as_secs_f64());
-                let outcome = match result {
-                    Ok(()) => self.engine.complete(id),
-                    Err(e) => {
-                        let failure = match e.kind {
-                            FailureKind::Retry => Failure::Retry(e.message),
-                            FailureKind::Transient => Failure::Transient(e.message),
-                            FailureKind::Fatal => Failure::Fatal {
-                                reason: e.reason,
-                                error: e.message,
-                            },
-                        };
-                        self.engine.fail(id, failure)
-                    }
-                };
-                if outcome == Outcome::Stale {
-                    debug!("completion of an item from an earlier assignment ignored");
-                }
-            }
+            } => self.outcome(id, result, elapsed),
             Event::Delivered { id, offset } => {
                 self.sinks.delivered(id);
                 self.engine.sink_acked(id, Some(offset));
@@ -224,6 +214,28 @@ impl State {
             Event::Shutdown => self.shutdown = true,
         }
         self.run_actions(main);
+    }
+
+    /// A handler finished: tell the engine how.
+    fn outcome(&mut self, id: WorkId, result: Result<(), HandlerError>, elapsed: Duration) {
+        metrics::histogram!("kafkaesque_handler_seconds").record(elapsed.as_secs_f64());
+        let outcome = match result {
+            Ok(()) => self.engine.complete(id),
+            Err(e) => {
+                let failure = match e.kind {
+                    FailureKind::Retry => Failure::Retry(e.message),
+                    FailureKind::Transient => Failure::Transient(e.message),
+                    FailureKind::Fatal => Failure::Fatal {
+                        reason: e.reason,
+                        error: e.message,
+                    },
+                };
+                self.engine.fail(id, failure)
+            }
+        };
+        if outcome == Outcome::Stale {
+            debug!("completion of an item from an earlier assignment ignored");
+        }
     }
 
     /// Applies every event that has arrived. Returns how many.
@@ -250,14 +262,35 @@ impl State {
 
     /// Carries out what the engine asked for.
     pub(crate) fn run_actions<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
-        let actions: Vec<Action<Record>> = self.engine.drain_actions().collect();
-        for a in actions {
+        // Outcomes of handlers that finished at once produce actions of their own.
+        loop {
+            let mut finished = Vec::new();
+            self.run_actions_once(main, &mut finished);
+            if finished.is_empty() {
+                return;
+            }
+            for (id, result, elapsed) in finished {
+                self.outcome(id, result, elapsed);
+            }
+        }
+    }
+
+    fn run_actions_once<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        finished: &mut Vec<(WorkId, Result<(), HandlerError>, Duration)>,
+    ) {
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.extend(self.engine.drain_actions());
+        for a in actions.drain(..) {
             match a {
                 Action::Dispatch(w) => {
                     let mut r = w.payload;
                     r.attempt = w.attempt;
                     r.records = w.records;
-                    (self.spawn)(r, w.id);
+                    if let Some((result, elapsed)) = (self.spawn)(r, w.id) {
+                        finished.push((w.id, result, elapsed));
+                    }
                 }
                 Action::Pause {
                     tp,
@@ -295,6 +328,7 @@ impl State {
                 }
             }
         }
+        self.actions = actions;
     }
 
     /// Stops fetching a partition and moves its position back to the first refused record.
@@ -437,6 +471,7 @@ impl State {
             }
             self.engine.advance_time(self.now_ms());
             self.sinks.retry_due(now);
+            self.sinks.poll();
             self.wait_event(main, (deadline - now).min(Duration::from_millis(50)));
         }
     }

@@ -23,8 +23,9 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
     let topic = broker.create_topic("rt-poison", 1).await.expect("topic");
     tokio::task::block_in_place(|| {
         let p: BaseProducer = broker.client_config().create().unwrap();
-        let mut send = |k: &str, v: &str| {
-            p.send(BaseRecord::<str, str>::to(topic.name()).key(k).payload(v)).unwrap();
+        let send = |k: &str, v: &str| {
+            p.send(BaseRecord::<str, str>::to(topic.name()).key(k).payload(v))
+                .unwrap();
         };
         send(POISON, "poison:0");
         for k in 0..OTHERS {
@@ -42,7 +43,10 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
         async move {
             let text = String::from_utf8_lossy(r.payload.as_deref().unwrap()).into_owned();
             if text == "poison:0" {
-                return Err(HandlerError::retry(format!("cannot apply {text} (attempt {})", r.attempt)));
+                return Err(HandlerError::retry(format!(
+                    "cannot apply {text} (attempt {})",
+                    r.attempt
+                )));
             }
             let mut g = l.lock().unwrap();
             g.push((text.clone(), Instant::now()));
@@ -57,20 +61,42 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
         .group_id(unique_name("rt-poison"))
         .topics([topic.name()])
         .concurrency(50)
-        .retry(RetryPolicy { max_attempts: 3, base_backoff_ms: 400, max_backoff_ms: 2_000 });
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            base_backoff_ms: 400,
+            max_backoff_ms: 2_000,
+        });
     for (k, v) in SESSION {
         b = b.set(k, v);
     }
-    let run = b.build().unwrap().run(handler, async move { finished.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run).await.expect("in time").expect("clean run");
+    let run = b
+        .build()
+        .unwrap()
+        .run(handler, async move { finished.notified().await });
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("in time")
+        .expect("clean run");
 
     let log = log.lock().unwrap().clone();
-    let poison_next = log.iter().position(|(t, _)| t == "poison:1").expect("the poison key moved on");
-    assert_eq!(poison_next, OTHERS, "every other key finished while the poison key waited: {:?}", &log[..3]);
+    let poison_next = log
+        .iter()
+        .position(|(t, _)| t == "poison:1")
+        .expect("the poison key moved on");
+    assert_eq!(
+        poison_next,
+        OTHERS,
+        "every other key finished while the poison key waited: {:?}",
+        &log[..3]
+    );
 
     // The dead-letter record: original key and value, plus where it came from and why.
     let dlq = format!("{}.dlq", topic.name());
-    let c: BaseConsumer = broker.group_config(&unique_name("dlq-reader")).set("auto.offset.reset", "earliest").create().unwrap();
+    let c: BaseConsumer = broker
+        .group_config(&unique_name("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
     c.subscribe(&[&dlq]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let m = loop {
