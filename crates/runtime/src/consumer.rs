@@ -69,6 +69,7 @@ impl Consumer {
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
         engine_cfg.limits.metadata_max_bytes = budget;
+        info!(bytes = budget, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
         let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
         let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
@@ -319,6 +320,30 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
             if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
                 warn!(%topic, ?code, "could not create topic (it may be auto-created on first use)");
             }
+        }
+    }
+    // A topic that was just created may not have its leaders yet; fetching from it then meets
+    // errors some client and broker pairs handle badly. Wait (briefly) until it has them.
+    for (name, partitions) in &wanted {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = tokio::task::block_in_place(|| {
+                meta_consumer.fetch_metadata(Some(name), Duration::from_secs(2))
+            })
+            .ok()
+            .and_then(|m| {
+                let t = m.topics().first()?;
+                Some(
+                    t.error().is_none()
+                        && t.partitions().len() as i32 >= *partitions
+                        && t.partitions().iter().all(|p| p.leader() >= 0),
+                )
+            })
+            .unwrap_or(false);
+            if ready || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(())
