@@ -10,6 +10,7 @@ use crate::codec::{self, CodecError};
 use crate::config::{ConfigError, EngineConfig, NoKey, Ordering};
 use crate::lane::{Item, Lane, LaneKind};
 use crate::offsets::OffsetTracker;
+use crate::slab::Slab;
 use crate::types::*;
 use crate::{Millis, Offset};
 
@@ -74,52 +75,6 @@ pub(crate) struct SinkWait {
     pub(crate) kind: SinkKind,
     pub(crate) offsets: crate::lane::Offsets,
     pub(crate) bytes: usize,
-}
-
-/// A slab with generation-checked ids, so that an id from a reused slot is recognised as stale.
-#[derive(Debug)]
-pub(crate) struct Slab<T> {
-    slots: Vec<(u32, Option<T>)>,
-    free: Vec<u32>,
-}
-
-impl<T> Default for Slab<T> {
-    fn default() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-}
-
-impl<T> Slab<T> {
-    pub(crate) fn insert(&mut self, value: T) -> (u32, u32) {
-        if let Some(slot) = self.free.pop() {
-            let s = &mut self.slots[slot as usize];
-            s.0 = s.0.wrapping_add(1);
-            s.1 = Some(value);
-            (slot, s.0)
-        } else {
-            self.slots.push((0, Some(value)));
-            ((self.slots.len() - 1) as u32, 0)
-        }
-    }
-
-    pub(crate) fn get(&self, slot: u32, gen: u32) -> Option<&T> {
-        match self.slots.get(slot as usize) {
-            Some((g, Some(v))) if *g == gen => Some(v),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn remove(&mut self, slot: u32, gen: u32) -> Option<T> {
-        let s = self.slots.get_mut(slot as usize)?;
-        if s.0 != gen || s.1.is_none() {
-            return None;
-        }
-        self.free.push(slot);
-        s.1.take()
-    }
 }
 
 /// The sans-I/O consumer core. See the crate documentation for the model.
@@ -470,90 +425,6 @@ impl<P: Clone> Engine<P> {
         self.check_resumes();
         self.pump();
         Ok(())
-    }
-
-    /// Per-partition figures.
-    pub fn partition_stats(&self) -> Vec<PartitionStats> {
-        self.parts
-            .iter()
-            .flatten()
-            .map(|p| PartitionStats {
-                tp: p.tp.clone(),
-                epoch: p.epoch,
-                role: p.role,
-                watermark: p.tracker.watermark(),
-                committed: p.committed,
-                held: p.held,
-                held_bytes: p.held_bytes,
-                in_flight: p.in_flight,
-                uncommitted: p.tracker.uncommitted(),
-                active_keys: p.keys.len(),
-                diverted_keys: p.diverted.len() + p.inherited.len(),
-                paused: p.paused.map(|r| r.0),
-                draining: p.draining,
-            })
-            .collect()
-    }
-
-    /// The `n` busiest lanes by queued items and by time in flight. Scans active lanes only
-    /// (idle keys have none), so it is cheap enough to call every second.
-    pub fn top_keys(&self, n: usize) -> (Vec<KeyStats>, Vec<KeyStats>) {
-        let mut all: Vec<(usize, u64, u32)> = self
-            .lanes
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.live && (l.in_flight > 0 || !l.queue.is_empty()))
-            .map(|(i, l)| {
-                let age = if l.in_flight > 0 {
-                    self.now.saturating_sub(l.in_flight_since)
-                } else {
-                    0
-                };
-                (l.queue.len(), age, i as u32)
-            })
-            .collect();
-        all.sort_unstable_by_key(|e| Reverse((e.0, e.1)));
-        let by_queued = all.iter().take(n).map(|e| self.key_stats(e.2)).collect();
-        all.sort_unstable_by_key(|e| Reverse((e.1, e.0)));
-        let by_time = all
-            .iter()
-            .take(n)
-            .filter(|e| e.1 > 0)
-            .map(|e| self.key_stats(e.2))
-            .collect();
-        (by_queued, by_time)
-    }
-
-    fn key_stats(&self, l: u32) -> KeyStats {
-        let lane = &self.lanes[l as usize];
-        KeyStats {
-            tp: self.part(lane.part).tp.clone(),
-            key: lane.key.clone(),
-            queued: lane.queue.len(),
-            bytes: lane.bytes,
-            in_flight: lane.in_flight as usize,
-            in_flight_ms: if lane.in_flight > 0 {
-                self.now.saturating_sub(lane.in_flight_since)
-            } else {
-                0
-            },
-            diverted: lane.divert.is_some(),
-            coalescing: lane.coalescing,
-        }
-    }
-
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// Items in flight across the engine.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
-    /// Items and bytes the engine owns (queued, in flight, waiting for a retry, or at a sink).
-    pub fn held(&self) -> (usize, usize) {
-        (self.held, self.held_bytes)
     }
 
     /// The actions produced by the events so far, in order.

@@ -36,9 +36,11 @@ mod config;
 mod dispatch;
 mod engine;
 mod intake;
+mod introspect;
 mod lane;
 mod offsets;
 pub mod sim;
+mod slab;
 mod types;
 
 pub use config::{

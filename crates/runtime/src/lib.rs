@@ -30,6 +30,7 @@
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
 
+mod commit;
 mod config;
 pub mod consumer;
 mod context;
@@ -37,6 +38,7 @@ mod error;
 mod events;
 mod handler;
 mod observe;
+mod rebalance;
 mod record;
 mod sinks;
 mod state;

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafkaesque_engine::{
-    Action, Commit, Engine, Failure, Intake, Outcome, PartitionHandle, Role, TopicPartition, WorkId,
+    Action, Engine, Failure, Intake, Outcome, PartitionHandle, Role, TopicPartition, WorkId,
 };
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::config::{ConsumerConfig, Router};
 use crate::events::{Event, EventRx};
@@ -73,7 +73,7 @@ impl State {
         }
     }
 
-    fn intern(&mut self, topic: &str) -> Arc<str> {
+    pub(crate) fn intern(&mut self, topic: &str) -> Arc<str> {
         if let Some(t) = self.topics.get(topic) {
             return t.clone();
         }
@@ -82,11 +82,11 @@ impl State {
         t
     }
 
-    fn overflow_topic(&self, topic: &str) -> String {
+    pub(crate) fn overflow_topic(&self, topic: &str) -> String {
         format!("{topic}{}", self.cfg.overflow_suffix)
     }
 
-    fn is_overflow(&self, topic: &str) -> bool {
+    pub(crate) fn is_overflow(&self, topic: &str) -> bool {
         self.overflow.is_some() && topic.ends_with(&self.cfg.overflow_suffix)
     }
 
@@ -361,98 +361,6 @@ impl State {
         }
     }
 
-    /// Commits what the engine releases, asynchronously (on the interval). A failure is logged
-    /// and the engine returns the same commit next time.
-    pub(crate) fn commit<C: ConsumerContext>(
-        &mut self,
-        main: &BaseConsumer<C>,
-        commits: Vec<Commit>,
-    ) {
-        for (list, overflow) in self.split(commits) {
-            if let Err(e) = self.send_commit(main, &list, overflow, CommitMode::Async) {
-                warn!(error = %e, partitions = list.len(), "commit failed; will retry");
-                metrics::counter!("kafkaesque_commit_failures_total").increment(1);
-                for c in &list {
-                    self.engine.commit_failed(c.partition);
-                }
-            }
-        }
-    }
-
-    /// Commits synchronously (revoke, shutdown), retrying a failed commit a few times: these
-    /// are the last chance to record this owner's progress.
-    pub(crate) fn commit_final<C: ConsumerContext>(
-        &mut self,
-        main: &BaseConsumer<C>,
-        commits: Vec<Commit>,
-    ) {
-        for (list, overflow) in self.split(commits) {
-            let mut attempt = 1;
-            loop {
-                match self.send_commit(main, &list, overflow, CommitMode::Sync) {
-                    Ok(()) => {
-                        for c in &list {
-                            self.engine.committed(c.partition, c.offset);
-                        }
-                        break;
-                    }
-                    Err(e) if attempt < 5 => {
-                        warn!(error = %e, attempt, "final commit failed; retrying");
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
-                        std::thread::sleep(Duration::from_millis(200 * attempt));
-                        attempt += 1;
-                    }
-                    Err(e) => {
-                        error!(error = %e, partitions = list.len(), "final commit failed; the next owner will replay from the last commit");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Group consumer commits and overflow consumer commits.
-    fn split(&self, commits: Vec<Commit>) -> [(Vec<Commit>, bool); 2] {
-        let (ovf, primary): (Vec<Commit>, Vec<Commit>) = commits
-            .into_iter()
-            .partition(|c| self.is_overflow(&c.tp.topic));
-        [(primary, false), (ovf, true)]
-    }
-
-    fn send_commit<C: ConsumerContext>(
-        &self,
-        main: &BaseConsumer<C>,
-        list: &[Commit],
-        overflow: bool,
-        mode: CommitMode,
-    ) -> rdkafka::error::KafkaResult<()> {
-        if list.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for c in list {
-            if c.truncated_from.is_some() {
-                debug!(topic = %c.tp.topic, partition = c.tp.partition, "commit metadata truncated; some completed records will be replayed after a restart");
-            }
-            let added =
-                tpl.add_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(c.offset));
-            if let (Ok(()), Some(mut elem)) =
-                (added, tpl.find_partition(&c.tp.topic, c.tp.partition))
-            {
-                elem.set_metadata(c.metadata.clone());
-            }
-        }
-        let result = match (overflow, self.overflow.as_ref()) {
-            (true, Some(o)) => o.commit(&tpl, mode),
-            (true, None) => Ok(()),
-            (false, _) => main.commit(&tpl, mode),
-        };
-        metrics::counter!("kafkaesque_commits_total").increment(1);
-        metrics::histogram!("kafkaesque_commit_seconds").record(started.elapsed().as_secs_f64());
-        result
-    }
-
     /// Applies events until `done` holds or the deadline passes.
     pub(crate) fn drain_until<C: ConsumerContext>(
         &mut self,
@@ -473,151 +381,6 @@ impl State {
             self.sinks.retry_due(now);
             self.sinks.poll();
             self.wait_event(main, (deadline - now).min(Duration::from_millis(50)));
-        }
-    }
-
-    /// Partitions were assigned: read where each stands (offset and metadata) and take it on.
-    pub(crate) fn on_assign<C: ConsumerContext>(
-        &mut self,
-        main: &BaseConsumer<C>,
-        tpl: &TopicPartitionList,
-    ) {
-        let committed = match main.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "could not read committed offsets; starting without metadata (some records may be replayed)");
-                tpl.clone()
-            }
-        };
-        let mut overflow_tpl = TopicPartitionList::new();
-        if let Some(hook) = &self.cfg.on_assign {
-            let assigned: Vec<TopicPartition> = committed
-                .elements()
-                .iter()
-                .map(|e| TopicPartition::new(e.topic(), e.partition()))
-                .collect();
-            hook(&assigned);
-        }
-        for e in committed.elements() {
-            let topic = self.intern(e.topic());
-            let tp = TopicPartition {
-                topic: topic.clone(),
-                partition: e.partition(),
-            };
-            let start = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            let (h, warning) =
-                self.engine
-                    .assign(tp.clone(), start, Some(e.metadata()), Role::Main);
-            if let Some(w) = warning {
-                warn!(topic = %tp.topic, partition = tp.partition, error = %w, "ignoring commit metadata; completed records above the commit will be replayed");
-            }
-            info!(topic = %tp.topic, partition = tp.partition, offset = start, "partition assigned");
-            if self.overflow.is_some() {
-                self.assign_overflow(&topic, e.partition(), h, &mut overflow_tpl);
-            }
-        }
-        if let (Some(c), false) = (self.overflow.as_ref(), overflow_tpl.count() == 0) {
-            if let Err(e) = c.incremental_assign(&overflow_tpl) {
-                error!(error = %e, "assigning overflow partitions failed");
-            }
-        }
-    }
-
-    fn assign_overflow(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        main: PartitionHandle,
-        out: &mut TopicPartitionList,
-    ) {
-        let name = self.overflow_topic(topic);
-        let otopic = self.intern(&name);
-        let c = self.overflow.as_ref().expect("checked");
-        let mut q = TopicPartitionList::new();
-        q.add_partition(&name, partition);
-        let (start, metadata) = match c.committed_offsets(q, Duration::from_secs(10)) {
-            Ok(r) => r
-                .elements()
-                .first()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => (o, e.metadata().to_owned()),
-                    _ => (0, String::new()),
-                })
-                .unwrap_or((0, String::new())),
-            Err(e) => {
-                warn!(topic = %name, partition, error = %e, "could not read overflow offsets; starting from its beginning");
-                (0, String::new())
-            }
-        };
-        let tp = TopicPartition {
-            topic: otopic,
-            partition,
-        };
-        let (_, warning) = self
-            .engine
-            .assign(tp, start, Some(&metadata), Role::Overflow { main });
-        if let Some(w) = warning {
-            warn!(topic = %name, partition, error = %w, "ignoring overflow commit metadata");
-        }
-        let _ = out.add_partition_offset(&name, partition, Offset::Offset(start));
-    }
-
-    /// Partitions are being taken away: stop dispatching them, let their in-flight work finish
-    /// (up to the drain timeout), commit their final positions and metadata synchronously, and
-    /// drop the rest for the next owner to replay.
-    pub(crate) fn on_revoke<C: ConsumerContext>(
-        &mut self,
-        main: &BaseConsumer<C>,
-        tpl: &TopicPartitionList,
-        lost: bool,
-    ) {
-        let mut handles = Vec::new();
-        let mut overflow_tpl = TopicPartitionList::new();
-        for e in tpl.elements() {
-            let topic = self.intern(e.topic());
-            let tp = TopicPartition {
-                topic,
-                partition: e.partition(),
-            };
-            if let Some(h) = self.engine.handle(&tp) {
-                handles.push((tp, h));
-            }
-            if self.overflow.is_some() {
-                overflow_tpl.add_partition(&self.overflow_topic(e.topic()), e.partition());
-            }
-        }
-        for (_, h) in &handles {
-            self.engine.drain(*h);
-        }
-        // At shutdown the drain has been waited for already.
-        if !lost && !self.shutdown {
-            let deadline = Instant::now() + self.cfg.drain_timeout;
-            let hs: Vec<PartitionHandle> = handles.iter().map(|(_, h)| *h).collect();
-            let drained = self.drain_until(main, deadline, |st| {
-                hs.iter().all(|h| st.engine.in_flight_of(*h) == 0)
-            });
-            if !drained {
-                warn!(partitions = hs.len(), "drain timeout: in-flight work of revoked partitions abandoned to the next owner");
-            }
-        }
-        let mut commits = Vec::new();
-        for (tp, h) in &handles {
-            commits.extend(self.engine.revoke(*h));
-            self.ages.forget(tp);
-            info!(topic = %tp.topic, partition = tp.partition, lost, "partition revoked");
-        }
-        if lost {
-            warn!("assignment lost: final commits skipped (the group has moved on)");
-        } else {
-            self.commit_final(main, commits);
-        }
-        if let (Some(c), false) = (self.overflow.as_ref(), overflow_tpl.count() == 0) {
-            if let Err(e) = c.incremental_unassign(&overflow_tpl) {
-                warn!(error = %e, "unassigning overflow partitions failed");
-            }
         }
     }
 

@@ -1,0 +1,159 @@
+//! Rebalances, as librdkafka reports them inside `poll` on the driver thread: taking partitions
+//! on (with where the previous owner left them, metadata included) and giving them up (drain,
+//! final commit, drop the rest for the next owner).
+
+use std::time::{Duration, Instant};
+
+use kafkaesque_engine::{PartitionHandle, Role, TopicPartition};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{error, info, warn};
+
+use crate::state::State;
+
+impl State {
+    /// Partitions were assigned: read where each stands (offset and metadata) and take it on.
+    pub(crate) fn on_assign<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) {
+        let committed = match main.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "could not read committed offsets; starting without metadata (some records may be replayed)");
+                tpl.clone()
+            }
+        };
+        let mut overflow_tpl = TopicPartitionList::new();
+        if let Some(hook) = &self.cfg.on_assign {
+            let assigned: Vec<TopicPartition> = committed
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            hook(&assigned);
+        }
+        for e in committed.elements() {
+            let topic = self.intern(e.topic());
+            let tp = TopicPartition {
+                topic: topic.clone(),
+                partition: e.partition(),
+            };
+            let start = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            let (h, warning) =
+                self.engine
+                    .assign(tp.clone(), start, Some(e.metadata()), Role::Main);
+            if let Some(w) = warning {
+                warn!(topic = %tp.topic, partition = tp.partition, error = %w, "ignoring commit metadata; completed records above the commit will be replayed");
+            }
+            info!(topic = %tp.topic, partition = tp.partition, offset = start, "partition assigned");
+            if self.overflow.is_some() {
+                self.assign_overflow(&topic, e.partition(), h, &mut overflow_tpl);
+            }
+        }
+        if let (Some(c), false) = (self.overflow.as_ref(), overflow_tpl.count() == 0) {
+            if let Err(e) = c.incremental_assign(&overflow_tpl) {
+                error!(error = %e, "assigning overflow partitions failed");
+            }
+        }
+    }
+
+    fn assign_overflow(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        main: PartitionHandle,
+        out: &mut TopicPartitionList,
+    ) {
+        let name = self.overflow_topic(topic);
+        let otopic = self.intern(&name);
+        let c = self.overflow.as_ref().expect("checked");
+        let mut q = TopicPartitionList::new();
+        q.add_partition(&name, partition);
+        let (start, metadata) = match c.committed_offsets(q, Duration::from_secs(10)) {
+            Ok(r) => r
+                .elements()
+                .first()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => (o, e.metadata().to_owned()),
+                    _ => (0, String::new()),
+                })
+                .unwrap_or((0, String::new())),
+            Err(e) => {
+                warn!(topic = %name, partition, error = %e, "could not read overflow offsets; starting from its beginning");
+                (0, String::new())
+            }
+        };
+        let tp = TopicPartition {
+            topic: otopic,
+            partition,
+        };
+        let (_, warning) = self
+            .engine
+            .assign(tp, start, Some(&metadata), Role::Overflow { main });
+        if let Some(w) = warning {
+            warn!(topic = %name, partition, error = %w, "ignoring overflow commit metadata");
+        }
+        let _ = out.add_partition_offset(&name, partition, Offset::Offset(start));
+    }
+
+    /// Partitions are being taken away: stop dispatching them, let their in-flight work finish
+    /// (up to the drain timeout), commit their final positions and metadata synchronously, and
+    /// drop the rest for the next owner to replay.
+    pub(crate) fn on_revoke<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+        lost: bool,
+    ) {
+        let mut handles = Vec::new();
+        let mut overflow_tpl = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let topic = self.intern(e.topic());
+            let tp = TopicPartition {
+                topic,
+                partition: e.partition(),
+            };
+            if let Some(h) = self.engine.handle(&tp) {
+                handles.push((tp, h));
+            }
+            if self.overflow.is_some() {
+                overflow_tpl.add_partition(&self.overflow_topic(e.topic()), e.partition());
+            }
+        }
+        for (_, h) in &handles {
+            self.engine.drain(*h);
+        }
+        // At shutdown the drain has been waited for already.
+        if !lost && !self.shutdown {
+            let deadline = Instant::now() + self.cfg.drain_timeout;
+            let hs: Vec<PartitionHandle> = handles.iter().map(|(_, h)| *h).collect();
+            let drained = self.drain_until(main, deadline, |st| {
+                hs.iter().all(|h| st.engine.in_flight_of(*h) == 0)
+            });
+            if !drained {
+                warn!(partitions = hs.len(), "drain timeout: in-flight work of revoked partitions abandoned to the next owner");
+            }
+        }
+        let mut commits = Vec::new();
+        for (tp, h) in &handles {
+            commits.extend(self.engine.revoke(*h));
+            self.ages.forget(tp);
+            info!(topic = %tp.topic, partition = tp.partition, lost, "partition revoked");
+        }
+        if lost {
+            warn!("assignment lost: final commits skipped (the group has moved on)");
+        } else {
+            self.commit_final(main, commits);
+        }
+        if let (Some(c), false) = (self.overflow.as_ref(), overflow_tpl.count() == 0) {
+            if let Err(e) = c.incremental_unassign(&overflow_tpl) {
+                warn!(error = %e, "unassigning overflow partitions failed");
+            }
+        }
+    }
+}
