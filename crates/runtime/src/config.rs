@@ -231,7 +231,10 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // librdkafka's default (1 s) idles a partition's fetcher for a whole second whenever
+        // its local queue is full, which a consumer that holds work back hits all the time.
+        .set("fetch.queue.backoff.ms", "20");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

@@ -332,29 +332,21 @@ impl State {
     }
 
     /// Stops fetching a partition and moves its position back to the first refused record.
+    ///
+    /// The seek is asynchronous (no timeout): a synchronous one waits for librdkafka's broker
+    /// thread, which may be waiting on a fetch, and the driver would stop completing work
+    /// meanwhile. librdkafka discards whatever it had fetched from before the seek.
     fn pause<C: ConsumerContext>(&self, main: &BaseConsumer<C>, tp: &TopicPartition, seek_to: i64) {
         let tpl = single(tp, Offset::Invalid);
-        let result = if self.is_overflow(&tp.topic) {
-            match self.overflow.as_ref() {
-                Some(c) => c.pause(&tpl).and_then(|_| {
-                    c.seek(
-                        &tp.topic,
-                        tp.partition,
-                        Offset::Offset(seek_to),
-                        Duration::from_secs(5),
-                    )
-                }),
-                None => Ok(()),
-            }
-        } else {
-            main.pause(&tpl).and_then(|_| {
-                main.seek(
-                    &tp.topic,
-                    tp.partition,
-                    Offset::Offset(seek_to),
-                    Duration::from_secs(5),
-                )
-            })
+        let to = Offset::Offset(seek_to);
+        let result = match (self.is_overflow(&tp.topic), self.overflow.as_ref()) {
+            (true, Some(c)) => c
+                .pause(&tpl)
+                .and_then(|_| c.seek(&tp.topic, tp.partition, to, Duration::ZERO)),
+            (true, None) => Ok(()),
+            (false, _) => main
+                .pause(&tpl)
+                .and_then(|_| main.seek(&tp.topic, tp.partition, to, Duration::ZERO)),
         };
         if let Err(e) = result {
             error!(topic = %tp.topic, partition = tp.partition, offset = seek_to, error = %e, "pause and seek failed");
