@@ -149,25 +149,11 @@ fn read_ledger(path: &Path) -> Vec<Line> {
 
 /// Every record seen at least once; per key, first applications in order. Returns duplicates.
 fn check(lines: &[Line], keys: usize, per_key: usize) -> usize {
-    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
     for (k, s, _, _, _) in lines {
-        by_key.entry(k).or_default().push(*s);
+        by_key.entry(k.clone()).or_default().push(*s);
     }
-    assert_eq!(by_key.len(), keys, "keys seen");
-    let mut duplicates = 0;
-    for (key, seqs) in by_key {
-        let mut next = 0;
-        for s in seqs {
-            if s == next {
-                next += 1;
-            } else {
-                assert!(s < next, "{key}: seq {s} applied before seq {next}");
-                duplicates += 1;
-            }
-        }
-        assert_eq!(next, per_key, "{key}: records missing");
-    }
-    duplicates
+    check_sequences(&by_key, keys, per_key)
 }
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

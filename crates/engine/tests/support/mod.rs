@@ -110,6 +110,19 @@ pub struct Harness {
     pub dead_letters: u64,
 }
 
+/// `base` with caps of `key`, `part` and `global` items (and as many times [`BYTES`]).
+pub fn caps(key: usize, part: usize, global: usize, base: Limits) -> Limits {
+    Limits {
+        key_max_records: key,
+        key_max_bytes: key * BYTES,
+        partition_max_records: part,
+        partition_max_bytes: part * BYTES,
+        global_max_records: global,
+        global_max_bytes: global * BYTES,
+        ..base
+    }
+}
+
 fn key_bytes(k: u8) -> Arc<[u8]> {
     Arc::from(vec![b'k', k])
 }
@@ -212,15 +225,7 @@ impl Harness {
             Event::Commit => self.commit(),
             Event::Rebalance { part, drain } => self.rebalance(part % self.parts.len(), drain),
             Event::Limits { key, part, global } => {
-                let l = Limits {
-                    key_max_records: key,
-                    key_max_bytes: key * BYTES,
-                    partition_max_records: part,
-                    partition_max_bytes: part * BYTES,
-                    global_max_records: global,
-                    global_max_bytes: global * BYTES,
-                    ..self.limits.clone()
-                };
+                let l = caps(key, part, global, self.limits.clone());
                 self.engine.set_limits(l.clone()).expect("valid limits");
                 self.limits = l;
             }

@@ -111,24 +111,29 @@ impl Ledger {
     /// Every key saw every seq, and the first time each seq was applied, it came after all
     /// smaller ones. Returns the number of duplicates (applications after the first).
     pub fn check(&self, keys: usize, per_key: usize) -> usize {
-        let g = self.inner.lock().unwrap();
-        let m = &g.0;
-        assert_eq!(m.len(), keys, "keys seen");
-        let mut duplicates = 0;
-        for (key, seqs) in m.iter() {
-            let mut next = 0;
-            for &s in seqs {
-                if s == next {
-                    next += 1;
-                } else {
-                    assert!(s < next, "{key}: seq {s} applied before {next}: {seqs:?}");
-                    duplicates += 1;
-                }
-            }
-            assert_eq!(next, per_key, "{key}: missing records: {seqs:?}");
-        }
-        duplicates
+        check_sequences(&self.inner.lock().unwrap().0, keys, per_key)
     }
+}
+
+/// The sequence numbers each key saw, in the order they were applied: every key has all of
+/// them, and the first application of each came after all smaller ones. Returns the
+/// duplicates (applications after the first).
+pub fn check_sequences(by_key: &HashMap<String, Vec<usize>>, keys: usize, per_key: usize) -> usize {
+    assert_eq!(by_key.len(), keys, "keys seen");
+    let mut duplicates = 0;
+    for (key, seqs) in by_key {
+        let mut next = 0;
+        for &s in seqs {
+            if s == next {
+                next += 1;
+            } else {
+                assert!(s < next, "{key}: seq {s} applied before {next}: {seqs:?}");
+                duplicates += 1;
+            }
+        }
+        assert_eq!(next, per_key, "{key}: missing records: {seqs:?}");
+    }
+    duplicates
 }
 
 /// Logs to the test's output when `RUST_LOG` is set.
