@@ -2,7 +2,7 @@
 //! group's committed offsets, and a ledger of what the handlers saw that checks per-key order.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,23 +81,28 @@ pub struct Ledger {
     inner: Arc<Mutex<Seen>>,
 }
 
-/// Sequence numbers per key, highest offset per partition, records in all.
-type Seen = (HashMap<String, Vec<usize>>, HashMap<i32, i64>, usize);
+/// Sequence numbers per key, highest offset per partition, and the distinct `(key, seq)`
+/// pairs seen: a count of applications would reach the total early when a rebalance or an
+/// outage replays records, and a test waiting for it would stop before the last ones arrive.
+type Seen = (
+    HashMap<String, Vec<usize>>,
+    HashMap<i32, i64>,
+    HashSet<(String, usize)>,
+);
 
 impl Ledger {
-    /// Records a `"<key>:<seq>"` record; returns how many records have been seen in all.
+    /// Records a `"<key>:<seq>"` record; returns how many distinct records have been seen.
     pub fn record(&self, r: &Record) -> usize {
         let text =
             std::str::from_utf8(r.payload.as_deref().unwrap_or_default()).expect("utf-8 payload");
         let (key, seq) = text.rsplit_once(':').expect("key:seq");
         let mut g = self.inner.lock().unwrap();
-        g.0.entry(key.to_owned())
-            .or_default()
-            .push(seq.parse().expect("seq"));
+        let seq: usize = seq.parse().expect("seq");
+        g.0.entry(key.to_owned()).or_default().push(seq);
         let top = g.1.entry(r.partition).or_insert(-1);
         *top = (*top).max(r.offset);
-        g.2 += 1;
-        g.2
+        g.2.insert((key.to_owned(), seq));
+        g.2.len()
     }
 
     /// One past the highest offset seen in each partition: where commits must end.
