@@ -1,0 +1,319 @@
+//! Hostile input, against the real broker and database.
+//!
+//! - Poison records written straight into the topic — bypassing the API's validation, as a
+//!   buggy or malicious producer would — each end in the dead-letter topic with a reason header,
+//!   and the consumer goes on applying the good records behind them.
+//! - The authentication matrix: every endpoint refuses a missing credential, a wrong one and
+//!   another app's key; admin endpoints refuse app keys; a refused request writes nothing, to
+//!   Kafka or to PostgreSQL. (`api.rs` covers validation refusals and the happy paths.)
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kafkaesque_runtime::headers;
+use kafkaesque_subscribers::Roles;
+use kafkaesque_testkit::unique_name;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::*;
+use uuid::Uuid;
+
+/// Writes one record straight into the topic, as no API would.
+async fn produce(rig: &Rig, key: &[u8], payload: &[u8]) {
+    let producer: FutureProducer = rig
+        .broker
+        .client_config()
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(rig.topic.name()).key(key).payload(payload),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the broker takes the record");
+}
+
+/// Every dead letter's reason, by the `marker` its payload contains, once all of `markers` are
+/// there.
+fn dead_letters(rig: &Rig, markers: &[String]) -> HashMap<String, String> {
+    let c: BaseConsumer = rig
+        .broker
+        .group_config(&unique_name("dlq-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&rig.dead_letter_topic(), 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).expect("assign");
+    let mut found = HashMap::new();
+    let deadline = Instant::now() + WITHIN;
+    while found.len() < markers.len() {
+        assert!(
+            Instant::now() < deadline,
+            "dead letters in time: have {found:?}"
+        );
+        let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let payload = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+        let Some(marker) = markers.iter().find(|k| payload.contains(k.as_str())) else {
+            continue;
+        };
+        let reason = m
+            .headers()
+            .and_then(|hs| hs.iter().find(|h| h.key == headers::REASON))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| panic!("no reason header on the dead letter of {marker}"));
+        found.insert(marker.clone(), reason);
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_are_dead_lettered_with_a_reason_and_the_consumer_keeps_going() {
+    let rig = Rig::new("poison", 1).await;
+    let service = Running::start(&rig.config, Roles::ALL).await;
+    let c = service.client();
+    let app = c.create_app("poison").await;
+    let id = c
+        .create_player(&app, json!({"app_id": app.id, "device_type": 1}))
+        .await;
+    let key = app.id.to_string();
+    let marker = |what: &str| format!("{what}-{}", Uuid::new_v4());
+
+    let not_json = marker("not-json");
+    produce(&rig, key.as_bytes(), format!("{{{not_json}").as_bytes()).await;
+    let wrong_schema = marker("wrong-schema");
+    let body = json!({"op": "upsert", "player_id": id, "app_id": app.id, "note": wrong_schema});
+    produce(&rig, key.as_bytes(), body.to_string().as_bytes()).await;
+    let bad_field = marker("bad-field");
+    let body = json!({"op": "update", "player_id": id, "app_id": app.id, "timezone": "x", "note": bad_field});
+    produce(&rig, key.as_bytes(), body.to_string().as_bytes()).await;
+    let wrong_key = marker("wrong-key");
+    let body = json!({"op": "update", "player_id": id, "app_id": app.id, "note": wrong_key});
+    produce(
+        &rig,
+        Uuid::new_v4().to_string().as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    // An app that does not exist: its update finds no subscription, its create no app.
+    let ghost_app = Uuid::new_v4();
+    let (ghost_update, ghost_create) = (Uuid::new_v4(), Uuid::new_v4());
+    let body =
+        json!({"op": "update", "player_id": ghost_update, "app_id": ghost_app, "language": "en"});
+    produce(
+        &rig,
+        ghost_app.to_string().as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let body =
+        json!({"op": "create", "player_id": ghost_create, "app_id": ghost_app, "device_type": 1});
+    produce(
+        &rig,
+        ghost_app.to_string().as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    // Nearly a megabyte: larger than any request the API accepts.
+    let huge = marker("huge");
+    let payload = format!("{huge}{}", "x".repeat(900 * 1024));
+    produce(&rig, key.as_bytes(), payload.as_bytes()).await;
+    c.update(
+        &app,
+        id,
+        &json!({"app_id": app.id, "tags": {"after": "poison"}}),
+    )
+    .await;
+
+    let markers = [
+        not_json.clone(),
+        wrong_schema.clone(),
+        bad_field.clone(),
+        wrong_key.clone(),
+        ghost_update.to_string(),
+        ghost_create.to_string(),
+        huge.clone(),
+    ];
+    let reasons = tokio::task::block_in_place(|| dead_letters(&rig, &markers));
+    let expected = [
+        (not_json, "malformed"),
+        (wrong_schema, "malformed"),
+        (bad_field, "malformed"),
+        (wrong_key, "malformed"),
+        (ghost_update.to_string(), "unknown_player"),
+        (ghost_create.to_string(), "invalid"),
+        (huge, "malformed"),
+    ];
+    for (marker, reason) in expected {
+        assert_eq!(reasons[&marker], reason, "dead letter of {marker}");
+    }
+    eventually(
+        "the good update behind the poison applied",
+        WITHIN,
+        || async {
+            let (s, v) = c.player(&app, id).await;
+            (s == StatusCode::OK && v["tags"]["after"] == "poison").then_some(())
+        },
+    )
+    .await;
+    let (s, _) = c.must(Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "the consumer process is alive");
+    service.stop().await;
+}
+
+/// Rows the API could have written for a refused request: apps, subscriptions, skips.
+async fn rows(rig: &Rig) -> Vec<i64> {
+    let db = rig.database.connect().await.expect("database");
+    let mut counts = Vec::new();
+    for table in ["apps", "players", "skips"] {
+        let row = db
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count");
+        counts.push(row.get(0));
+    }
+    counts
+}
+
+/// Records the API has written to the topic.
+fn written(rig: &Rig) -> i64 {
+    let c: BaseConsumer = rig.broker.client_config().create().expect("consumer");
+    let (low, high) = c
+        .fetch_watermarks(rig.topic.name(), 0, Duration::from_secs(10))
+        .expect("watermarks");
+    high - low
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes_nothing() {
+    let rig = Rig::new("auth", 1).await;
+    let service = Running::start(&rig.config, Roles::ALL).await;
+    let c = service.client();
+    let (mine, theirs) = (c.create_app("mine").await, c.create_app("theirs").await);
+    let id = c
+        .create_player(&mine, json!({"app_id": mine.id, "device_type": 1}))
+        .await;
+    eventually("the subscription created", WITHIN, || async {
+        (c.player(&mine, id).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    let (rows_before, written_before) = (rows(&rig).await, written(&rig));
+
+    // App endpoints: every body below would be accepted with `mine`'s key.
+    let player = format!("/api/v1/players/{id}");
+    let read = format!("{player}?app_id={}", mine.id);
+    let app_calls = [
+        (
+            Method::POST,
+            "/api/v1/players".to_owned(),
+            Some(json!({"app_id": mine.id, "device_type": 1})),
+        ),
+        (
+            Method::PUT,
+            player.clone(),
+            Some(json!({"app_id": mine.id, "tags": {"x": "y"}})),
+        ),
+        (Method::GET, read, None),
+    ];
+    let wrong_key = format!("Key {}", "0".repeat(64));
+    let admin_as_key = format!("Key {ADMIN_TOKEN}");
+    let mine_as_bearer = format!("Bearer {}", mine.key);
+    for (method, path, body) in &app_calls {
+        let refusals = [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some(wrong_key.as_str()), StatusCode::UNAUTHORIZED),
+            (Some(admin_as_key.as_str()), StatusCode::UNAUTHORIZED),
+            (Some(mine_as_bearer.as_str()), StatusCode::UNAUTHORIZED),
+            (Some("Key"), StatusCode::UNAUTHORIZED),
+            (Some(&*theirs.auth()), StatusCode::FORBIDDEN),
+        ];
+        for (auth, status) in refusals {
+            let (s, v) = c.must(method.clone(), path, auth, body.as_ref()).await;
+            assert_eq!(s, status, "{method} {path} with {auth:?}: {v}");
+            assert!(v["errors"].is_array(), "a JSON refusal: {v}");
+        }
+    }
+
+    // Admin endpoints: every body below would be accepted with the admin token.
+    let target = json!({"player_id": id});
+    let admin_calls = [
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Some(json!({"name": "intruder"})),
+        ),
+        (Method::GET, "/admin/skip", None),
+        (Method::PUT, "/admin/skip", Some(target.clone())),
+        (Method::DELETE, "/admin/skip", Some(target)),
+        (Method::GET, "/admin/top", None),
+    ];
+    let wrong_token = "Bearer not-the-admin-token".to_owned();
+    let key_as_bearer = format!("Bearer {}", mine.key);
+    for (method, path, body) in &admin_calls {
+        let refusals = [
+            None,
+            Some(wrong_token.as_str()),
+            Some(&*mine.auth()),
+            Some(key_as_bearer.as_str()),
+            Some("Bearer"),
+        ];
+        for auth in refusals {
+            let (s, v) = c.must(method.clone(), path, auth, body.as_ref()).await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {auth:?}: {v}"
+            );
+            assert!(v["errors"].is_array(), "a JSON refusal: {v}");
+        }
+    }
+
+    // Nothing written: no record, no row; and the subscription is as it was.
+    assert_eq!(written(&rig), written_before, "records in the topic");
+    assert_eq!(rows(&rig).await, rows_before, "apps, players, skips");
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let (_, skips) = c.must(Method::GET, "/admin/skip", Some(&admin), None).await;
+    assert_eq!(skips["in_effect_here"], json!([]), "{skips}");
+    assert_eq!(c.player(&mine, id).await.1["tags"], json!({}));
+    service.stop().await;
+}
+
+#[test]
+fn the_refusal_matrix_names_every_documented_operation() {
+    // The matrix above must grow with the API: every operation the OpenAPI document gives a
+    // security requirement is one of the calls it makes.
+    let doc: Value =
+        serde_json::from_str(include_str!("../src/api/openapi.json")).expect("openapi.json");
+    let mut secured = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("security").is_some() {
+                secured.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    secured.sort();
+    let covered = [
+        "DELETE /admin/skip",
+        "GET /admin/skip",
+        "GET /admin/top",
+        "GET /api/v1/players/{id}",
+        "POST /api/v1/apps",
+        "POST /api/v1/players",
+        "PUT /admin/skip",
+        "PUT /api/v1/players/{id}",
+    ];
+    assert_eq!(secured, covered);
+}
