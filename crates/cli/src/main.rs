@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use kafkaesque_subscribers::{Roles, Settings};
 use tracing_subscriber::EnvFilter;
 
+mod chaos;
+
 #[derive(Debug, Parser)]
 #[command(name = "kafkaesque", version, about)]
 struct Cli {
@@ -24,6 +26,9 @@ enum Command {
     Api(ServiceArgs),
     /// Run only the consumer that applies updates to PostgreSQL (with health, metrics, admin).
     Consume(ServiceArgs),
+    /// Run the service under faults (SIGKILLs, rebalances, a frozen and a restarted broker, a
+    /// database outage) and verify from PostgreSQL that no acknowledged update was lost.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Every setting, from a flag or its environment variable; what neither gives comes from the
@@ -127,6 +132,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => (args, Roles::ALL),
         Command::Api(args) => (args, Roles::API),
         Command::Consume(args) => (args, Roles::CONSUMER),
+        Command::Chaos(args) => return chaos::run(args).await,
     };
     let outcome = match args.settings().and_then(Settings::resolve) {
         Ok(config) => kafkaesque_subscribers::serve(config, roles, shutdown_signal()).await,

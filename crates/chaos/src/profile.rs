@@ -1,0 +1,77 @@
+//! How big a run is: the full run the issue asks for, and the quick one the test suite keeps.
+
+use std::time::Duration;
+
+/// The sizes of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Apps the traffic is spread over. The topic is keyed by app, so this is how many
+    /// partitions carry traffic (at most): enough that every consumer has work to lose.
+    pub apps: usize,
+    /// Subscriptions updated, spread over the apps.
+    pub subscriptions: usize,
+    /// Updates per second per subscription (each waits for the previous one's answer).
+    pub rate_per_subscription: f64,
+    /// Consumer processes in the group at the start.
+    pub consumers: usize,
+    /// Handlers running at once in each consumer (`KAFKAESQUE_CONCURRENCY`).
+    pub concurrency: usize,
+    /// SIGKILLs of a consumer, each followed by a restart.
+    pub kills: usize,
+    /// Consumers joining or leaving the group, alternately (a join first).
+    pub membership_changes: usize,
+    /// SIGSTOP of the broker for this long (`None`: no freeze).
+    pub broker_freeze: Option<Duration>,
+    /// Whether to restart the broker once on durable storage.
+    pub broker_restart: bool,
+    /// Stop of PostgreSQL for this long (`None`: no outage).
+    pub database_outage: Option<Duration>,
+    /// Traffic before the first fault and after the last.
+    pub warm_up: Duration,
+    /// Pause between one fault's end and the next one's start: at least, at most.
+    pub gap: (Duration, Duration),
+    /// How long the consumers have to apply everything after the traffic stops.
+    pub catch_up: Duration,
+}
+
+impl Profile {
+    /// The issue's run: ten kills, four joins and leaves, a 30 s broker freeze, a durable broker
+    /// restart and a 30 s database outage, under about 200 updates a second. About 7 minutes.
+    pub fn full() -> Profile {
+        Profile {
+            apps: 8,
+            subscriptions: 100,
+            rate_per_subscription: 2.0,
+            consumers: 3,
+            concurrency: 64,
+            kills: 10,
+            membership_changes: 4,
+            broker_freeze: Some(Duration::from_secs(30)),
+            broker_restart: true,
+            database_outage: Some(Duration::from_secs(30)),
+            warm_up: Duration::from_secs(10),
+            gap: (Duration::from_secs(8), Duration::from_secs(14)),
+            catch_up: Duration::from_secs(300),
+        }
+    }
+
+    /// The test suite's run: every kind of fault but the broker restart, shorter and smaller.
+    /// About 2 minutes.
+    pub fn quick() -> Profile {
+        Profile {
+            apps: 4,
+            subscriptions: 40,
+            rate_per_subscription: 2.0,
+            consumers: 3,
+            concurrency: 64,
+            kills: 3,
+            membership_changes: 2,
+            broker_freeze: Some(Duration::from_secs(10)),
+            broker_restart: false,
+            database_outage: Some(Duration::from_secs(10)),
+            warm_up: Duration::from_secs(5),
+            gap: (Duration::from_secs(6), Duration::from_secs(9)),
+            catch_up: Duration::from_secs(120),
+        }
+    }
+}

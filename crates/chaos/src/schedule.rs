@@ -1,0 +1,139 @@
+//! The seeded schedule of faults: the same seed gives the same faults in the same order at the
+//! same times, so a failing run can be repeated.
+//!
+//! Faults never overlap: each starts after the previous one has ended and the group had a gap
+//! to settle, so the verdict can tell which fault a violation followed (the log says when each
+//! started), and a consumer restarted after a kill never finds PostgreSQL down at its start.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::Profile;
+
+/// One fault.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// SIGKILL a consumer (`pick` modulo the running ones) and start a new one in its place.
+    Kill { pick: u64 },
+    /// Start one more consumer in the group.
+    Join,
+    /// Stop the newest consumer cleanly (SIGTERM: it finishes, commits and leaves).
+    Leave,
+    /// SIGSTOP the broker for this long, then SIGCONT.
+    FreezeBroker(Duration),
+    /// Restart the broker on its durable storage.
+    RestartBroker,
+    /// Stop PostgreSQL for this long, then start it again.
+    StopDatabase(Duration),
+}
+
+impl Fault {
+    /// How long the fault lasts (what the schedule waits before the next gap).
+    fn lasts(&self) -> Duration {
+        match self {
+            Fault::FreezeBroker(d) | Fault::StopDatabase(d) => *d,
+            Fault::RestartBroker => Duration::from_secs(5),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A fault and when it starts, from the start of the traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub at: Duration,
+    pub fault: Fault,
+}
+
+/// Every fault of a run, in time order, and how long the traffic lasts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub steps: Vec<Step>,
+    pub traffic: Duration,
+}
+
+impl Schedule {
+    pub fn new(profile: &Profile, seed: u64, broker_restart: bool) -> Schedule {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut faults: Vec<Fault> = (0..profile.kills)
+            .map(|_| Fault::Kill { pick: rng.gen() })
+            .collect();
+        faults.extend(profile.broker_freeze.map(Fault::FreezeBroker));
+        faults.extend(profile.database_outage.map(Fault::StopDatabase));
+        if broker_restart {
+            faults.push(Fault::RestartBroker);
+        }
+        faults.shuffle(&mut rng);
+        // Joins and leaves alternate, each leave after its join (a leave removes the newest
+        // consumer, so the group never shrinks below its start size), at random places among
+        // the rest.
+        for i in 0..profile.membership_changes {
+            if i % 2 == 0 {
+                let at = rng.gen_range(0..=faults.len());
+                faults.insert(at, Fault::Join);
+            } else {
+                let join = faults.iter().rposition(|f| *f == Fault::Join).unwrap_or(0);
+                let at = rng.gen_range(join + 1..=faults.len());
+                faults.insert(at, Fault::Leave);
+            }
+        }
+        let (low, high) = profile.gap;
+        let mut t = profile.warm_up;
+        let mut steps = Vec::new();
+        for fault in faults {
+            t += rng.gen_range(low..=high);
+            let lasts = fault.lasts();
+            steps.push(Step { at: t, fault });
+            t += lasts;
+        }
+        Schedule {
+            steps,
+            traffic: t + profile.warm_up,
+        }
+    }
+
+    /// Faults of one kind.
+    pub fn count(&self, wanted: impl Fn(&Fault) -> bool) -> usize {
+        self.steps.iter().filter(|s| wanted(&s.fault)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule_and_every_fault_is_in_it() {
+        let p = Profile::full();
+        let a = Schedule::new(&p, 7, true);
+        assert_eq!(a, Schedule::new(&p, 7, true));
+        assert_ne!(a, Schedule::new(&p, 8, true));
+        assert_eq!(a.count(|f| matches!(f, Fault::Kill { .. })), 10);
+        assert_eq!(a.count(|f| *f == Fault::Join), 2);
+        assert_eq!(a.count(|f| *f == Fault::Leave), 2);
+        assert_eq!(a.count(|f| *f == Fault::RestartBroker), 1);
+        assert_eq!(a.count(|f| matches!(f, Fault::FreezeBroker(_))), 1);
+        assert_eq!(a.count(|f| matches!(f, Fault::StopDatabase(_))), 1);
+        assert!(a.steps.windows(2).all(|w| w[0].at < w[1].at));
+        assert!(a.traffic > a.steps.last().unwrap().at);
+    }
+
+    #[test]
+    fn a_leave_always_follows_a_join_so_the_group_never_shrinks_below_its_start() {
+        for seed in 0..200 {
+            let s = Schedule::new(&Profile::quick(), seed, false);
+            let mut extra = 0i32;
+            for step in &s.steps {
+                match step.fault {
+                    Fault::Join => extra += 1,
+                    Fault::Leave => extra -= 1,
+                    _ => {}
+                }
+                assert!(extra >= 0, "seed {seed}: {s:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `kafkaesque chaos`: the arguments of the chaos run; the run itself is `kafkaesque-chaos`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+/// Runs the service under faults and verifies from PostgreSQL that nothing was lost.
+#[derive(Debug, Args)]
+pub(crate) struct ChaosArgs {
+    /// The test suite's short run (about 2 minutes: 3 kills, a join and a leave, 10 s broker
+    /// freeze and database outage, no broker restart) instead of the full one (about 7 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Seed of the fault schedule: the same seed gives the same faults at the same times.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The nisshi broker [default: $KAFKAESQUE_HOME/nisshi-0.6.0/bin/nisshi]
+    #[arg(long, env = "KAFKAESQUE_NISSHI")]
+    nisshi: Option<PathBuf>,
+    /// nisshi's PostgreSQL schema, for the durable broker restart (skipped when absent).
+    #[arg(
+        long,
+        env = "KAFKAESQUE_NISSHI_PG_SCHEMA",
+        default_value = "/work/shared/vendor/nisshi-pg-schema.sql"
+    )]
+    broker_schema: PathBuf,
+    /// PostgreSQL's server programs (initdb, pg_ctl) [default: newest /usr/lib/postgresql/*/bin]
+    #[arg(long, env = "KAFKAESQUE_PG_BIN")]
+    pg_bin: Option<PathBuf>,
+    /// Folder for logs and data [default: a new folder under the system's temporary folder]
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the folder even when the run passes (it is always kept when it fails).
+    #[arg(long)]
+    keep: bool,
+}
+
+pub(crate) async fn run(args: ChaosArgs) -> ExitCode {
+    let binary = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(error) => {
+            eprintln!("chaos: cannot find this executable: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let nisshi = args.nisshi.unwrap_or_else(|| {
+        let home = std::env::var_os("KAFKAESQUE_HOME").map_or_else(
+            || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".kafkaesque"),
+            PathBuf::from,
+        );
+        home.join("nisshi-0.6.0/bin/nisshi")
+    });
+    let options = kafkaesque_chaos::Options {
+        quick: args.quick,
+        seed: args.seed,
+        binary,
+        nisshi,
+        broker_schema: args.broker_schema,
+        pg_bin: args.pg_bin,
+        work_dir: args.work_dir,
+        keep: args.keep,
+    };
+    match kafkaesque_chaos::run(options).await {
+        Ok(verdict) => {
+            print!("{verdict}");
+            if verdict.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("chaos: the run could not be completed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
