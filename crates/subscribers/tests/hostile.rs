@@ -317,3 +317,84 @@ fn the_refusal_matrix_names_every_documented_operation() {
     ];
     assert_eq!(secured, covered);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_holding_nul_are_refused_at_the_edge_rather_than_lost_in_the_consumer() {
+    // PostgreSQL stores U+0000 neither in text nor in jsonb. Before this was checked, an app name
+    // holding it got a 500, and an update holding it was acknowledged and then dead-lettered by
+    // the consumer: an acknowledged update lost. (Found by scripts/fuzz.)
+    let rig = Rig::new("nul", 1).await;
+    let service = Running::start(&rig.config, Roles::ALL).await;
+    let c = service.client();
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let app = c.create_app("nul").await;
+    let id = c
+        .create_player(&app, json!({"app_id": app.id, "device_type": 1}))
+        .await;
+    let (rows_before, written_before) = (rows(&rig).await, written(&rig));
+
+    let named = json!({"name": "a\u{0}b"});
+    let (s, v) = c
+        .must(Method::POST, "/api/v1/apps", Some(&admin), Some(&named))
+        .await;
+    assert_eq!(
+        (s, v["errors"][0].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("name: contains U+0000 (NUL), which cannot be stored")
+        ),
+        "{v}"
+    );
+    let creates = [
+        (
+            json!({"app_id": app.id, "device_type": 1, "identifier": "x\u{0}"}),
+            "identifier",
+        ),
+        (
+            json!({"app_id": app.id, "device_type": 1, "external_user_id": "\u{0}"}),
+            "external_user_id",
+        ),
+        (
+            json!({"app_id": app.id, "device_type": 1, "tags": {"k": "v\u{0}"}}),
+            "tags.k",
+        ),
+        (
+            json!({"app_id": app.id, "device_type": 1, "tags": {"k\u{0}": "v"}}),
+            "tags",
+        ),
+    ];
+    for (body, field) in &creates {
+        let (s, v) = c
+            .must(
+                Method::POST,
+                "/api/v1/players",
+                Some(&app.auth()),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["errors"][0].as_str().unwrap().starts_with(field), "{v}");
+    }
+    let path = format!("/api/v1/players/{id}");
+    let updates = [
+        (json!({"app_id": app.id, "tags": {"k": "\u{0}"}}), "tags.k"),
+        (
+            json!({"app_id": app.id, "external_user_id": "a\u{0}"}),
+            "external_user_id",
+        ),
+        (
+            json!({"app_id": app.id, "email": "a\u{0}@example.com"}),
+            "email",
+        ),
+    ];
+    for (body, field) in &updates {
+        let (s, v) = c
+            .must(Method::PUT, &path, Some(&app.auth()), Some(body))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["errors"][0].as_str().unwrap().starts_with(field), "{v}");
+    }
+    assert_eq!(written(&rig), written_before, "records in the topic");
+    assert_eq!(rows(&rig).await, rows_before, "apps, players, skips");
+    service.stop().await;
+}

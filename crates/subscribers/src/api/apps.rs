@@ -30,6 +30,12 @@ pub async fn create(
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::bad_request("name: must be 1 to 200 bytes"));
     }
+    if name.contains('\0') {
+        return Err(ApiError::bad_request(format!(
+            "name: {}",
+            super::validate::NUL_REFUSED
+        )));
+    }
     let id = Uuid::new_v4();
     let (key, hash) = auth::new_key();
     s.store.create_app(id, &name, &hash).await?;

@@ -16,6 +16,18 @@ pub const MAX_TAGS: usize = 1_024;
 /// Longest free-text field (identifier, external user id), in bytes.
 pub const MAX_TEXT_BYTES: usize = 256;
 
+/// Why a string holding U+0000 is refused at the edge: PostgreSQL can store it neither in `text`
+/// nor in `jsonb`, so the update would be acknowledged here and then fail in the consumer — an
+/// acknowledged update lost to the dead-letter topic. (Found by the schemathesis fuzz run.)
+pub const NUL_REFUSED: &str = "contains U+0000 (NUL), which cannot be stored";
+
+/// `field: contains U+0000 …` when `value` holds a NUL character.
+pub fn check_no_nul(field: &str, value: &str, errors: &mut Vec<String>) {
+    if value.contains('\0') {
+        errors.push(format!("{field}: {NUL_REFUSED}"));
+    }
+}
+
 /// Body of `POST /api/v1/players`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,7 +109,7 @@ impl UpdateRequest {
             let shape = e.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty() && domain.contains('.') && !domain.contains('@')
             });
-            if !shape || e.len() > 254 || e.chars().any(char::is_whitespace) {
+            if !shape || e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 errors.push(format!("email: {e:?} is not an email address"));
             }
         }
@@ -118,6 +130,9 @@ impl UpdateRequest {
 fn check_text(field: &str, value: Option<&str>, errors: &mut Vec<String>) {
     if value.is_some_and(|v| v.len() > MAX_TEXT_BYTES) {
         errors.push(format!("{field}: longer than {MAX_TEXT_BYTES} bytes"));
+    }
+    if let Some(v) = value {
+        check_no_nul(field, v, errors);
     }
 }
 
@@ -177,6 +192,12 @@ fn check_tags(
             errors.push(format!(
                 "tags.{k}: value is longer than {MAX_TAG_BYTES} bytes"
             ));
+        }
+        if k.contains('\0') {
+            errors.push(format!("tags: a key {NUL_REFUSED}"));
+        }
+        if let Some(v) = v {
+            check_no_nul(&format!("tags.{}", k.replace('\0', "\\0")), v, errors);
         }
     }
     tags.into_iter()
