@@ -4,23 +4,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use kafkaesque_subscribers::Roles;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
-
-/// Records in the topic: what the API has written.
-fn written(rig: &Rig) -> i64 {
-    let c: BaseConsumer = rig.broker.client_config().create().expect("consumer");
-    let (low, high) = c
-        .fetch_watermarks(rig.topic.name(), 0, Duration::from_secs(10))
-        .expect("watermarks");
-    high - low
-}
 
 fn assert_refused(got: (StatusCode, Value), status: StatusCode, naming: &str) {
     let (s, body) = got;
@@ -184,14 +172,14 @@ async fn every_endpoint_answers_and_every_refusal_writes_nothing() {
         "body",
     );
     assert_eq!(
-        written(&rig),
+        rig.written(),
         2,
         "only the two accepted creates were written"
     );
 
     let update = json!({"app_id": a.id, "country": "us", "lat": 41.9, "long": -87.6, "tags": {"level": null, "vip": "yes"}});
     c.update(&a, id, &update).await;
-    assert_eq!(written(&rig), 3);
+    assert_eq!(rig.written(), 3);
 
     // Reading them back, once the consumer has applied the update.
     let shown = eventually("the update applied", WITHIN, || async {

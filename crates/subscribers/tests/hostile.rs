@@ -14,11 +14,8 @@ use std::time::{Duration, Instant};
 
 use kafkaesque_runtime::headers;
 use kafkaesque_subscribers::Roles;
-use kafkaesque_testkit::unique_name;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
@@ -44,16 +41,7 @@ async fn produce(rig: &Rig, key: &[u8], payload: &[u8]) {
 /// Every dead letter's reason, by the `marker` its payload contains, once all of `markers` are
 /// there.
 fn dead_letters(rig: &Rig, markers: &[String]) -> HashMap<String, String> {
-    let c: BaseConsumer = rig
-        .broker
-        .group_config(&unique_name("dlq-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&rig.dead_letter_topic(), 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).expect("assign");
+    let c = rig.dead_letter_reader();
     let mut found = HashMap::new();
     let deadline = Instant::now() + WITHIN;
     while found.len() < markers.len() {
@@ -187,15 +175,6 @@ async fn rows(rig: &Rig) -> Vec<i64> {
     counts
 }
 
-/// Records the API has written to the topic.
-fn written(rig: &Rig) -> i64 {
-    let c: BaseConsumer = rig.broker.client_config().create().expect("consumer");
-    let (low, high) = c
-        .fetch_watermarks(rig.topic.name(), 0, Duration::from_secs(10))
-        .expect("watermarks");
-    high - low
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes_nothing() {
     let rig = Rig::new("auth", 1).await;
@@ -209,7 +188,7 @@ async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes
         (c.player(&mine, id).await.0 == StatusCode::OK).then_some(())
     })
     .await;
-    let (rows_before, written_before) = (rows(&rig).await, written(&rig));
+    let (rows_before, written_before) = (rows(&rig).await, rig.written());
 
     // App endpoints: every body below would be accepted with `mine`'s key.
     let player = format!("/api/v1/players/{id}");
@@ -281,7 +260,7 @@ async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes
     }
 
     // Nothing written: no record, no row; and the subscription is as it was.
-    assert_eq!(written(&rig), written_before, "records in the topic");
+    assert_eq!(rig.written(), written_before, "records in the topic");
     assert_eq!(rows(&rig).await, rows_before, "apps, players, skips");
     let admin = format!("Bearer {ADMIN_TOKEN}");
     let (_, skips) = c.must(Method::GET, "/admin/skip", Some(&admin), None).await;
@@ -331,7 +310,7 @@ async fn strings_holding_nul_are_refused_at_the_edge_rather_than_lost_in_the_con
     let id = c
         .create_player(&app, json!({"app_id": app.id, "device_type": 1}))
         .await;
-    let (rows_before, written_before) = (rows(&rig).await, written(&rig));
+    let (rows_before, written_before) = (rows(&rig).await, rig.written());
 
     let named = json!({"name": "a\u{0}b"});
     let (s, v) = c
@@ -394,7 +373,7 @@ async fn strings_holding_nul_are_refused_at_the_edge_rather_than_lost_in_the_con
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
         assert!(v["errors"][0].as_str().unwrap().starts_with(field), "{v}");
     }
-    assert_eq!(written(&rig), written_before, "records in the topic");
+    assert_eq!(rig.written(), written_before, "records in the topic");
     assert_eq!(rows(&rig).await, rows_before, "apps, players, skips");
     service.stop().await;
 }

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 use kafkaesque_runtime::headers;
 use kafkaesque_subscribers::message::email_parent_id;
 use kafkaesque_subscribers::Roles;
-use kafkaesque_testkit::unique_name;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
@@ -138,16 +135,7 @@ async fn links_mirror_updates_and_the_link_limit_refuses_beyond_it() {
 
 /// Waits for the dead-letter record of the update of `id` and returns its reason header.
 fn dead_letter_reason(rig: &Rig, id: Uuid) -> String {
-    let c: BaseConsumer = rig
-        .broker
-        .group_config(&unique_name("dlq-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&rig.dead_letter_topic(), 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).expect("assign");
+    let c = rig.dead_letter_reader();
     let deadline = Instant::now() + WITHIN;
     while Instant::now() < deadline {
         let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {

@@ -11,6 +11,8 @@ use kafkaesque_subscribers::{Config, Roles};
 use kafkaesque_testkit::{
     require_broker, require_postgres, unique_name, Broker, TestDatabase, TestTopic,
 };
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -69,6 +71,30 @@ impl Rig {
 
     pub fn dead_letter_topic(&self) -> String {
         format!("{}.dlq", self.topic.name())
+    }
+
+    /// A consumer of the dead-letter topic's partition 0, from its beginning.
+    pub fn dead_letter_reader(&self) -> BaseConsumer {
+        let c: BaseConsumer = self
+            .broker
+            .group_config(&unique_name("dlq-reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.dead_letter_topic(), 0, Offset::Beginning)
+            .unwrap();
+        c.assign(&tpl).expect("assign");
+        c
+    }
+
+    /// Records in the topic's partition 0: what the API has written.
+    pub fn written(&self) -> i64 {
+        let c: BaseConsumer = self.broker.client_config().create().expect("consumer");
+        let (low, high) = c
+            .fetch_watermarks(self.topic.name(), 0, Duration::from_secs(10))
+            .expect("watermarks");
+        high - low
     }
 }
 
