@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use kafkaesque_subscribers::{Roles, Settings};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod chaos;
 
 #[derive(Debug, Parser)]
@@ -29,6 +30,12 @@ enum Command {
     /// Run the service under faults (SIGKILLs, rebalances, a frozen and a restarted broker, a
     /// database outage) and verify from PostgreSQL that no acknowledged update was lost.
     Chaos(chaos::ChaosArgs),
+    /// Send realistic traffic (uniform, or the incident) to a running service, through its HTTP
+    /// API or straight into its topic, and sum up what it acknowledged and how fast.
+    Load(kafkaesque_bench::LoadArgs),
+    /// Run the benchmark comparisons on the local broker and PostgreSQL and write a report
+    /// (report.md, results.json, PNG plots).
+    Bench(kafkaesque_bench::BenchArgs),
 }
 
 /// Every setting, from a flag or its environment variable; what neither gives comes from the
@@ -123,9 +130,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // The load generator and the benchmark print their own progress.
+            let quiet = matches!(cli.command, Command::Load(_) | Command::Bench(_));
+            EnvFilter::new(if quiet { "warn" } else { "info" })
+        }))
         .init();
 
     let (args, roles) = match cli.command {
@@ -133,6 +142,8 @@ async fn main() -> ExitCode {
         Command::Api(args) => (args, Roles::API),
         Command::Consume(args) => (args, Roles::CONSUMER),
         Command::Chaos(args) => return chaos::run(args).await,
+        Command::Load(args) => return bench::load(args).await,
+        Command::Bench(args) => return bench::bench(args).await,
     };
     let outcome = match args.settings().and_then(Settings::resolve) {
         Ok(config) => kafkaesque_subscribers::serve(config, roles, shutdown_signal()).await,

@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use kafkaesque_runtime::{Consumer, HotKeyPolicy, Limits, Merge, Observer, Record};
+use kafkaesque_runtime::{
+    Consumer, ConsumerBuilder, HotKeyPolicy, Limits, Merge, Observer, Record,
+};
 
 use crate::apply::Applier;
 use crate::routing::{self, LinkCache};
@@ -36,6 +38,22 @@ pub async fn run(
     view: ConsumerView,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let consumer = builder(config, &store, &skips, &view.top).build()?;
+    *view.observer.lock().expect("observer slot") = Some(consumer.observer());
+    let applier = Applier::new(store, skips, config.link_limit);
+    let handler = move |record: Record| {
+        let applier = applier.clone();
+        async move { applier.handle(record).await }
+    };
+    consumer.run(handler, shutdown).await?;
+    Ok(())
+}
+
+/// The service's consumer before its handler is given: router, link loader, merge and limits
+/// from `config`. Apart from [`run`] so that the benchmarks can replay the incident with this
+/// very consumer under another hot-key policy or ordering (one builder call each) and wrap the
+/// [`Applier`] in a handler of their own.
+pub fn builder(config: &Config, store: &Store, skips: &SkipList, top: &Top) -> ConsumerBuilder {
     let links = LinkCache::default();
     let merge: Arc<dyn Merge<Record>> = Arc::new(merge::merge);
     let mut builder = Consumer::builder()
@@ -48,22 +66,10 @@ pub async fn run(
             ..Limits::default()
         })
         .hot_key(HotKeyPolicy::Coalesce(merge))
-        .router(routing::router(
-            links.clone(),
-            skips.clone(),
-            view.top.clone(),
-        ))
+        .router(routing::router(links.clone(), skips.clone(), top.clone()))
         .on_assign(links.loader(store.clone(), tokio::runtime::Handle::current()));
     for (k, v) in &config.consumer_properties {
         builder = builder.set(k, v);
     }
-    let consumer = builder.build()?;
-    *view.observer.lock().expect("observer slot") = Some(consumer.observer());
-    let applier = Applier::new(store, skips, config.link_limit);
-    let handler = move |record: Record| {
-        let applier = applier.clone();
-        async move { applier.handle(record).await }
-    };
-    consumer.run(handler, shutdown).await?;
-    Ok(())
+    builder
 }

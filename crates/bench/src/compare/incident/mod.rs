@@ -1,0 +1,458 @@
+//! The seed's incident, replayed through the service's consumer on the real broker and
+//! PostgreSQL: one app links most of its subscriptions to one email address and floods them with
+//! contradictory updates, every one mirrored onto that parent row, whose write is made slow; the
+//! other apps send ordinary traffic into the same partitions.
+//!
+//! Four replays, each with a topic, database and consumer group of its own: the other apps'
+//! traffic alone (the baseline, with the service's consumer), then the flood under the seed's
+//! design, under `Coalesce` (the service as it ships) and under `Divert`. Each replay's
+//! consumer runs in a child process ([`worker`]); this side produces, samples the group's
+//! committed offsets and computes the lag ([`lag`]).
+//!
+//! Figures: the other apps' p50/p99 end-to-end delay (produce to applied) against the baseline
+//! (target: p99 ≤ 1.5× under kafkaesque), the peak lag and whether it drained, and the peak
+//! memory of the consumer process. Plots: lag over time, in messages and in seconds.
+
+pub mod lag;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::stream::{self, StreamExt};
+use indicatif::ProgressBar;
+use kafkaesque_testkit::unique_name;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::process::Command;
+
+use crate::load::drive::{drive, now_ms, Pace, Sent};
+use crate::load::target::{split, DirectTarget};
+use crate::load::traffic::{Scenario, Traffic};
+use crate::report::{Figure, Series};
+use crate::rig::{Rig, ServiceEnv};
+use crate::stats::quantile;
+use lag::{LagPoint, Produced, Sample};
+use worker::{Job, Outcome, Variant};
+
+/// Partitions of each replay's topic: apps are the topic's keys, so the flooding app shares its
+/// partition with some of the others.
+const PARTITIONS: i32 = 4;
+
+/// Handlers at once in every variant's consumer.
+const CONCURRENCY: usize = 256;
+
+/// How often the committed offsets are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// How big a replay is.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Updates per second of all apps together, and for how long.
+    pub rate: f64,
+    pub seconds: f64,
+    /// How long a replay may take to drain its lag after the traffic stops.
+    pub drain_seconds: f64,
+    pub apps: usize,
+    pub subscriptions: usize,
+    /// Share of all updates that are the flooding app's.
+    pub flood_share: f64,
+    /// How long each write of the hot parent row takes.
+    pub hot_write_ms: u64,
+}
+
+/// What one replay found.
+#[derive(Debug, Clone)]
+struct Replay {
+    label: &'static str,
+    lag: Vec<LagPoint>,
+    /// End-to-end delays of the other apps' records, sorted: produce to applied, or — for those
+    /// never applied — produce to the end of the replay (a lower bound).
+    other_delays_ms: Vec<f64>,
+    /// How many of them were never applied.
+    other_unapplied: usize,
+    peak_rss_bytes: Option<u64>,
+    /// Seconds after the traffic stopped until the lag was gone; `None`: not within the limit.
+    drained_after: Option<f64>,
+    /// Why the consumer process ended abnormally, if it did.
+    crashed: Option<String>,
+}
+
+/// Runs the four replays one after another, or all at once when `parallel` (for a smoke run,
+/// whose figures do not matter).
+///
+/// # Errors
+/// When a replay cannot be set up; a crashed consumer is a finding, not an error.
+pub async fn run(rig: &Rig, sizes: Sizes, parallel: bool) -> Result<(Vec<Figure>, Vec<Series>)> {
+    let exe = std::env::current_exe()?;
+    let variants = [
+        None,
+        Some(Variant::Seed),
+        Some(Variant::Coalesce),
+        Some(Variant::Divert),
+    ];
+    let replays = if parallel {
+        let all = variants.map(|v| replay(rig, sizes, v, &exe));
+        futures::future::try_join_all(all).await?
+    } else {
+        let mut replays = Vec::new();
+        for v in variants {
+            replays.push(replay(rig, sizes, v, &exe).await?);
+        }
+        replays
+    };
+    Ok(summarize(&replays, sizes))
+}
+
+async fn replay(
+    rig: &Rig,
+    sizes: Sizes,
+    variant: Option<Variant>,
+    exe: &std::path::Path,
+) -> Result<Replay> {
+    let env = rig.service_env("bench-incident", PARTITIONS).await?;
+    let counts = split(sizes.apps, sizes.subscriptions, true);
+    let (target, apps) = DirectTarget::setup(&env.config, &counts).await?;
+    let flood_app = apps[0].id;
+    let (mut traffic, rate) = match variant {
+        None => (
+            Traffic::new(Scenario::Uniform, apps[1..].to_vec(), 0.0, 11),
+            sizes.rate * (1.0 - sizes.flood_share),
+        ),
+        Some(_) => (
+            Traffic::new(Scenario::Incident, apps, sizes.flood_share, 11),
+            sizes.rate,
+        ),
+    };
+    let hot_row = traffic.hot_parent().unwrap_or(flood_app);
+    let links = traffic.link_round();
+    let expected_links = links.iter().filter(|p| p.update.email.is_some()).count() as i64;
+    stream::iter(links)
+        .map(|p| target.send(p))
+        .buffer_unordered(512)
+        .collect::<Vec<_>>()
+        .await;
+
+    let out = std::env::temp_dir().join(format!("{}.json", unique_name("replay")));
+    let job = Job {
+        brokers: env.config.kafka_brokers.clone(),
+        topic: env.config.topic.clone(),
+        group: env.config.group_id.clone(),
+        database: env.database.connection_string(),
+        variant: variant.unwrap_or(Variant::Coalesce),
+        concurrency: CONCURRENCY,
+        hot_row,
+        hot_write_ms: sizes.hot_write_ms,
+        flood_app: Some(flood_app),
+        out: out.clone(),
+    };
+    let mut child = Command::new(exe)
+        .args(["bench", "--replay-worker", &serde_json::to_string(&job)?])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+
+    let total = sizes.subscriptions.max(sizes.apps) as i64 + i64::from(expected_links > 0);
+    let settled = wait_for_setup(&env, &mut child, total, expected_links).await?;
+    let mut crashed = None;
+    let (mut lag, mut sent, mut drained_after) = (Vec::new(), Vec::new(), None);
+    if settled {
+        let sampler = Sampler::start(&env, &job.group)?;
+        let start_ms = now_ms();
+        let pace = Pace {
+            rate,
+            duration: Duration::from_secs_f64(sizes.seconds),
+            in_flight: 1_024,
+        };
+        sent = drive(
+            &mut traffic,
+            pace,
+            |p| target.send(p),
+            &ProgressBar::hidden(),
+        )
+        .await;
+        let produced = produced(&sent);
+        let stopped = Instant::now();
+        while stopped.elapsed().as_secs_f64() < sizes.drain_seconds {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if sampler
+                .latest()
+                .is_some_and(|c| lag::drained(&produced, &c))
+            {
+                drained_after = Some(stopped.elapsed().as_secs_f64());
+                break;
+            }
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+        lag = lag::series(start_ms, &produced, &sampler.stop());
+    }
+    drop(child.stdin.take());
+    let status = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+        Ok(status) => Some(status?),
+        Err(_) => {
+            child.kill().await.ok();
+            crashed = Some("did not stop within 60 s".to_owned());
+            None
+        }
+    };
+    if let Some(status) = status.filter(|s| !s.success()) {
+        use std::os::unix::process::ExitStatusExt;
+        crashed = Some(match status.signal() {
+            Some(11) => "crashed (librdkafka segfault, see docs/consumer.md)".to_owned(),
+            Some(sig) => format!("killed by signal {sig}"),
+            None => format!("exited with {status}"),
+        });
+    }
+    if !settled && crashed.is_none() {
+        crashed = Some("the set-up was not applied within 120 s".to_owned());
+    }
+    let outcome: Outcome = std::fs::read(&out)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    let ended_ms = now_ms();
+    let (other_delays_ms, other_unapplied) = other_delays(&sent, &outcome, ended_ms);
+    Ok(Replay {
+        label: variant.map_or("no incident (baseline)", Variant::label),
+        lag,
+        other_delays_ms,
+        other_unapplied,
+        peak_rss_bytes: outcome.peak_rss_bytes,
+        drained_after,
+        crashed,
+    })
+}
+
+/// Waits until the replay's consumer has applied the set-up (every subscription, every link).
+/// Returns false when it did not within 120 s or its process ended.
+async fn wait_for_setup(
+    env: &ServiceEnv,
+    child: &mut tokio::process::Child,
+    players: i64,
+    links: i64,
+) -> Result<bool> {
+    let db = env.database.connect().await?;
+    let limit = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < limit {
+        if child.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM players), (SELECT count(*) FROM links)",
+                &[],
+            )
+            .await?;
+        if row.get::<_, i64>(0) >= players && row.get::<_, i64>(1) >= links {
+            return Ok(true);
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    Ok(false)
+}
+
+/// The measured traffic's records, as the producer reported them.
+fn produced(sent: &[Sent]) -> Vec<Produced> {
+    sent.iter()
+        .filter_map(|s| {
+            let (partition, offset) = s.delivered?;
+            Some(Produced {
+                partition,
+                offset,
+                sent_ms: s.at_ms,
+                acked_ms: s.at_ms + s.latency.as_millis() as i64,
+            })
+        })
+        .collect()
+}
+
+/// The other apps' end-to-end delays, sorted, and how many of their records were never applied
+/// (counted at `ended_ms`, a lower bound: leaving them out would flatter a design that stalls).
+fn other_delays(sent: &[Sent], outcome: &Outcome, ended_ms: i64) -> (Vec<f64>, usize) {
+    let applied: std::collections::HashMap<(i32, i64), i64> = outcome
+        .other_applied
+        .iter()
+        .map(|(p, o, at)| ((*p, *o), *at))
+        .collect();
+    let (mut delays, mut unapplied) = (Vec::new(), 0);
+    for s in sent.iter().filter(|s| !s.flood) {
+        let Some(at) = s.delivered else { continue };
+        let done = applied.get(&at).copied().unwrap_or_else(|| {
+            unapplied += 1;
+            ended_ms
+        });
+        delays.push((done - s.at_ms) as f64);
+    }
+    delays.sort_by(f64::total_cmp);
+    (delays, unapplied)
+}
+
+/// Samples a group's committed offsets on a thread of its own (the client call blocks).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(env: &ServiceEnv, group: &str) -> Result<Sampler> {
+        // A client of the group that never joins it: it only asks for the committed offsets.
+        let client: BaseConsumer = env
+            .config
+            .kafka_brokers
+            .split(',')
+            .next()
+            .map(|b| {
+                let mut c = rdkafka::ClientConfig::new();
+                c.set("bootstrap.servers", b).set("group.id", group);
+                c
+            })
+            .context("no broker")?
+            .create()?;
+        let mut partitions = TopicPartitionList::new();
+        for p in 0..env.topic.partitions() {
+            partitions.add_partition_offset(env.topic.name(), p, Offset::Invalid)?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+        let (s, out) = (Arc::clone(&stop), Arc::clone(&samples));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let began = Instant::now();
+                if let Ok(list) =
+                    client.committed_offsets(partitions.clone(), Duration::from_secs(2))
+                {
+                    let committed = list
+                        .elements()
+                        .iter()
+                        .filter_map(|e| match e.offset() {
+                            Offset::Offset(o) => Some((e.partition(), o)),
+                            _ => None,
+                        })
+                        .collect::<BTreeMap<_, _>>();
+                    let sample = Sample {
+                        at_ms: now_ms(),
+                        committed,
+                    };
+                    out.lock().expect("samples lock").push(sample);
+                }
+                std::thread::sleep(SAMPLE_EVERY.saturating_sub(began.elapsed()));
+            }
+        });
+        Ok(Sampler {
+            stop,
+            samples,
+            thread,
+        })
+    }
+
+    fn latest(&self) -> Option<BTreeMap<i32, i64>> {
+        let samples = self.samples.lock().expect("samples lock");
+        samples.last().map(|s| s.committed.clone())
+    }
+
+    fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        let mut samples = self.samples.lock().expect("samples lock");
+        std::mem::take(&mut *samples)
+    }
+}
+
+/// The figures and plots of the four replays; the first is the baseline.
+fn summarize(replays: &[Replay], sizes: Sizes) -> (Vec<Figure>, Vec<Series>) {
+    const C: &str = "incident replay";
+    let p = |r: &Replay, q: f64| quantile(&r.other_delays_ms, q);
+    let base = &replays[0];
+    let base_p99 =
+        Figure::new(C, "baseline: other apps p99", "ms", vec![p(base, 0.99)]).note(format!(
+            "the other apps' traffic alone ({:.0} updates/s for {:.0} s), the service's consumer; \
+             the flood: {:.0}% of {:.0} updates/s from one app, {} subscriptions in {} apps, \
+             hot parent row write {} ms; one run each",
+            sizes.rate * (1.0 - sizes.flood_share),
+            sizes.seconds,
+            sizes.flood_share * 100.0,
+            sizes.rate,
+            sizes.subscriptions,
+            sizes.apps,
+            sizes.hot_write_ms
+        ));
+    let mut figures = vec![
+        Figure::new(C, "baseline: other apps p50", "ms", vec![p(base, 0.5)]),
+        base_p99.clone(),
+    ];
+    for (i, r) in replays.iter().enumerate() {
+        let name = |what: &str| format!("{}: {what}", short(r.label));
+        let kafkaesque = r.label.starts_with("kafkaesque");
+        if i > 0 {
+            figures.push(Figure::new(
+                C,
+                &name("other apps p50"),
+                "ms",
+                vec![p(r, 0.5)],
+            ));
+            let mut p99 =
+                Figure::new(C, &name("other apps p99"), "ms", vec![p(r, 0.99)]).vs(&base_p99);
+            if r.other_unapplied > 0 {
+                p99 = p99.note(format!(
+                    "{} of {} updates never applied, counted as applied at the end (a lower bound)",
+                    r.other_unapplied,
+                    r.other_delays_ms.len()
+                ));
+            }
+            figures.push(if kafkaesque {
+                p99.at_most("≤ 1.5× baseline", 1.5)
+            } else {
+                p99
+            });
+        }
+        let peak = r.lag.iter().map(|l| l.messages).max().unwrap_or(0);
+        let mut lag = Figure::new(C, &name("peak lag"), "messages", vec![peak as f64]);
+        lag = match (r.drained_after, &r.crashed) {
+            (_, Some(why)) => lag.note(why.clone()),
+            (Some(s), None) => lag.note(format!("drained {s:.1} s after the traffic stopped")),
+            (None, None) => lag.note(format!(
+                "not drained {:.0} s after the traffic stopped",
+                sizes.drain_seconds
+            )),
+        };
+        figures.push(lag);
+        let rss = r
+            .peak_rss_bytes
+            .map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
+        figures.push(Figure::new(C, &name("consumer peak RSS"), "MiB", vec![rss]));
+    }
+    let line = |r: &Replay, plot: &str, y: &str, f: fn(&LagPoint) -> f64| Series {
+        plot: plot.to_owned(),
+        title: format!("Incident replay: consumer lag ({y})"),
+        x_label: "seconds since the traffic started".to_owned(),
+        y_label: y.to_owned(),
+        name: r.label.to_owned(),
+        points: r.lag.iter().map(|l| (l.t_s, f(l))).collect(),
+    };
+    let mut series = Vec::new();
+    for r in replays {
+        series.push(line(r, "incident_lag_messages", "messages", |l| {
+            l.messages as f64
+        }));
+    }
+    for r in replays {
+        series.push(line(r, "incident_lag_seconds", "seconds", |l| l.seconds));
+    }
+    (figures, series)
+}
+
+fn short(label: &str) -> &str {
+    label.strip_prefix("kafkaesque ").unwrap_or(label)
+}

@@ -1,0 +1,128 @@
+//! What the Kafka comparisons share: filling a topic, a raw rdkafka poll loop (the ceiling of
+//! any consumer on this broker), and a timed run of this consumer.
+
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use kafkaesque_runtime::{ConsumerBuilder, HandlerError, Record};
+use kafkaesque_testkit::{unique_name, Broker};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::Message;
+use tokio::sync::Notify;
+
+use crate::rig::GROUP_PROPERTIES;
+
+/// How long one consumer run may take before the comparison gives up on it.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Writes `records` records of 100 bytes over `keys` keys (`key-0`, `key-1`, …) into `topic`.
+/// Blocking: call it from `spawn_blocking`.
+///
+/// # Errors
+/// When the producer cannot be created or does not flush within two minutes.
+pub fn produce(broker: &Broker, topic: &str, records: usize, keys: usize) -> Result<()> {
+    let p: BaseProducer = broker
+        .client_config()
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "2000000")
+        .create()?;
+    let value = vec![b'x'; 100];
+    for i in 0..records {
+        let key = format!("key-{}", i % keys.max(1));
+        while p
+            .send(BaseRecord::<str, [u8]>::to(topic).key(&key).payload(&value))
+            .is_err()
+        {
+            p.poll(Duration::from_millis(5));
+        }
+    }
+    p.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+/// Records per second of a bare poll loop over `topic` in a new group, from the first record to
+/// the last. Blocking: call it from `spawn_blocking`.
+///
+/// # Errors
+/// When the consumer cannot be created or the records do not all arrive in time.
+pub fn raw(broker: &Broker, topic: &str, records: usize) -> Result<f64> {
+    let c: BaseConsumer = broker
+        .group_config(&unique_name("bench-raw"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    c.subscribe(&[topic])?;
+    let limit = Instant::now() + RUN_LIMIT;
+    let mut n = 0;
+    let mut first = None;
+    while n < records {
+        anyhow::ensure!(Instant::now() < limit, "raw loop: {n} of {records} records");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            std::hint::black_box(m.offset());
+            first.get_or_insert_with(Instant::now);
+            n += 1;
+        }
+    }
+    Ok(records as f64 / first.context("no record")?.elapsed().as_secs_f64())
+}
+
+/// Records per second through this consumer (`builder`, given its ordering and limits) over
+/// `topic` in a new group, from the first handler call to the `records`-th completion; each
+/// handler call sleeps `handler` first.
+///
+/// # Errors
+/// When the consumer fails or does not finish in time.
+pub async fn ours(
+    broker: &Broker,
+    topic: &str,
+    records: usize,
+    builder: ConsumerBuilder,
+    handler: Duration,
+) -> Result<f64> {
+    let first = Arc::new(Mutex::new(None::<Instant>));
+    let count = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(Notify::new());
+    let (f, c, d) = (first.clone(), count.clone(), done.clone());
+    let handle = move |_r: Record| {
+        let (f, c, d) = (f.clone(), c.clone(), d.clone());
+        async move {
+            f.lock().expect("first").get_or_insert_with(Instant::now);
+            if !handler.is_zero() {
+                tokio::time::sleep(handler).await;
+            }
+            if c.fetch_add(1, AtomicOrdering::Relaxed) + 1 == records {
+                d.notify_one();
+            }
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let mut builder = builder
+        .brokers(broker.bootstrap_servers())
+        .group_id(unique_name("bench-ours"))
+        .topics([topic]);
+    for (k, v) in GROUP_PROPERTIES {
+        builder = builder.set(k, v);
+    }
+    let consumer = builder.build()?;
+    let end = Arc::new(Mutex::new(None::<Instant>));
+    let e = end.clone();
+    let run = consumer.run(handle, async move {
+        let _ = tokio::time::timeout(RUN_LIMIT, done.notified()).await;
+        *e.lock().expect("end") = Some(Instant::now());
+    });
+    run.await?;
+    let n = count.load(AtomicOrdering::Relaxed);
+    anyhow::ensure!(n >= records, "consumer: {n} of {records} records in time");
+    let start = first.lock().expect("first").context("no record")?;
+    let stop = end.lock().expect("end").context("no end")?;
+    Ok(records as f64 / (stop - start).as_secs_f64())
+}
+
+/// Runs a blocking closure on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
