@@ -95,9 +95,13 @@ impl Consumer {
         );
         consumer.context().install(state);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let rt = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("kafkaesque-driver".into())
             .spawn(move || {
+                // Handlers are started (and first polled) on this thread: it lives inside the
+                // caller's runtime for good, rather than entering it once per record.
+                let _runtime = rt.enter();
                 let r = drive(consumer, &cfg);
                 let _ = done_tx.send(r);
             })
@@ -119,14 +123,13 @@ impl Consumer {
 /// Starts a handler and reports its outcome; a panicking handler counts as a retriable failure,
 /// never as a lost item.
 ///
-/// The handler's future is polled once right here, on the driver thread, inside the runtime's
-/// context: a handler that finishes without waiting (a filter, a cache hit, an in-memory update)
+/// The handler's future is polled once right here, on the driver thread (which has entered the
+/// runtime for its whole life, see [`Consumer::run`]): a handler that finishes without waiting (a filter, a cache hit, an in-memory update)
 /// then costs no task, no channel and no thread hand-off, and its result is returned at once.
 /// A handler that has to wait is handed to the runtime as a task and reports on the channel.
 fn spawner<H: Handler>(handler: Arc<H>, tx: EventTx) -> Spawn {
     let rt = tokio::runtime::Handle::current();
     Box::new(move |record, id| {
-        let _context = rt.enter();
         let handler = handler.clone();
         let call = async move { handler.handle(record).await };
         let mut fut = Box::pin(AssertUnwindSafe(call).catch_unwind());

@@ -48,6 +48,24 @@ pub mod headers {
     pub const ATTEMPTS: &str = "kafkaesque.attempts";
 }
 
+/// Copies a message's key and payload out of librdkafka's buffer into one allocation that both
+/// share: the key is cloned at least once (it is also the record's `route`), and a clone of a
+/// freshly copied `Bytes` allocates again, so one buffer sliced twice costs two allocations
+/// where separate copies would cost three. Most records have a key; those without get a plain
+/// copy.
+fn key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>) -> (Option<Bytes>, Option<Bytes>) {
+    let Some(k) = key else {
+        return (None, payload.map(Bytes::copy_from_slice));
+    };
+    let p = payload.unwrap_or_default();
+    let mut buf = Vec::with_capacity(k.len() + p.len());
+    buf.extend_from_slice(k);
+    buf.extend_from_slice(p);
+    let buf = Bytes::from(buf);
+    let key = buf.slice(..k.len());
+    (Some(key), payload.map(|_| buf.slice(k.len()..)))
+}
+
 impl Record {
     pub(crate) fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         // Most records carry no headers: share one empty list rather than allocate.
@@ -61,14 +79,14 @@ impl Record {
                 .collect(),
             _ => NO_HEADERS.with(Arc::clone),
         };
-        let key = m.key().map(Bytes::copy_from_slice);
+        let (key, payload) = key_and_payload(m.key(), m.payload());
         Record {
             topic,
             partition: m.partition(),
             offset: m.offset(),
             route: key.clone(),
             key,
-            payload: m.payload().map(Bytes::copy_from_slice),
+            payload,
             headers,
             timestamp: m.timestamp().to_millis(),
             attempt: 1,
@@ -113,5 +131,27 @@ impl Record {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_and_payload;
+
+    #[test]
+    fn key_and_payload_come_back_as_they_were() {
+        let cases: [(Option<&[u8]>, Option<&[u8]>); 5] = [
+            (Some(b"key"), Some(b"payload")),
+            (Some(b"key"), None),
+            (Some(b"key"), Some(b"")),
+            (None, Some(b"payload")),
+            (Some(b""), Some(b"payload")),
+        ];
+        for (k, p) in cases {
+            let (key, payload) = key_and_payload(k, p);
+            assert_eq!(key.as_deref(), k);
+            assert_eq!(payload.as_deref(), p);
+        }
+        assert_eq!(key_and_payload(None, None), (None, None));
     }
 }
