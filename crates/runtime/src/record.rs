@@ -140,7 +140,8 @@ mod tests {
 
     #[test]
     fn key_and_payload_come_back_as_they_were() {
-        let cases: [(Option<&[u8]>, Option<&[u8]>); 5] = [
+        type Case<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+        let cases: [Case<'_>; 5] = [
             (Some(b"key"), Some(b"payload")),
             (Some(b"key"), None),
             (Some(b"key"), Some(b"")),
