@@ -94,11 +94,12 @@ impl Broker {
         signal(pid, "CONT").await
     }
 
-    /// Stops the broker cleanly and starts it again on the same storage.
-    pub async fn restart(&mut self) -> Result<()> {
+    /// Stops the broker cleanly, waits `down`, and starts it again on the same storage.
+    pub async fn restart(&mut self, down: Duration) -> Result<()> {
         if let Some(mut p) = self.proc.take() {
             p.terminate(Duration::from_secs(10)).await?;
         }
+        tokio::time::sleep(down).await;
         self.launch().await
     }
 

@@ -87,11 +87,14 @@ pub async fn fault(
             verdict.broker_freeze = Some(*d);
             say.line("broker thawed (SIGCONT)");
         }
-        Fault::RestartBroker => {
-            say.line("broker restarting on durable storage");
+        Fault::RestartBroker(down) => {
+            say.line(format_args!(
+                "broker stopping, to be down for {down:?}, then restarted on durable storage"
+            ));
             let t = Instant::now();
-            broker.restart().await?;
+            broker.restart(*down).await?;
             verdict.broker_restarts += 1;
+            verdict.broker_restart_took = Some(t.elapsed());
             say.line(format_args!(
                 "broker back after {:.1} s",
                 t.elapsed().as_secs_f64()

@@ -49,15 +49,21 @@ pub async fn signal(pid: u32, signal: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs a command to completion; its output goes to `log`. Fails naming the command.
-pub async fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
-    let what = format!("{:?}", command.as_std());
+/// Two handles appending to `log`: a child's stdout and stderr.
+fn log_handles(log: &Path) -> Result<(std::fs::File, std::fs::File)> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(Error::io(format!("opening {}", log.display())))?;
     let err = out.try_clone().map_err(Error::io("cloning a log handle"))?;
+    Ok((out, err))
+}
+
+/// Runs a command to completion; its output goes to `log`. Fails naming the command.
+pub async fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
+    let what = format!("{:?}", command.as_std());
+    let (out, err) = log_handles(log)?;
     let status = command
         .stdin(Stdio::null())
         .stdout(out)
@@ -87,12 +93,7 @@ pub struct Proc {
 impl Proc {
     /// Starts `command` with stdin closed and stdout and stderr appended to `log`.
     pub fn spawn(name: &str, command: &mut Command, log: PathBuf) -> Result<Proc> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(Error::io(format!("opening {}", log.display())))?;
-        let err = out.try_clone().map_err(Error::io("cloning a log handle"))?;
+        let (out, err) = log_handles(&log)?;
         let child = command
             .stdin(Stdio::null())
             .stdout(out)

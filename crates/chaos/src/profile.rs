@@ -22,8 +22,10 @@ pub struct Profile {
     pub membership_changes: usize,
     /// SIGSTOP of the broker for this long (`None`: no freeze).
     pub broker_freeze: Option<Duration>,
-    /// Whether to restart the broker once on durable storage.
-    pub broker_restart: bool,
+    /// Restart the broker once on durable storage, down for this long between the old process's
+    /// exit and the new one's start (`None`: no restart). Longer than the consumers' session
+    /// timeout (6 s), so the group the broker kept must be rejoined.
+    pub broker_restart: Option<Duration>,
     /// Stop of PostgreSQL for this long (`None`: no outage).
     pub database_outage: Option<Duration>,
     /// Traffic before the first fault and after the last.
@@ -47,7 +49,7 @@ impl Profile {
             kills: 10,
             membership_changes: 4,
             broker_freeze: Some(Duration::from_secs(30)),
-            broker_restart: true,
+            broker_restart: Some(Duration::from_secs(10)),
             database_outage: Some(Duration::from_secs(30)),
             warm_up: Duration::from_secs(10),
             gap: (Duration::from_secs(8), Duration::from_secs(14)),
@@ -61,17 +63,15 @@ impl Profile {
         Profile {
             apps: 4,
             subscriptions: 40,
-            rate_per_subscription: 2.0,
-            consumers: 3,
-            concurrency: 64,
             kills: 3,
             membership_changes: 2,
             broker_freeze: Some(Duration::from_secs(10)),
-            broker_restart: false,
+            broker_restart: None,
             database_outage: Some(Duration::from_secs(10)),
             warm_up: Duration::from_secs(5),
             gap: (Duration::from_secs(6), Duration::from_secs(9)),
             catch_up: Duration::from_secs(120),
+            ..Profile::full()
         }
     }
 }

@@ -215,7 +215,7 @@ async fn broker_storage(
     work: &std::path::Path,
 ) -> Result<(String, Option<Cluster>, Option<String>)> {
     let memory = "memory://tansu/".to_owned();
-    if !profile.broker_restart {
+    if profile.broker_restart.is_none() {
         return Ok((memory, None, Some("not part of the quick run".into())));
     }
     let schema = match std::fs::read_to_string(&o.broker_schema) {

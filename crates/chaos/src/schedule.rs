@@ -24,8 +24,8 @@ pub enum Fault {
     Leave,
     /// SIGSTOP the broker for this long, then SIGCONT.
     FreezeBroker(Duration),
-    /// Restart the broker on its durable storage.
-    RestartBroker,
+    /// Stop the broker, leave it down this long, start it again on its durable storage.
+    RestartBroker(Duration),
     /// Stop PostgreSQL for this long, then start it again.
     StopDatabase(Duration),
 }
@@ -35,7 +35,8 @@ impl Fault {
     fn lasts(&self) -> Duration {
         match self {
             Fault::FreezeBroker(d) | Fault::StopDatabase(d) => *d,
-            Fault::RestartBroker => Duration::from_secs(5),
+            // nisshi takes a few seconds to exit on SIGTERM.
+            Fault::RestartBroker(d) => *d + Duration::from_secs(5),
             _ => Duration::ZERO,
         }
     }
@@ -56,6 +57,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// `broker_restart`: whether the restart is possible (the broker is on durable storage).
     pub fn new(profile: &Profile, seed: u64, broker_restart: bool) -> Schedule {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut faults: Vec<Fault> = (0..profile.kills)
@@ -63,8 +65,8 @@ impl Schedule {
             .collect();
         faults.extend(profile.broker_freeze.map(Fault::FreezeBroker));
         faults.extend(profile.database_outage.map(Fault::StopDatabase));
-        if broker_restart {
-            faults.push(Fault::RestartBroker);
+        if let Some(down) = profile.broker_restart.filter(|_| broker_restart) {
+            faults.push(Fault::RestartBroker(down));
         }
         faults.shuffle(&mut rng);
         // Joins and leaves alternate, each leave after its join (a leave removes the newest
@@ -114,7 +116,7 @@ mod tests {
         assert_eq!(a.count(|f| matches!(f, Fault::Kill { .. })), 10);
         assert_eq!(a.count(|f| *f == Fault::Join), 2);
         assert_eq!(a.count(|f| *f == Fault::Leave), 2);
-        assert_eq!(a.count(|f| *f == Fault::RestartBroker), 1);
+        assert_eq!(a.count(|f| matches!(f, Fault::RestartBroker(_))), 1);
         assert_eq!(a.count(|f| matches!(f, Fault::FreezeBroker(_))), 1);
         assert_eq!(a.count(|f| matches!(f, Fault::StopDatabase(_))), 1);
         assert!(a.steps.windows(2).all(|w| w[0].at < w[1].at));

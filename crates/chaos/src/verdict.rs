@@ -39,6 +39,8 @@ pub struct Verdict {
     pub leaves: u32,
     pub broker_freeze: Option<Duration>,
     pub broker_restarts: u32,
+    /// From the SIGTERM of the broker to the new process listening.
+    pub broker_restart_took: Option<Duration>,
     /// Why the durable restart did not happen, when it did not.
     pub broker_restart_skipped: Option<String>,
     pub database_outage: Option<Duration>,
@@ -118,11 +120,12 @@ impl Verdict {
     /// The longest pause in writes the run accepts: the longest outage it caused, plus
     /// [`STALL_MARGIN`] for the group to notice and recover.
     pub fn stall_limit(&self) -> Duration {
-        let outage = self
-            .broker_freeze
-            .max(self.database_outage)
-            .unwrap_or_default();
-        outage + STALL_MARGIN
+        let outages = [
+            self.broker_freeze,
+            self.database_outage,
+            self.broker_restart_took,
+        ];
+        outages.into_iter().flatten().max().unwrap_or_default() + STALL_MARGIN
     }
 
     pub fn passed(&self) -> bool {
@@ -139,7 +142,11 @@ impl fmt::Display for Verdict {
         let c = &self.checks;
         let restarts = match &self.broker_restart_skipped {
             Some(why) => format!("{} (skipped: {why})", self.broker_restarts),
-            None => self.broker_restarts.to_string(),
+            None => format!(
+                "{} ({})",
+                self.broker_restarts,
+                secs(self.broker_restart_took)
+            ),
         };
         let rows: Vec<(&str, String)> = vec![
             (

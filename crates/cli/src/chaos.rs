@@ -61,7 +61,16 @@ pub(crate) async fn run(args: ChaosArgs) -> ExitCode {
         work_dir: args.work_dir,
         keep: args.keep,
     };
-    match kafkaesque_chaos::run(options).await {
+    // On Ctrl-C or SIGTERM the run is dropped, and with it every process and database it
+    // started (their handles stop them when dropped).
+    let outcome = tokio::select! {
+        outcome = kafkaesque_chaos::run(options) => outcome,
+        () = super::shutdown_signal() => {
+            eprintln!("chaos: interrupted; the processes and databases it started are stopped");
+            return ExitCode::FAILURE;
+        }
+    };
+    match outcome {
         Ok(verdict) => {
             print!("{verdict}");
             if verdict.passed() {
