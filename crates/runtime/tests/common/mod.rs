@@ -105,6 +105,11 @@ impl Ledger {
         g.2.len()
     }
 
+    /// How many distinct records have been seen.
+    pub fn distinct(&self) -> usize {
+        self.inner.lock().unwrap().2.len()
+    }
+
     /// One past the highest offset seen in each partition: where commits must end.
     pub fn ends(&self, partitions: i32) -> Vec<i64> {
         let g = self.inner.lock().unwrap();
