@@ -31,7 +31,7 @@ fn produce(bootstrap: &str) {
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
-    let mut send = |key: &str, value: String| {
+    let send = |key: &str, value: String| {
         while p
             .send(BaseRecord::<str, str>::to(TOPIC).key(key).payload(&value))
             .is_err()
