@@ -17,7 +17,7 @@
 //! - [`traffic`]: updates through the HTTP API, each carrying a per-subscription sequence number;
 //! - [`history`], [`logs`], [`verify`]: what was applied, in which order, how often;
 //! - [`verdict`]: the table and whether the run passed;
-//! - [`run`]: puts them together.
+//! - [`rig`]: brings it all up; [`run`] puts everything together.
 
 pub mod broker;
 pub mod faults;
@@ -26,6 +26,7 @@ pub mod logs;
 pub mod postgres;
 pub mod process;
 pub mod profile;
+pub mod rig;
 pub mod run;
 pub mod schedule;
 pub mod service;

@@ -4,24 +4,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::broker::Broker;
-use crate::faults::Say;
-use crate::faults::{fault, watch_until};
-use crate::postgres::{find_bin_dir, Cluster};
+use crate::faults::{fault, watch_until, Say};
+use crate::rig::{Rig, DATABASE, READY_LIMIT};
 use crate::schedule::Schedule;
-use crate::service::{Env, Service};
 use crate::traffic::{self, Sent};
 use crate::verdict::Verdict;
 use crate::{history, logs, verify, Error, Profile, Result};
-
-/// The service's database in the run's own cluster.
-const DATABASE: &str = "kafkaesque";
-/// Partitions of the run's topic.
-const PARTITIONS: usize = 8;
-/// How long the API has to answer `/readyz` after it starts.
-const READY_LIMIT: Duration = Duration::from_secs(90);
 
 /// What the command line decides.
 #[derive(Debug, Clone)]
@@ -64,48 +54,15 @@ pub async fn run(o: Options) -> Result<Verdict> {
         .map_err(Error::io(format!("creating {}", logs_dir.display())))?;
     say.line(format_args!("work folder {}", work.display()));
 
-    let bin = o.pg_bin.clone().or_else(find_bin_dir).ok_or_else(|| {
-        Error::Setup("no PostgreSQL server programs under /usr/lib/postgresql: run `scripts/db ensure` (installs Debian's postgresql)".into())
-    })?;
-    let db = Cluster::create(&bin, &work.join("pg-service")).await?;
-    say.line(format_args!(
-        "PostgreSQL of the service on port {}",
-        db.port()
-    ));
-    let (storage, broker_db, restart_skipped) = broker_storage(&o, &profile, &bin, &work).await?;
-    let mut broker = Broker::start(o.nisshi.clone(), storage, logs_dir.join("broker.log")).await?;
-    say.line(format_args!(
-        "broker at {} ({} storage)",
-        broker.bootstrap(),
-        if broker.durable() {
-            "PostgreSQL"
-        } else {
-            "memory"
-        }
-    ));
-
-    let token = format!("chaos-{}", uuid::Uuid::new_v4());
-    let env = Env {
-        vars: vec![
-            ("KAFKA_BROKERS".into(), broker.bootstrap()),
-            ("DATABASE_URL".into(), db.url(DATABASE)),
-            ("KAFKAESQUE_ADMIN_TOKEN".into(), token.clone()),
-            ("KAFKAESQUE_TOPIC".into(), "chaos-updates".into()),
-            ("KAFKAESQUE_PARTITIONS".into(), PARTITIONS.to_string()),
-            ("KAFKAESQUE_GROUP".into(), "chaos".into()),
-            (
-                "KAFKAESQUE_CONCURRENCY".into(),
-                profile.concurrency.to_string(),
-            ),
-            ("RUST_LOG".into(), logs::FILTER.into()),
-        ],
-    };
-    let mut service = Service::start(o.binary.clone(), env, logs_dir.clone())?;
-    wait_ready(&service.api_url).await?;
-    history::install(&crate::postgres::connect(&db.url(DATABASE)).await?).await?;
-    for _ in 0..profile.consumers {
-        service.join()?;
-    }
+    let rig = Rig::bring_up(&o, &profile, &work, &say).await?;
+    let Rig {
+        db,
+        broker_db,
+        mut broker,
+        mut service,
+        token,
+        restart_skipped,
+    } = rig;
     let subs = traffic::set_up(
         &service.api_url,
         &token,
@@ -203,48 +160,6 @@ pub async fn run(o: Options) -> Result<Verdict> {
             .push(format!("logs and data kept in {}", work.display()));
     }
     Ok(verdict)
-}
-
-/// The broker's storage: PostgreSQL (a cluster of its own, so the database outage does not
-/// take the broker down with it) when the run restarts the broker and nisshi's schema is there;
-/// memory otherwise, with the reason the restart is skipped.
-async fn broker_storage(
-    o: &Options,
-    profile: &Profile,
-    bin: &std::path::Path,
-    work: &std::path::Path,
-) -> Result<(String, Option<Cluster>, Option<String>)> {
-    let memory = "memory://tansu/".to_owned();
-    if profile.broker_restart.is_none() {
-        return Ok((memory, None, Some("not part of the quick run".into())));
-    }
-    let schema = match std::fs::read_to_string(&o.broker_schema) {
-        Ok(schema) => schema,
-        Err(e) => {
-            let why = format!("no nisshi schema at {} ({e})", o.broker_schema.display());
-            println!("chaos: {why}: the durable broker restart is skipped");
-            return Ok((memory, None, Some(why)));
-        }
-    };
-    let cluster = Cluster::create(bin, &work.join("pg-broker")).await?;
-    cluster.create_database("nisshi", Some(&schema)).await?;
-    let url = format!("{}?sslmode=disable", cluster.url("nisshi"));
-    Ok((url, Some(cluster), None))
-}
-
-async fn wait_ready(api: &str) -> Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + READY_LIMIT;
-    while Instant::now() < deadline {
-        let answer = http.get(format!("{api}/readyz")).send().await;
-        if answer.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Err(Error::Setup(format!(
-        "the API at {api} was not ready within {READY_LIMIT:?}"
-    )))
 }
 
 /// Now, in milliseconds since the Unix epoch: the clock the history's times are on.
