@@ -24,6 +24,9 @@ pub struct Totals {
     pub assignments: u64,
     /// Partitions lost without a clean revoke (the group moved on without the process).
     pub lost_assignments: u64,
+    /// Records sent to the dead-letter topic. The run's traffic is all valid, so any is an
+    /// update given up on — during a database outage, say, which must be retried instead.
+    pub dead_lettered: u64,
 }
 
 /// Reads every log.
@@ -49,6 +52,7 @@ fn add(t: &mut Totals, line: &str) {
             t.replayed += fields["replayed"].as_u64().unwrap_or(0);
         }
         Some("link cache loaded") => t.assignments += 1,
+        Some("dead-lettering record") => t.dead_lettered += 1,
         Some(m) if m.starts_with("assignment lost") => t.lost_assignments += 1,
         _ => {}
     }
@@ -66,6 +70,7 @@ mod tests {
             r#"{"level":"DEBUG","fields":{"message":"applied","created":true,"replayed":0}}"#,
             r#"{"level":"INFO","fields":{"message":"link cache loaded","links":0}}"#,
             r#"{"level":"WARN","fields":{"message":"assignment lost: final commits skipped (the group has moved on)"}}"#,
+            r#"{"level":"WARN","fields":{"message":"dead-lettering record","reason":"invalid"}}"#,
             "not json",
         ] {
             add(&mut t, line);
@@ -75,6 +80,7 @@ mod tests {
             replayed: 2,
             assignments: 1,
             lost_assignments: 1,
+            dead_lettered: 1,
         };
         assert_eq!(t, want);
     }

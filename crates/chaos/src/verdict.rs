@@ -90,6 +90,10 @@ impl Verdict {
                 "updates applied twice without a client re-send",
             ),
             (c.refused, "valid updates refused by the API"),
+            (
+                self.logs.dead_lettered,
+                "records dead-lettered by the consumers",
+            ),
         ] {
             if n > 0 {
                 v.push(format!("{n} {what}"));
@@ -214,6 +218,7 @@ impl fmt::Display for Verdict {
                     c.longest_stall_ms.0 as f64 / 1000.0
                 ),
             ),
+            ("dead-lettered", self.logs.dead_lettered.to_string()),
             ("crashes", self.crashes.len().to_string()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
