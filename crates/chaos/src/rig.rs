@@ -45,8 +45,7 @@ impl Rig {
             "PostgreSQL of the service on port {}",
             db.port()
         ));
-        let (storage, broker_db, restart_skipped) =
-            broker_storage(o, profile, &bin, work).await?;
+        let (storage, broker_db, restart_skipped) = broker_storage(o, profile, &bin, work).await?;
         let broker = Broker::start(o.nisshi.clone(), storage, logs_dir.join("broker.log")).await?;
         say.line(format_args!(
             "broker at {} ({} storage)",

@@ -23,6 +23,9 @@ use crate::{Error, Result};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// Pause before an update that failed is sent again.
 const RESEND_PAUSE: Duration = Duration::from_millis(500);
+/// How long after the traffic stops a sender keeps re-sending its last update. An API that
+/// still cannot write then is broken (Kafka is up by then), and the run must end and say so.
+const GIVE_UP: Duration = Duration::from_secs(60);
 
 /// A subscription the run updates, and its app's key.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct Sent {
     pub resends: BTreeMap<u64, u32>,
     /// Updates the API refused with a 4xx (it never should): `(n, status, body)`.
     pub refused: Vec<(u64, u16, String)>,
+    /// The update still failing [`GIVE_UP`] after the traffic stopped, given up on.
+    pub abandoned: Option<u64>,
 }
 
 /// Creates `apps` apps and `subscriptions` subscriptions spread over them (created with
@@ -140,10 +145,18 @@ async fn send_all(
     let mut sent = Sent::default();
     let url = format!("{api}/api/v1/players/{}", sub.id);
     let mut n = 0;
+    let mut stopped_at = None;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let body = json!({"app_id": sub.app, "tags": {"seq": n.to_string(), format!("s{n}"): "1"}});
         loop {
+            if stop.load(Ordering::Relaxed) {
+                let since = *stopped_at.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > GIVE_UP {
+                    sent.abandoned = Some(n);
+                    return sent;
+                }
+            }
             sent.requests += 1;
             let answer = http
                 .put(&url)

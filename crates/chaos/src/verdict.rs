@@ -91,6 +91,10 @@ impl Verdict {
             ),
             (c.refused, "valid updates refused by the API"),
             (
+                c.abandoned,
+                "updates the API still could not write a minute after the traffic stopped",
+            ),
+            (
                 self.logs.dead_lettered,
                 "records dead-lettered by the consumers",
             ),
@@ -167,6 +171,7 @@ impl fmt::Display for Verdict {
                 format!("{} ({} re-sent)", self.sent, self.resent),
             ),
             ("acknowledged", c.acknowledged.to_string()),
+            ("never acknowledged (given up)", c.abandoned.to_string()),
             ("applied", c.applied.to_string()),
             ("lost", c.lost.to_string()),
             (

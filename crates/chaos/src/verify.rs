@@ -54,9 +54,11 @@ pub async fn catch_up(
         // A fresh connection each time: PostgreSQL may have been down a moment ago.
         if let Ok(db) = crate::postgres::connect(url).await {
             if let Ok(found) = rows(&db, &ids).await {
-                let done = ledger
-                    .iter()
-                    .all(|(s, sent)| found.get(&s.id).and_then(|r| r.seq) == Some(sent.last_acked));
+                // An abandoned update may have reached the topic after all: then it is the last.
+                let done = ledger.iter().all(|(s, sent)| {
+                    let seq = found.get(&s.id).and_then(|r| r.seq);
+                    seq == Some(sent.last_acked) || (seq.is_some() && seq == sent.abandoned)
+                });
                 if done {
                     return Some(started.elapsed());
                 }
@@ -92,6 +94,8 @@ pub struct Checks {
     pub longest_stall_ms: (i64, i64),
     /// Updates the API refused (never expected).
     pub refused: u64,
+    /// Updates the API still failed to write a minute after the traffic stopped.
+    pub abandoned: u64,
 }
 
 /// Judges the end state and the history against the ledger; `traffic` is when the traffic
@@ -106,6 +110,7 @@ pub fn judge(
     for (sub, sent) in ledger {
         c.acknowledged += sent.last_acked;
         c.refused += sent.refused.len() as u64;
+        c.abandoned += u64::from(sent.abandoned.is_some());
         let row = rows.get(&sub.id).cloned().unwrap_or_default();
         let refused: HashSet<u64> = sent.refused.iter().map(|r| r.0).collect();
         let applied = (1..=sent.last_acked)
@@ -218,6 +223,7 @@ mod tests {
         let s = sub();
         let sent = Sent {
             last_acked: 4,
+            abandoned: Some(5),
             ..Sent::default()
         };
         let row = Row {
@@ -233,5 +239,6 @@ mod tests {
         );
         assert_eq!((c.lost, c.wrong_final, c.order_violations), (1, 1, 1));
         assert_eq!((c.applied_twice, c.applied_twice_unexplained), (1, 1));
+        assert_eq!(c.abandoned, 1);
     }
 }
