@@ -3,21 +3,19 @@
 //! the same rows of the same database with as many connections as the service's pool. Target
 //! ≥ 1×: the service's bookkeeping should cost less than its concurrency gains.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures::stream::{self, StreamExt};
-use kafkaesque_runtime::{HandlerError, Record};
+use kafkaesque_runtime::Record;
 use kafkaesque_subscribers::apply::Applier;
 use kafkaesque_subscribers::consumer;
 use kafkaesque_subscribers::message::Update;
 use kafkaesque_subscribers::skip::SkipList;
 use kafkaesque_subscribers::top::Top;
-use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
+use super::kafka::timed;
 use crate::load::target::{split, DirectTarget};
 use crate::load::traffic::{Scenario, Traffic};
 use crate::report::Figure;
@@ -25,16 +23,13 @@ use crate::rig::{Rig, ServiceEnv};
 
 const C: &str = "PostgreSQL apply rate";
 
-/// How long one consumer run may take.
-const RUN_LIMIT: Duration = Duration::from_secs(300);
-
 /// `updates` updates over `rows` rows per run, `reps` interleaved runs of each.
 ///
 /// # Errors
 /// When the set-up fails or a run does not finish in time.
 pub async fn run(rig: &Rig, rows: usize, updates: usize, reps: usize) -> Result<Vec<Figure>> {
     let env = rig.service_env("bench-apply", 8).await?;
-    let (target, apps) = DirectTarget::setup(&env.config, &split(10, rows, false)).await?;
+    let (target, apps, _) = DirectTarget::setup(&env.config, &split(10, rows, false)).await?;
     // The creates first, applied by the service, so that every later run only updates.
     consume(&env, rows).await?;
     let mut traffic = Traffic::new(Scenario::Uniform, apps, 0.0, 9);
@@ -73,38 +68,15 @@ async fn consume(env: &ServiceEnv, records: usize) -> Result<f64> {
     let skips = SkipList::default();
     let consumer = consumer::builder(&env.config, &store, &skips, &Top::default()).build()?;
     let applier = Applier::new(store, skips, env.config.link_limit);
-    let first = Arc::new(Mutex::new(None::<Instant>));
-    let count = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(Notify::new());
-    let (f, c, d) = (first.clone(), count.clone(), done.clone());
-    let handler = move |record: Record| {
-        let (applier, f, c, d) = (applier.clone(), f.clone(), c.clone(), d.clone());
+    timed(consumer, records, move |record: Record| {
+        let applier = applier.clone();
         async move {
-            f.lock().expect("first").get_or_insert_with(Instant::now);
             let n = record.records;
             applier.handle(record).await?;
-            if c.fetch_add(n, Ordering::Relaxed) + n >= records {
-                d.notify_one();
-            }
-            Ok::<(), HandlerError>(())
+            Ok(n)
         }
-    };
-    let end = Arc::new(Mutex::new(None::<Instant>));
-    let e = end.clone();
-    consumer
-        .run(handler, async move {
-            let _ = tokio::time::timeout(RUN_LIMIT, done.notified()).await;
-            *e.lock().expect("end") = Some(Instant::now());
-        })
-        .await?;
-    let n = count.load(Ordering::Relaxed);
-    anyhow::ensure!(
-        n >= records,
-        "service consumer: {n} of {records} records in time"
-    );
-    let start = first.lock().expect("first").context("no record")?;
-    let stop = end.lock().expect("end").context("no end")?;
-    Ok(records as f64 / (stop - start).as_secs_f64())
+    })
+    .await
 }
 
 /// The same updates as plain single-row `UPDATE`s, spread over as many connections as the

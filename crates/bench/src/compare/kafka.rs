@@ -1,12 +1,13 @@
 //! What the Kafka comparisons share: filling a topic, a raw rdkafka poll loop (the ceiling of
 //! any consumer on this broker), and a timed run of this consumer.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kafkaesque_runtime::{ConsumerBuilder, HandlerError, Record};
+use kafkaesque_runtime::{Consumer, ConsumerBuilder, HandlerError, Record};
 use kafkaesque_testkit::{unique_name, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -81,23 +82,6 @@ pub async fn ours(
     builder: ConsumerBuilder,
     handler: Duration,
 ) -> Result<f64> {
-    let first = Arc::new(Mutex::new(None::<Instant>));
-    let count = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(Notify::new());
-    let (f, c, d) = (first.clone(), count.clone(), done.clone());
-    let handle = move |_r: Record| {
-        let (f, c, d) = (f.clone(), c.clone(), d.clone());
-        async move {
-            f.lock().expect("first").get_or_insert_with(Instant::now);
-            if !handler.is_zero() {
-                tokio::time::sleep(handler).await;
-            }
-            if c.fetch_add(1, AtomicOrdering::Relaxed) + 1 == records {
-                d.notify_one();
-            }
-            Ok::<(), HandlerError>(())
-        }
-    };
     let mut builder = builder
         .brokers(broker.bootstrap_servers())
         .group_id(unique_name("bench-ours"))
@@ -105,14 +89,50 @@ pub async fn ours(
     for (k, v) in GROUP_PROPERTIES {
         builder = builder.set(k, v);
     }
-    let consumer = builder.build()?;
+    timed(builder.build()?, records, move |r: Record| async move {
+        if !handler.is_zero() {
+            tokio::time::sleep(handler).await;
+        }
+        Ok(r.records)
+    })
+    .await
+}
+
+/// Runs `consumer` until `handler` has finished `records` records (it returns how many each call
+/// finished: a coalesced delivery stands for several), then stops it; returns records per second
+/// from the first handler call to the last completion — the group join before is not counted.
+///
+/// # Errors
+/// When the consumer fails or does not finish within five minutes.
+pub async fn timed<H, F>(consumer: Consumer, records: usize, handler: H) -> Result<f64>
+where
+    H: Fn(Record) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<usize, HandlerError>> + Send + 'static,
+{
+    let first = Arc::new(Mutex::new(None::<Instant>));
+    let count = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(Notify::new());
+    let (f, c, d) = (first.clone(), count.clone(), done.clone());
+    let handler = Arc::new(handler);
+    let handle = move |r: Record| {
+        let (f, c, d, handler) = (f.clone(), c.clone(), d.clone(), handler.clone());
+        async move {
+            f.lock().expect("first").get_or_insert_with(Instant::now);
+            let n = handler(r).await?;
+            if c.fetch_add(n, AtomicOrdering::Relaxed) + n >= records {
+                d.notify_one();
+            }
+            Ok::<(), HandlerError>(())
+        }
+    };
     let end = Arc::new(Mutex::new(None::<Instant>));
     let e = end.clone();
-    let run = consumer.run(handle, async move {
-        let _ = tokio::time::timeout(RUN_LIMIT, done.notified()).await;
-        *e.lock().expect("end") = Some(Instant::now());
-    });
-    run.await?;
+    consumer
+        .run(handle, async move {
+            let _ = tokio::time::timeout(RUN_LIMIT, done.notified()).await;
+            *e.lock().expect("end") = Some(Instant::now());
+        })
+        .await?;
     let n = count.load(AtomicOrdering::Relaxed);
     anyhow::ensure!(n >= records, "consumer: {n} of {records} records in time");
     let start = first.lock().expect("first").context("no record")?;

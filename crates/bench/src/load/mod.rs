@@ -90,7 +90,7 @@ pub async fn run(args: LoadArgs) -> Result<Summary> {
             ..Config::default()
         };
         producer::ensure_topic(&config).await?;
-        let (target, apps) = target::DirectTarget::setup(&config, &counts).await?;
+        let (target, apps, _) = target::DirectTarget::setup(&config, &counts).await?;
         let mut traffic = Traffic::new(args.scenario, apps, args.flood_share, args.seed);
         progress.set_message("sending");
         let start = std::time::Instant::now();

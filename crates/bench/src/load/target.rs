@@ -158,16 +158,20 @@ pub struct DirectTarget {
 
 impl DirectTarget {
     /// Creates the apps in the database (`config.database`; the records' rows refer to them) and
-    /// their subscriptions as create records in `config.topic`.
+    /// their subscriptions as create records in `config.topic`; returns where the broker put
+    /// those records, too.
     ///
     /// # Errors
     /// When the database or the broker refuses.
-    pub async fn setup(config: &Config, counts: &[usize]) -> Result<(DirectTarget, Vec<App>)> {
+    pub async fn setup(
+        config: &Config,
+        counts: &[usize],
+    ) -> Result<(DirectTarget, Vec<App>, Vec<(i32, i64)>)> {
         let store = Store::new(&config.database, 4)?;
         let target = DirectTarget {
             producer: Producer::new(config)?,
         };
-        let mut apps = Vec::new();
+        let (mut apps, mut delivered) = (Vec::new(), Vec::new());
         for (i, &n) in counts.iter().enumerate() {
             let id = Uuid::new_v4();
             let key_hash = Uuid::new_v4().as_bytes().to_vec();
@@ -176,7 +180,7 @@ impl DirectTarget {
                 .await?;
             let players: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
             let producer = &target.producer;
-            stream::iter(players.iter().copied())
+            let created = stream::iter(players.iter().copied())
                 .map(|player_id| async move {
                     let create = Message::Create(NewPlayer {
                         player_id,
@@ -194,9 +198,10 @@ impl DirectTarget {
                 .buffer_unordered(SETUP_IN_FLIGHT * 32)
                 .try_collect::<Vec<_>>()
                 .await?;
+            delivered.extend(created);
             apps.push(App { id, players });
         }
-        Ok((target, apps))
+        Ok((target, apps, delivered))
     }
 
     /// Writes `planned` and waits for the broker's acknowledgement.

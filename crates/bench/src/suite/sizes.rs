@@ -59,8 +59,8 @@ impl Sizes {
             serial_records: 400,
             incident: incident::Sizes {
                 rate: 1_000.0,
-                seconds: 12.0,
-                drain_seconds: 10.0,
+                seconds: 10.0,
+                drain_seconds: 8.0,
                 apps: 10,
                 subscriptions: 2_000,
                 flood_share: 0.5,
@@ -83,9 +83,9 @@ impl Sizes {
             concurrency_records: 200_000,
             serial_records: 400,
             incident: incident::Sizes {
-                rate: 2_000.0,
+                rate: 1_000.0,
                 seconds: 60.0,
-                drain_seconds: 60.0,
+                drain_seconds: 30.0,
                 apps: 20,
                 subscriptions: 10_000,
                 flood_share: 0.5,

@@ -28,6 +28,7 @@ use indicatif::ProgressBar;
 use kafkaesque_testkit::unique_name;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::load::drive::{drive, now_ms, Pace, Sent};
@@ -45,6 +46,9 @@ const PARTITIONS: i32 = 4;
 
 /// Handlers at once in every variant's consumer.
 const CONCURRENCY: usize = 256;
+
+/// How long the set-up (creating and linking the subscriptions) may take to be committed.
+const SETUP_LIMIT: Duration = Duration::from_secs(180);
 
 /// How often the committed offsets are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -116,7 +120,7 @@ async fn replay(
 ) -> Result<Replay> {
     let env = rig.service_env("bench-incident", PARTITIONS).await?;
     let counts = split(sizes.apps, sizes.subscriptions, true);
-    let (target, apps) = DirectTarget::setup(&env.config, &counts).await?;
+    let (target, apps, created) = DirectTarget::setup(&env.config, &counts).await?;
     let flood_app = apps[0].id;
     let (mut traffic, rate) = match variant {
         None => (
@@ -129,13 +133,23 @@ async fn replay(
         ),
     };
     let hot_row = traffic.hot_parent().unwrap_or(flood_app);
-    let links = traffic.link_round();
-    let expected_links = links.iter().filter(|p| p.update.email.is_some()).count() as i64;
-    stream::iter(links)
+    let linked = stream::iter(traffic.link_round())
         .map(|p| target.send(p))
         .buffer_unordered(512)
         .collect::<Vec<_>>()
         .await;
+    // The set-up's records: the replay starts once the consumer has committed them all.
+    let setup: Vec<Produced> = linked
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .chain(created)
+        .map(|(partition, offset)| Produced {
+            partition,
+            offset,
+            sent_ms: 0,
+            acked_ms: 0,
+        })
+        .collect();
 
     let out = std::env::temp_dir().join(format!("{}.json", unique_name("replay")));
     let job = Job {
@@ -160,12 +174,17 @@ async fn replay(
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
 
-    let total = sizes.subscriptions.max(sizes.apps) as i64 + i64::from(expected_links > 0);
-    let settled = wait_for_setup(&env, &mut child, total, expected_links).await?;
+    let sampler = Sampler::start(&env, &job.group)?;
+    let settled = wait_for_setup(&sampler, &mut child, &setup).await?;
     let mut crashed = None;
     let (mut lag, mut sent, mut drained_after) = (Vec::new(), Vec::new(), None);
     if settled {
-        let sampler = Sampler::start(&env, &job.group)?;
+        if let Some(stdin) = child.stdin.as_mut() {
+            stdin
+                .write_all(format!("{}\n", worker::FLOOD).as_bytes())
+                .await?;
+            stdin.flush().await?;
+        }
         let start_ms = now_ms();
         let pace = Pace {
             rate,
@@ -194,7 +213,14 @@ async fn replay(
             }
             tokio::time::sleep(SAMPLE_EVERY).await;
         }
-        lag = lag::series(start_ms, &produced, &sampler.stop());
+        let samples: Vec<Sample> = sampler
+            .stop()
+            .into_iter()
+            .filter(|s| s.at_ms >= start_ms)
+            .collect();
+        lag = lag::series(start_ms, &produced, &samples);
+    } else {
+        sampler.stop();
     }
     drop(child.stdin.take());
     let status = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
@@ -214,7 +240,10 @@ async fn replay(
         });
     }
     if !settled && crashed.is_none() {
-        crashed = Some("the set-up was not applied within 120 s".to_owned());
+        crashed = Some(format!(
+            "the set-up was not applied within {} s",
+            SETUP_LIMIT.as_secs()
+        ));
     }
     let outcome: Outcome = std::fs::read(&out)
         .ok()
@@ -234,27 +263,20 @@ async fn replay(
     })
 }
 
-/// Waits until the replay's consumer has applied the set-up (every subscription, every link).
-/// Returns false when it did not within 120 s or its process ended.
+/// Waits until the replay's consumer has committed the set-up (every subscription created and
+/// linked, at PostgreSQL's own speed). Returns false when it did not within [`SETUP_LIMIT`] or
+/// its process ended.
 async fn wait_for_setup(
-    env: &ServiceEnv,
+    sampler: &Sampler,
     child: &mut tokio::process::Child,
-    players: i64,
-    links: i64,
+    setup: &[Produced],
 ) -> Result<bool> {
-    let db = env.database.connect().await?;
-    let limit = Instant::now() + Duration::from_secs(120);
+    let limit = Instant::now() + SETUP_LIMIT;
     while Instant::now() < limit {
         if child.try_wait()?.is_some() {
             return Ok(false);
         }
-        let row = db
-            .query_one(
-                "SELECT (SELECT count(*) FROM players), (SELECT count(*) FROM links)",
-                &[],
-            )
-            .await?;
-        if row.get::<_, i64>(0) >= players && row.get::<_, i64>(1) >= links {
+        if sampler.latest().is_some_and(|c| lag::drained(setup, &c)) {
             return Ok(true);
         }
         tokio::time::sleep(SAMPLE_EVERY).await;

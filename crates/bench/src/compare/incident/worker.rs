@@ -8,9 +8,11 @@
 //!
 //! It runs the service's own consumer ([`kafkaesque_subscribers::consumer::builder`] and
 //! [`Applier`]) with the variant's ordering and hot-key policy, and a handler that makes the hot
-//! row's write slow. It stops when its standard input closes, and then writes a [`Outcome`].
+//! row's write slow once told [`FLOOD`]. It stops when its standard input closes, and then writes
+//! an [`Outcome`].
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ use kafkaesque_subscribers::store::Store;
 use kafkaesque_subscribers::top::Top;
 use kafkaesque_subscribers::{consumer, Config};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
 use crate::compare::seed_design;
@@ -34,9 +36,12 @@ use crate::rig::GROUP_PROPERTIES;
 use crate::stats::peak_rss_bytes;
 
 /// The seed design's one global cap in the replay, scaled to the replay's rates (about six
-/// seconds of the quick run's flood, three of the full run's), so that a replay of a minute
-/// shows what the seed's consumer went through over hours.
+/// seconds of the flood), so that a replay of a minute shows what the seed's consumer went
+/// through over hours.
 pub const SEED_CAP: usize = 3_000;
+
+/// The line on standard input that starts the flood: from then on the hot row's write is slow.
+pub const FLOOD: &str = "flood";
 
 /// The consumer design a replay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,13 +126,27 @@ pub async fn run(job: &str) -> Result<()> {
     let consumer = builder.build()?;
     let applier = Applier::new(store, skips, config.link_limit);
     let outcome = Arc::new(Mutex::new(Outcome::default()));
+    // The hot row's write turns slow when the benchmark says "flood" (the set-up before runs at
+    // PostgreSQL's own speed); the consumer stops when standard input closes.
+    let flooding = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = Arc::clone(&flooding);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == FLOOD {
+                signal.store(true, Ordering::Relaxed);
+            }
+        }
+        let _ = stop.send(());
+    });
     let hot_row = Bytes::from(job.hot_row.to_string());
     let flood_app = job.flood_app.map(|a| Bytes::from(a.to_string()));
     let slow = Duration::from_millis(job.hot_write_ms);
     let seen = Arc::clone(&outcome);
     let handler = move |record: Record| {
         let (applier, seen) = (applier.clone(), Arc::clone(&seen));
-        let hot = record.route.as_ref() == Some(&hot_row);
+        let hot = record.route.as_ref() == Some(&hot_row) && flooding.load(Ordering::Relaxed);
         let other = record.key.is_some() && record.key != flood_app;
         async move {
             if hot {
@@ -147,11 +166,11 @@ pub async fn run(job: &str) -> Result<()> {
             Ok::<(), HandlerError>(())
         }
     };
-    let stdin_closed = async {
-        let mut sink = Vec::new();
-        let _ = tokio::io::stdin().read_to_end(&mut sink).await;
-    };
-    consumer.run(handler, stdin_closed).await?;
+    consumer
+        .run(handler, async {
+            let _ = stopped.await;
+        })
+        .await?;
     let mut outcome = std::mem::take(&mut *outcome.lock().expect("outcome lock"));
     outcome.peak_rss_bytes = peak_rss_bytes();
     std::fs::write(&job.out, serde_json::to_vec(&outcome)?)
