@@ -56,7 +56,11 @@ async fn the_smoke_benchmark_writes_a_complete_report() {
             "{c} missing from report.md"
         );
     }
-    for plot in ["incident_lag_messages.png", "incident_lag_seconds.png"] {
+    for plot in [
+        "incident_lag_messages.png",
+        "incident_lag_seconds.png",
+        "incident_lag_seconds_kafkaesque.png",
+    ] {
         let png = std::fs::read(out.join(plot)).expect(plot);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{plot} is a PNG");
         assert!(

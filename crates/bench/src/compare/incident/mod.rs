@@ -13,21 +13,18 @@
 //! (target: p99 ≤ 1.5× under kafkaesque), the peak lag and whether it drained, and the peak
 //! memory of the consumer process. Plots: lag over time, in messages and in seconds.
 
+mod figures;
 pub mod lag;
+mod sampler;
 pub mod worker;
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 use kafkaesque_testkit::unique_name;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -35,9 +32,9 @@ use crate::load::drive::{drive, now_ms, Pace, Sent};
 use crate::load::target::{split, DirectTarget};
 use crate::load::traffic::{Scenario, Traffic};
 use crate::report::{Figure, Series};
-use crate::rig::{Rig, ServiceEnv};
-use crate::stats::quantile;
+use crate::rig::Rig;
 use lag::{LagPoint, Produced, Sample};
+use sampler::{Sampler, SAMPLE_EVERY};
 use worker::{Job, Outcome, Variant};
 
 /// Partitions of each replay's topic: apps are the topic's keys, so the flooding app shares its
@@ -49,9 +46,6 @@ const CONCURRENCY: usize = 256;
 
 /// How long the set-up (creating and linking the subscriptions) may take to be committed.
 const SETUP_LIMIT: Duration = Duration::from_secs(180);
-
-/// How often the committed offsets are sampled.
-const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// How big a replay is.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +103,7 @@ pub async fn run(rig: &Rig, sizes: Sizes, parallel: bool) -> Result<(Vec<Figure>
         }
         replays
     };
-    Ok(summarize(&replays, sizes))
+    Ok(figures::summarize(&replays, sizes))
 }
 
 async fn replay(
@@ -318,163 +312,4 @@ fn other_delays(sent: &[Sent], outcome: &Outcome, ended_ms: i64) -> (Vec<f64>, u
     }
     delays.sort_by(f64::total_cmp);
     (delays, unapplied)
-}
-
-/// Samples a group's committed offsets on a thread of its own (the client call blocks).
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start(env: &ServiceEnv, group: &str) -> Result<Sampler> {
-        // A client of the group that never joins it: it only asks for the committed offsets.
-        let client: BaseConsumer = env
-            .config
-            .kafka_brokers
-            .split(',')
-            .next()
-            .map(|b| {
-                let mut c = rdkafka::ClientConfig::new();
-                c.set("bootstrap.servers", b).set("group.id", group);
-                c
-            })
-            .context("no broker")?
-            .create()?;
-        let mut partitions = TopicPartitionList::new();
-        for p in 0..env.topic.partitions() {
-            partitions.add_partition_offset(env.topic.name(), p, Offset::Invalid)?;
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
-        let (s, out) = (Arc::clone(&stop), Arc::clone(&samples));
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let began = Instant::now();
-                if let Ok(list) =
-                    client.committed_offsets(partitions.clone(), Duration::from_secs(2))
-                {
-                    let committed = list
-                        .elements()
-                        .iter()
-                        .filter_map(|e| match e.offset() {
-                            Offset::Offset(o) => Some((e.partition(), o)),
-                            _ => None,
-                        })
-                        .collect::<BTreeMap<_, _>>();
-                    let sample = Sample {
-                        at_ms: now_ms(),
-                        committed,
-                    };
-                    out.lock().expect("samples lock").push(sample);
-                }
-                std::thread::sleep(SAMPLE_EVERY.saturating_sub(began.elapsed()));
-            }
-        });
-        Ok(Sampler {
-            stop,
-            samples,
-            thread,
-        })
-    }
-
-    fn latest(&self) -> Option<BTreeMap<i32, i64>> {
-        let samples = self.samples.lock().expect("samples lock");
-        samples.last().map(|s| s.committed.clone())
-    }
-
-    fn stop(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        let mut samples = self.samples.lock().expect("samples lock");
-        std::mem::take(&mut *samples)
-    }
-}
-
-/// The figures and plots of the four replays; the first is the baseline.
-fn summarize(replays: &[Replay], sizes: Sizes) -> (Vec<Figure>, Vec<Series>) {
-    const C: &str = "incident replay";
-    let p = |r: &Replay, q: f64| quantile(&r.other_delays_ms, q);
-    let base = &replays[0];
-    let base_p99 =
-        Figure::new(C, "baseline: other apps p99", "ms", vec![p(base, 0.99)]).note(format!(
-            "the other apps' traffic alone ({:.0} updates/s for {:.0} s), the service's consumer; \
-             the flood: {:.0}% of {:.0} updates/s from one app, {} subscriptions in {} apps, \
-             hot parent row write {} ms; one run each",
-            sizes.rate * (1.0 - sizes.flood_share),
-            sizes.seconds,
-            sizes.flood_share * 100.0,
-            sizes.rate,
-            sizes.subscriptions,
-            sizes.apps,
-            sizes.hot_write_ms
-        ));
-    let mut figures = vec![
-        Figure::new(C, "baseline: other apps p50", "ms", vec![p(base, 0.5)]),
-        base_p99.clone(),
-    ];
-    for (i, r) in replays.iter().enumerate() {
-        let name = |what: &str| format!("{}: {what}", short(r.label));
-        let kafkaesque = r.label.starts_with("kafkaesque");
-        if i > 0 {
-            figures.push(Figure::new(
-                C,
-                &name("other apps p50"),
-                "ms",
-                vec![p(r, 0.5)],
-            ));
-            let mut p99 =
-                Figure::new(C, &name("other apps p99"), "ms", vec![p(r, 0.99)]).vs(&base_p99);
-            if r.other_unapplied > 0 {
-                p99 = p99.note(format!(
-                    "{} of {} updates never applied, counted as applied at the end (a lower bound)",
-                    r.other_unapplied,
-                    r.other_delays_ms.len()
-                ));
-            }
-            figures.push(if kafkaesque {
-                p99.at_most("≤ 1.5× baseline", 1.5)
-            } else {
-                p99
-            });
-        }
-        let peak = r.lag.iter().map(|l| l.messages).max().unwrap_or(0);
-        let mut lag = Figure::new(C, &name("peak lag"), "messages", vec![peak as f64]);
-        lag = match (r.drained_after, &r.crashed) {
-            (_, Some(why)) => lag.note(why.clone()),
-            (Some(s), None) => lag.note(format!("drained {s:.1} s after the traffic stopped")),
-            (None, None) => lag.note(format!(
-                "not drained {:.0} s after the traffic stopped",
-                sizes.drain_seconds
-            )),
-        };
-        figures.push(lag);
-        let rss = r
-            .peak_rss_bytes
-            .map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
-        figures.push(Figure::new(C, &name("consumer peak RSS"), "MiB", vec![rss]));
-    }
-    let line = |r: &Replay, plot: &str, y: &str, f: fn(&LagPoint) -> f64| Series {
-        plot: plot.to_owned(),
-        title: format!("Incident replay: consumer lag ({y})"),
-        x_label: "seconds since the traffic started".to_owned(),
-        y_label: y.to_owned(),
-        name: r.label.to_owned(),
-        points: r.lag.iter().map(|l| (l.t_s, f(l))).collect(),
-    };
-    let mut series = Vec::new();
-    for r in replays {
-        series.push(line(r, "incident_lag_messages", "messages", |l| {
-            l.messages as f64
-        }));
-    }
-    for r in replays {
-        series.push(line(r, "incident_lag_seconds", "seconds", |l| l.seconds));
-    }
-    (figures, series)
-}
-
-fn short(label: &str) -> &str {
-    label.strip_prefix("kafkaesque ").unwrap_or(label)
 }
