@@ -188,3 +188,25 @@ impl Batch {
 pub fn email_parent_id(app_id: Uuid, email: &str) -> Uuid {
     Uuid::new_v5(&app_id, email.trim().to_lowercase().as_bytes())
 }
+
+/// The record the consumer sees for `m` at `offset` (keyed by its app, as the API writes it),
+/// running under `route`: for the consumer's unit tests.
+#[cfg(test)]
+pub(crate) fn test_record(
+    m: &Message,
+    offset: i64,
+    route: Option<Uuid>,
+) -> kafkaesque_runtime::Record {
+    kafkaesque_runtime::Record {
+        topic: std::sync::Arc::from("t"),
+        partition: 0,
+        offset,
+        key: Some(Bytes::from(m.app_id().to_string())),
+        payload: Some(m.to_bytes()),
+        headers: std::sync::Arc::from(Vec::new()),
+        timestamp: None,
+        route: route.map(|r| Bytes::from(r.to_string())),
+        attempt: 1,
+        records: 1,
+    }
+}

@@ -1,7 +1,5 @@
-use std::sync::Arc;
-
 use super::*;
-use crate::message::{email_parent_id, Fields, Update};
+use crate::message::{email_parent_id, test_record, Fields, Update};
 
 fn record(
     app: Uuid,
@@ -23,18 +21,7 @@ fn record(
             .collect(),
         email: email.map(str::to_owned),
     });
-    Record {
-        topic: Arc::from("t"),
-        partition: 0,
-        offset,
-        key: Some(Bytes::from(app.to_string())),
-        payload: Some(m.to_bytes()),
-        headers: Arc::from(Vec::new()),
-        timestamp: None,
-        route: Some(Bytes::from(player.to_string())),
-        attempt: 1,
-        records: 1,
-    }
+    test_record(&m, offset, Some(player))
 }
 
 fn changes(r: &Record) -> Vec<Change> {

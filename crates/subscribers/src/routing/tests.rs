@@ -1,5 +1,5 @@
 use super::*;
-use crate::message::{Fields, Message, Update};
+use crate::message::{test_record, Fields, Message, Update};
 use crate::skip::SkipTarget;
 
 fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
@@ -10,18 +10,7 @@ fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
         tags: Default::default(),
         email: email.map(str::to_owned),
     });
-    Record {
-        topic: Arc::from("t"),
-        partition: 0,
-        offset,
-        key: Some(Bytes::from(app.to_string())),
-        payload: Some(m.to_bytes()),
-        headers: Arc::from(Vec::new()),
-        timestamp: None,
-        route: None,
-        attempt: 1,
-        records: 1,
-    }
+    test_record(&m, offset, None)
 }
 
 fn ids(keys: Vec<Bytes>) -> Vec<Uuid> {
