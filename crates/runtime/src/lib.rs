@@ -52,4 +52,4 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
-pub use record::{headers, Header, Record};
+pub use record::{headers, Header, Record, RecordData};

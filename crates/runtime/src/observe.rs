@@ -54,11 +54,21 @@ pub(crate) struct Ages {
     samples: HashMap<TopicPartition, VecDeque<(i64, i64)>, rustc_hash::FxBuildHasher>,
 }
 
-const SAMPLE_EVERY: i64 = 64;
+/// Offsets between two samples of a partition.
+pub(crate) const SAMPLE_EVERY: i64 = 64;
 
 impl Ages {
-    pub(crate) fn fetched(&mut self, tp: &TopicPartition, offset: i64, timestamp: Option<i64>) {
-        let Some(ts) = timestamp else { return };
+    /// Samples the record at `offset` unless the partition's last sample is near; returns the
+    /// offset of the partition's newest sample (`offset` when it has none, so that a caller that
+    /// waits [`SAMPLE_EVERY`] offsets before calling again also tries again a record without a
+    /// timestamp only that often).
+    pub(crate) fn fetched(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        timestamp: Option<i64>,
+    ) -> i64 {
+        let Some(ts) = timestamp else { return offset };
         let q = match self.samples.get_mut(tp) {
             Some(q) => q,
             None => self.samples.entry(tp.clone()).or_default(),
@@ -66,6 +76,7 @@ impl Ages {
         if q.back().is_none_or(|(o, _)| offset - o >= SAMPLE_EVERY) {
             q.push_back((offset, ts));
         }
+        q.back().map_or(offset, |(o, _)| *o)
     }
 
     pub(crate) fn forget(&mut self, tp: &TopicPartition) {

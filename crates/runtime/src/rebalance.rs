@@ -18,6 +18,7 @@ impl State {
         main: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
     ) {
+        self.forget_last_partition();
         let committed = match main.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
@@ -110,6 +111,7 @@ impl State {
         tpl: &TopicPartitionList,
         lost: bool,
     ) {
+        self.forget_last_partition();
         let mut handles = Vec::new();
         let mut overflow_tpl = TopicPartitionList::new();
         for e in tpl.elements() {

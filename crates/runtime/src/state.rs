@@ -19,10 +19,10 @@ use tracing::{debug, error, warn};
 use crate::config::{ConsumerConfig, Router};
 use crate::events::{Event, EventRx};
 use crate::handler::FailureKind;
-use crate::observe::{self, Ages, Observer};
+use crate::observe::{self, Ages, Observer, SAMPLE_EVERY};
 use crate::record::headers as h;
 use crate::sinks::Sinks;
-use crate::{HandlerError, Record};
+use crate::{HandlerError, Record, RecordData};
 
 /// Starts the handler for one item; returns its outcome (and how long it took) when it finished
 /// without waiting, or `None` when it runs on as a task that will report on the channel.
@@ -45,6 +45,13 @@ pub(crate) struct State {
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
+    /// The partition the last record came from (see [`State::partition_of`]).
+    last: Option<(Arc<str>, i32, PartitionHandle)>,
+    /// The offset from which that partition's next record is sampled for its age.
+    next_sample: i64,
+    /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
+    /// than recording it.
+    handler_seconds: metrics::Histogram,
 }
 
 impl State {
@@ -70,6 +77,9 @@ impl State {
             shutdown: false,
             topics: HashMap::default(),
             actions: Vec::new(),
+            last: None,
+            next_sample: i64::MIN,
+            handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
         }
     }
 
@@ -96,19 +106,23 @@ impl State {
 
     /// A record from one of the consumer's topics.
     pub(crate) fn on_message(&mut self, m: &BorrowedMessage<'_>) {
-        let topic = self.intern(m.topic());
-        let tp = TopicPartition {
-            topic: topic.clone(),
-            partition: m.partition(),
-        };
-        let Some(h) = self.engine.handle(&tp) else {
-            debug!(topic = %tp.topic, partition = tp.partition, offset = m.offset(), "record of an unassigned partition ignored");
+        let (partition, offset) = (m.partition(), m.offset());
+        let Some((topic, h)) = self.partition_of(m.topic(), partition) else {
+            debug!(
+                topic = m.topic(),
+                partition, offset, "record of an unassigned partition ignored"
+            );
             return;
         };
-        let record = Record::from_message(m, topic);
-        self.ages.fetched(&tp, record.offset, record.timestamp);
+        let record = Record::from(RecordData::from_message(m, topic));
+        if offset >= self.next_sample {
+            let tp = TopicPartition {
+                topic: record.topic.clone(),
+                partition,
+            };
+            self.next_sample = self.ages.fetched(&tp, offset, record.timestamp) + SAMPLE_EVERY;
+        }
         let weight = record.weight();
-        let offset = record.offset;
         let intake = match &self.cfg.router {
             Some(router) => {
                 let items = route(router, &record).into_iter().map(|k| {
@@ -123,8 +137,34 @@ impl State {
                 .fetched(h, offset, weight, [(record.key.clone(), record)]),
         };
         if intake == Intake::Stale {
-            debug!(topic = %tp.topic, partition = tp.partition, offset, "stale record ignored");
+            debug!(topic = m.topic(), partition, offset, "stale record ignored");
         }
+    }
+
+    /// The interned topic name and the engine's handle of a partition, if it is assigned. Records
+    /// arrive in runs from one partition, so the last answer is kept: that spares the hash
+    /// lookups of the name and the handle for all but the first record of a run.
+    fn partition_of(&mut self, topic: &str, partition: i32) -> Option<(Arc<str>, PartitionHandle)> {
+        if let Some((t, p, h)) = &self.last {
+            if *p == partition && **t == *topic {
+                return Some((t.clone(), *h));
+            }
+        }
+        let topic = self.intern(topic);
+        let tp = TopicPartition {
+            topic: topic.clone(),
+            partition,
+        };
+        let h = self.engine.handle(&tp)?;
+        self.last = Some((topic.clone(), partition, h));
+        self.next_sample = i64::MIN;
+        Some((topic, h))
+    }
+
+    /// Forgets the partition [`State::partition_of`] kept: handles change when partitions are
+    /// assigned or revoked.
+    pub(crate) fn forget_last_partition(&mut self) {
+        self.last = None;
     }
 
     /// Polls the overflow consumer (which has no rebalance callbacks, so the lock may be held).
@@ -160,24 +200,24 @@ impl State {
         let Some(h) = self.engine.handle(&tp) else {
             return;
         };
-        let mut record = Record::from_message(m, tp.topic.clone());
+        let mut data = RecordData::from_message(m, tp.topic.clone());
         let text = |name: &str| {
-            record
-                .header(name)
+            data.header(name)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         // The handler sees the original record: its topic, partition, offset and key.
         let source_topic = text(h::SOURCE_TOPIC);
         let source_partition = text(h::SOURCE_PARTITION).and_then(|p| p.parse().ok());
         let source_offset = text(h::SOURCE_OFFSET).and_then(|o| o.parse().ok());
-        let source_key = record.header(h::SOURCE_KEY).cloned();
+        let source_key = data.header(h::SOURCE_KEY).cloned();
         if let (Some(t), Some(p), Some(o)) = (source_topic, source_partition, source_offset) {
-            record.topic = self.intern(&t);
-            record.partition = p;
-            record.offset = o;
+            data.topic = self.intern(&t);
+            data.partition = p;
+            data.offset = o;
         }
+        data.key = source_key;
+        let mut record = Record::from(data);
         record.route = m.key().map(Bytes::copy_from_slice);
-        record.key = source_key;
         let weight = record.weight();
         let route = record.route.clone();
         self.engine
@@ -218,7 +258,7 @@ impl State {
 
     /// A handler finished: tell the engine how.
     fn outcome(&mut self, id: WorkId, result: Result<(), HandlerError>, elapsed: Duration) {
-        metrics::histogram!("kafkaesque_handler_seconds").record(elapsed.as_secs_f64());
+        self.handler_seconds.record(elapsed.as_secs_f64());
         let outcome = match result {
             Ok(()) => self.engine.complete(id),
             Err(e) => {
