@@ -10,6 +10,13 @@
 //! and a change at or below it is skipped; the new offset is saved in the same transaction as
 //! the change. Replays after a crash or a rebalance thus leave the same final state, and so does
 //! a coalesced delivery, which carries each change with its own offset.
+//!
+//! **Two ways to write.** Most deliveries only update their own row. Those go first as one
+//! autocommit `UPDATE` (one round trip) that writes the change and its offset only where the row
+//! exists in the app and is below the delivery's first offset — exactly the case in which the
+//! plan would apply every change. When it writes nothing (a replay, a partial replay, an unknown
+//! row), and for every other delivery, the row is locked, read and planned in a transaction
+//! (BEGIN, lock, save, COMMIT: four round trips, more with links), which decides why.
 
 pub mod plan;
 
@@ -129,6 +136,14 @@ impl Applier {
 
     async fn try_apply(&self, app: Uuid, id: Uuid, changes: &[Change]) -> Result<Plan, Failed> {
         let mut client = self.store.client().await?;
+        if let Some(own) = plan::own_update(id, changes) {
+            if let Some(saved) = rows::update_own(&client, id, &own).await? {
+                return Ok(Plan {
+                    save: Some(saved),
+                    ..Plan::default()
+                });
+            }
+        }
         let tx = client.transaction().await?;
         let row = rows::lock(&tx, id).await?;
         let known = self.known(&tx, app, id, row.is_some(), changes).await?;
@@ -274,3 +289,6 @@ fn decode(record: &Record) -> Result<(Uuid, Vec<Change>), HandlerError> {
     }
     Ok((row, changes))
 }
+
+#[cfg(test)]
+mod tests;

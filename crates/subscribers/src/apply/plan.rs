@@ -112,6 +112,53 @@ pub enum Stop {
     Pending { child: Uuid },
 }
 
+/// A delivery that only updates its own row, folded into one change: what
+/// [`crate::store::rows::update_own`] writes in one statement instead of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnUpdate {
+    pub app_id: Uuid,
+    pub fields: Fields,
+    pub tags: BTreeMap<String, Option<String>>,
+    /// The first change's offset: only a row below it has none of the changes yet.
+    pub first: i64,
+    /// The last change's offset: the row's new `source_offset`.
+    pub last: i64,
+}
+
+/// The delivery as one [`OwnUpdate`], when that is exactly what [`plan`] would do to a row that
+/// exists in the app and is below its first offset: every change an update of `id` itself
+/// (`email` plays no part there), in rising offset order. `None` for anything else — creates,
+/// a parent's mirrored or link changes — which only a plan can decide.
+pub fn own_update(id: Uuid, changes: &[Change]) -> Option<OwnUpdate> {
+    let mut own: Option<OwnUpdate> = None;
+    for change in changes {
+        let Message::Update(u) = &change.message else {
+            return None;
+        };
+        if u.player_id != id {
+            return None;
+        }
+        match own.as_mut() {
+            None => {
+                own = Some(OwnUpdate {
+                    app_id: u.app_id,
+                    fields: u.fields.clone(),
+                    tags: u.tags.clone(),
+                    first: change.offset,
+                    last: change.offset,
+                })
+            }
+            Some(o) if o.app_id == u.app_id && o.last < change.offset => {
+                o.fields.overwrite_with(u.fields.clone());
+                o.tags.extend(u.tags.clone());
+                o.last = change.offset;
+            }
+            Some(_) => return None,
+        }
+    }
+    own
+}
+
 pub fn plan(
     id: Uuid,
     mut row: Option<Row>,

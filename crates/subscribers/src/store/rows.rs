@@ -1,4 +1,8 @@
-//! The statements of one row's transaction in the consumer (see [`crate::apply`]).
+//! The statements the consumer runs for one row (see [`crate::apply`]): an update of the row
+//! itself in one statement, and everything else in one transaction.
+//!
+//! Every statement is prepared once per pooled connection (`prepare_cached`): preparing it on
+//! each call would cost a round trip of its own, as many as running it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -6,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row as PgRow;
 use uuid::Uuid;
 
-use crate::apply::plan::Row;
+use crate::apply::plan::{OwnUpdate, Row};
 use crate::message::Fields;
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -14,7 +18,11 @@ type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 /// The row, locked until the transaction ends; `None` when it does not exist.
 pub async fn lock(c: &impl GenericClient, id: Uuid) -> Result<Option<Row>> {
     let row = c
-        .query_opt(include_str!("../../sql/row_lock.sql"), &[&id])
+        .query_opt(
+            &c.prepare_cached(include_str!("../../sql/row_lock.sql"))
+                .await?,
+            &[&id],
+        )
         .await?;
     Ok(row.as_ref().map(from_pg))
 }
@@ -45,7 +53,8 @@ pub async fn save(c: &impl GenericClient, id: Uuid, row: &Row) -> Result<()> {
     let tags = serde_json::to_value(&row.tags).expect("tags always serialize");
     let f = &row.fields;
     c.execute(
-        include_str!("../../sql/row_save.sql"),
+        &c.prepare_cached(include_str!("../../sql/row_save.sql"))
+            .await?,
         &[
             &id,
             &row.app_id,
@@ -66,6 +75,47 @@ pub async fn save(c: &impl GenericClient, id: Uuid, row: &Row) -> Result<()> {
     Ok(())
 }
 
+/// Writes an update of the row itself in one statement, provided the row exists in the
+/// update's app and has none of its changes yet; returns the row as saved, or `None` when
+/// nothing was written (a missing or foreign row, or a replay, for [`lock`] and the plan to
+/// tell apart).
+pub async fn update_own(c: &impl GenericClient, id: Uuid, u: &OwnUpdate) -> Result<Option<Row>> {
+    let set: serde_json::Map<String, serde_json::Value> = u
+        .tags
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.clone()?.into())))
+        .collect();
+    let set = serde_json::Value::Object(set);
+    let deleted: Vec<&str> = u
+        .tags
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let f = &u.fields;
+    let row = c
+        .query_opt(
+            &c.prepare_cached(include_str!("../../sql/row_update_own.sql"))
+                .await?,
+            &[
+                &id,
+                &u.app_id,
+                &f.language,
+                &f.timezone,
+                &f.lat,
+                &f.long,
+                &f.country,
+                &f.external_user_id,
+                &set,
+                &deleted,
+                &u.first,
+                &u.last,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_pg))
+}
+
 /// Which of `children` are linked to `parent`.
 pub async fn linked(
     c: &impl GenericClient,
@@ -77,7 +127,8 @@ pub async fn linked(
     }
     let rows = c
         .query(
-            include_str!("../../sql/links_of.sql"),
+            &c.prepare_cached(include_str!("../../sql/links_of.sql"))
+                .await?,
             &[&parent, &children],
         )
         .await?;
@@ -90,7 +141,8 @@ pub async fn link(c: &impl GenericClient, parent: Uuid, children: &[(Uuid, i64)]
     }
     let (ids, offsets): (Vec<Uuid>, Vec<i64>) = children.iter().copied().unzip();
     c.execute(
-        include_str!("../../sql/links_insert.sql"),
+        &c.prepare_cached(include_str!("../../sql/links_insert.sql"))
+            .await?,
         &[&parent, &ids, &offsets],
     )
     .await?;
@@ -102,7 +154,8 @@ pub async fn unlink(c: &impl GenericClient, parent: Uuid, children: &[Uuid]) -> 
         return Ok(());
     }
     c.execute(
-        include_str!("../../sql/links_delete.sql"),
+        &c.prepare_cached(include_str!("../../sql/links_delete.sql"))
+            .await?,
         &[&parent, &children],
     )
     .await?;
@@ -116,7 +169,8 @@ pub async fn existing(c: &impl GenericClient, app: Uuid, ids: &[Uuid]) -> Result
     }
     let rows = c
         .query(
-            include_str!("../../sql/players_existing.sql"),
+            &c.prepare_cached(include_str!("../../sql/players_existing.sql"))
+                .await?,
             &[&app, &ids],
         )
         .await?;
@@ -133,7 +187,11 @@ pub async fn rejected(
         return Ok(HashMap::new());
     }
     let rows = c
-        .query(include_str!("../../sql/rejected_of.sql"), &[&app, &ids])
+        .query(
+            &c.prepare_cached(include_str!("../../sql/rejected_of.sql"))
+                .await?,
+            &[&app, &ids],
+        )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
@@ -145,7 +203,8 @@ pub async fn record_rejected(
     offset: i64,
 ) -> Result<()> {
     c.execute(
-        include_str!("../../sql/rejected_record.sql"),
+        &c.prepare_cached(include_str!("../../sql/rejected_record.sql"))
+            .await?,
         &[&app, &id, &offset],
     )
     .await?;

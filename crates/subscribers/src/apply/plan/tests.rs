@@ -154,3 +154,67 @@ fn a_child_may_leave_and_come_back_within_one_batch() {
         (1, Some("en"))
     );
 }
+
+fn own_changes(app: Uuid, id: Uuid) -> Vec<Change> {
+    let mut second = update(app, id, 12, "fr", Some("p@example.com"));
+    if let Message::Update(u) = &mut second.message {
+        u.fields.timezone = Some(3600);
+        u.tags = [
+            ("k".to_owned(), None),
+            ("plan".to_owned(), Some("vip".to_owned())),
+        ]
+        .into();
+    }
+    vec![update(app, id, 11, "de", None), second]
+}
+
+#[test]
+fn own_updates_fold_into_one_and_save_what_the_plan_would() {
+    let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
+    let changes = own_changes(app, id);
+    let own = own_update(id, &changes).expect("only updates of the row itself");
+    assert_eq!((own.first, own.last), (11, 12));
+    let mut before = row(app, 10, 1);
+    before.tags.insert("old".into(), "x".into());
+    // What update_own's statement does to a row below `first`, field by field and tag by tag.
+    let mut written = before.clone();
+    written.apply(&own.fields, &own.tags);
+    written.source_offset = own.last;
+    let planned = plan(id, Some(before), &changes, &known(&[], &[])).unwrap();
+    assert_eq!(
+        planned,
+        Plan {
+            save: Some(written),
+            ..Plan::default()
+        }
+    );
+}
+
+#[test]
+fn only_own_updates_in_rising_order_fold() {
+    let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut changes = own_changes(app, id);
+    changes.reverse();
+    assert_eq!(own_update(id, &changes), None, "offsets not rising");
+    let child = update(app, Uuid::new_v4(), 13, "en", None);
+    assert_eq!(
+        own_update(id, &[own_changes(app, id), vec![child]].concat()),
+        None
+    );
+    let create = Change {
+        offset: 9,
+        message: Message::Create(crate::message::NewPlayer {
+            player_id: id,
+            app_id: app,
+            device_type: 1,
+            identifier: None,
+            fields: Fields::default(),
+            tags: BTreeMap::new(),
+        }),
+    };
+    assert_eq!(
+        own_update(id, &[vec![create], own_changes(app, id)].concat()),
+        None
+    );
+    assert_eq!(own_update(id, &[]), None);
+}
