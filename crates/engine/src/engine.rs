@@ -43,6 +43,8 @@ pub(crate) struct Part {
     /// Items fetched from this partition and in flight.
     pub(crate) in_flight: usize,
     pub(crate) paused: Option<(PauseReason, Option<(u32, u32)>)>,
+    /// While paused: the refused record, the next one this partition must be given.
+    pub(crate) resume_at: Offset,
     pub(crate) draining: bool,
     /// Diverted lanes of this partition.
     pub(crate) diverted: Vec<u32>,
@@ -104,6 +106,8 @@ pub struct Engine<P> {
     pub(crate) counters: Counters,
     /// Scratch space for routing a fetched record, kept to avoid an allocation per record.
     pub(crate) routed: Vec<(crate::intake::Route, P)>,
+    /// What the last call to `fetched` refused, until taken (see [`Engine::take_refused`]).
+    pub(crate) refused: Option<P>,
 }
 
 impl<P> std::fmt::Debug for Engine<P> {
@@ -144,6 +148,7 @@ impl<P: Clone> Engine<P> {
             actions: Vec::new(),
             counters: Counters::default(),
             routed: Vec::new(),
+            refused: None,
         })
     }
 
@@ -194,6 +199,7 @@ impl<P: Clone> Engine<P> {
             held_bytes: 0,
             in_flight: 0,
             paused: None,
+            resume_at: 0,
             draining: false,
             diverted: Vec::new(),
             inherited: decoded.diverted.into_iter().collect(),
@@ -248,6 +254,13 @@ impl<P: Clone> Engine<P> {
     }
 
     /// Items in flight from a partition (and its overflow partition).
+    /// The offset a paused partition must be given next (the record it refused), or `None` when
+    /// it is not paused.
+    pub fn resume_at(&self, h: PartitionHandle) -> Option<Offset> {
+        let p = self.part(self.slot(h)?);
+        p.paused.map(|_| p.resume_at)
+    }
+
     pub fn in_flight_of(&self, h: PartitionHandle) -> usize {
         let Some(i) = self.slot(h) else { return 0 };
         let p = self.part(i);
@@ -428,6 +441,11 @@ impl<P: Clone> Engine<P> {
     }
 
     /// The actions produced by the events so far, in order.
+    /// Whether actions are waiting to be drained.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action<P>> {
         self.actions.drain(..)
     }

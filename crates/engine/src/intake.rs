@@ -36,6 +36,7 @@ impl<P: Clone> Engine<P> {
         K: AsRef<[u8]>,
         I: IntoIterator<Item = (Option<K>, P)>,
     {
+        self.refused = None;
         let slot = match self.admit(h, offset) {
             Ok(slot) => slot,
             Err(intake) => return intake,
@@ -52,6 +53,14 @@ impl<P: Clone> Engine<P> {
                 .map(|(k, payload)| (self.route(slot, k.as_ref().map(|k| k.as_ref())), payload)),
         );
         self.take(slot, slot, offset, bytes, routed)
+    }
+
+    /// The first item of the record [`Engine::fetched`] just refused for a limit, handed back
+    /// for a caller that would rather keep it than fetch it again: it is the record at the
+    /// paused partition's `seek_to`. `None` when the last call refused nothing, or refused
+    /// because the partition was paused already (its `seek_to` is an earlier record).
+    pub fn take_refused(&mut self) -> Option<P> {
+        self.refused.take()
     }
 
     /// A record was fetched from an overflow partition: an item diverted earlier (by this
@@ -125,6 +134,7 @@ impl<P: Clone> Engine<P> {
             return Intake::Skipped;
         }
         if let Some(reason) = self.refusal(slot, lane_part, from_overflow, &routed, bytes) {
+            self.refused = routed.drain(..).next().map(|(_, payload)| payload);
             routed.clear();
             self.routed = routed;
             self.refuse(slot, offset, reason);
@@ -247,6 +257,7 @@ impl<P: Clone> Engine<P> {
         self.counters.pauses += 1;
         let p = self.part_mut(slot);
         p.paused = Some(reason);
+        p.resume_at = offset;
         let (tp, epoch) = (p.tp.clone(), p.epoch);
         self.paused.push(slot);
         self.actions.push(Action::Pause {

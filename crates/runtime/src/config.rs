@@ -234,7 +234,11 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .set("statistics.interval.ms", "5000")
         // librdkafka's default (1 s) idles a partition's fetcher for a whole second whenever
         // its local queue is full, which a consumer that holds work back hits all the time.
-        .set("fetch.queue.backoff.ms", "20");
+        .set("fetch.queue.backoff.ms", "20")
+        // Every partition has a queue of its own (see `feeds`), and this cap then applies to
+        // each: librdkafka's default of 64 MiB per partition is more prefetch than a consumer
+        // with memory caps of its own should hold on top of them.
+        .set("queued.max.messages.kbytes", "8192");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

@@ -9,8 +9,9 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -81,9 +82,19 @@ impl Consumer {
         } else {
             None
         };
-        let consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
+        let mut consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
+        // An idle driver sleeps until a queue receives something: the main queue (rebalances,
+        // errors) wakes it through this callback, the partitions' queues through theirs.
+        let driver: Arc<OnceLock<Thread>> = Arc::default();
+        let wake = driver.clone();
+        consumer.set_nonempty_callback(move || {
+            if let Some(t) = wake.get() {
+                t.unpark();
+            }
+        });
+        let consumer = Arc::new(consumer);
         let state = State::new(
             engine,
             rx,
@@ -93,7 +104,7 @@ impl Consumer {
             cfg.clone(),
             self.observer.clone(),
         );
-        consumer.context().install(state);
+        consumer.context().install(state, &consumer);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let rt = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
@@ -102,7 +113,11 @@ impl Consumer {
                 // Handlers are started (and first polled) on this thread: it lives inside the
                 // caller's runtime for good, rather than entering it once per record.
                 let _runtime = rt.enter();
-                let r = drive(consumer, &cfg);
+                let _ = driver.set(std::thread::current());
+                let r = drive(&consumer, &cfg);
+                // The partitions' queues hold references to the consumer: without them it can
+                // be dropped (and leave the group) when this thread ends.
+                consumer.context().state().feeds.clear();
                 let _ = done_tx.send(r);
             })
             .map_err(|e| Error::Driver(e.to_string()))?;
@@ -112,6 +127,7 @@ impl Consumer {
             r = &mut done_rx => r,
             () = &mut shutdown => {
                 let _ = tx.send(Event::Shutdown);
+                thread.thread().unpark();
                 done_rx.await
             }
         };
@@ -158,9 +174,16 @@ fn spawner<H: Handler>(handler: Arc<H>, tx: EventTx) -> Spawn {
 /// Shortest and longest pause of the driver while handlers run and Kafka has nothing new.
 const MIN_NAP: Duration = Duration::from_micros(100);
 const MAX_NAP: Duration = Duration::from_millis(2);
+/// Longest sleep of an idle driver (nothing running, nothing fetched): it is woken sooner by
+/// anything arriving in a queue, and shutdown wakes it too.
+const IDLE_NAP: Duration = Duration::from_millis(50);
+
+/// Records taken from one partition's queue per round, so that a busy partition cannot starve
+/// the others.
+const PER_PARTITION: usize = 128;
 
 /// The driver loop. See the module documentation.
-fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
+fn drive(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -170,6 +193,8 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
     let mut next_publish = Instant::now() + Duration::from_secs(1);
     let mut nap = MIN_NAP;
     loop {
+        // The main queue: rebalances and errors are served here (callbacks inside `poll` take
+        // the state, so it is not held), and records of partitions without a queue of their own.
         let mut got = 0;
         while got < 512 {
             match consumer.poll(Duration::ZERO) {
@@ -179,23 +204,24 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
                     got += 1;
                 }
                 Some(Err(e)) => {
-                    check_fatal(&consumer, e)?;
+                    check_fatal(consumer, e)?;
                     break;
                 }
             }
         }
         let mut st = consumer.context().state();
+        got += st.poll_feeds(consumer, PER_PARTITION);
         got += st.poll_overflow();
-        let events = st.drain_events(&consumer);
+        let events = st.drain_events(consumer);
         let now_ms = st.now_ms();
         st.engine.advance_time(now_ms);
         let now = Instant::now();
         st.sinks.retry_due(now);
         st.sinks.poll();
-        st.run_actions(&consumer);
+        st.run_actions(consumer);
         if now >= next_commit {
             let commits = st.engine.commits();
-            st.commit(&consumer, commits);
+            st.commit(consumer, commits);
             next_commit = now + cfg.commit_interval;
         }
         if now >= next_publish {
@@ -208,31 +234,27 @@ fn drive(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<(
         }
         if got > 0 || events > 0 {
             nap = MIN_NAP;
+            continue;
         }
-        if got == 0 {
-            let busy = st.engine.in_flight() > 0 || st.sinks.pending() > 0;
-            if busy {
-                // Kafka has nothing new and work is running. Nap rather than block on the
-                // channel: a handler's send then never has to wake this thread, and the
-                // outcomes that arrive meanwhile are taken in one batch. Naps lengthen while
-                // nothing arrives, so slow handlers cost no CPU here.
-                drop(st);
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(MAX_NAP);
-            } else if events == 0 {
-                drop(st);
-                match consumer.poll(Duration::from_millis(50)) {
-                    Some(Ok(m)) => consumer.context().state().on_message(&m),
-                    Some(Err(e)) => check_fatal(&consumer, e)?,
-                    None => {}
-                }
-            }
+        let busy = st.engine.in_flight() > 0 || st.sinks.pending() > 0;
+        drop(st);
+        if busy {
+            // Kafka has nothing new and work is running. Nap rather than block on the channel:
+            // a handler's send then never has to wake this thread, and the outcomes that arrive
+            // meanwhile are taken in one batch. Naps lengthen while nothing arrives, so slow
+            // handlers cost no CPU here; a record arriving ends the nap.
+            std::thread::park_timeout(nap);
+            nap = (nap * 2).min(MAX_NAP);
+        } else {
+            // Idle: sleep until a queue receives something (its callback wakes this thread),
+            // and look at the clock and the channel now and then.
+            std::thread::park_timeout(IDLE_NAP);
         }
     }
 }
 
 /// Graceful shutdown: stop dispatching, drain, commit synchronously, leave the group.
-fn shut_down(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
+fn shut_down(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
     info!("shutting down: draining in-flight work");
     {
         let mut st = consumer.context().state();
@@ -240,13 +262,13 @@ fn shut_down(consumer: BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Resu
             st.engine.drain(h);
         }
         let deadline = Instant::now() + cfg.drain_timeout;
-        if !st.drain_until(&consumer, deadline, |s| {
+        if !st.drain_until(consumer, deadline, |s| {
             s.engine.in_flight() == 0 && s.sinks.pending() == 0
         }) {
             warn!("drain timeout at shutdown: unfinished work will be replayed by the next owner");
         }
         let commits = st.engine.commits();
-        st.commit_final(&consumer, commits);
+        st.commit_final(consumer, commits);
         st.sinks.flush(Duration::from_secs(5));
     }
     consumer.unsubscribe();

@@ -1,7 +1,7 @@
 //! librdkafka's callbacks. Rebalance callbacks run on the driver thread, inside `poll`; commit
 //! results and statistics are forwarded without touching the driver's state.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use kafkaesque_engine::TopicPartition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -19,6 +19,10 @@ pub(crate) struct GroupContext {
     state: Mutex<Option<State>>,
     tx: Mutex<EventTx>,
     observer: Observer,
+    /// The consumer this context belongs to: giving a partition a queue of its own takes a
+    /// reference to it, and the rebalance callback is handed only a borrow. Weak, or the
+    /// consumer would own itself.
+    consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
 }
 
 impl GroupContext {
@@ -27,11 +31,14 @@ impl GroupContext {
             state: Mutex::new(None),
             tx: Mutex::new(tx),
             observer,
+            consumer: OnceLock::new(),
         }
     }
 
-    pub(crate) fn install(&self, state: State) {
+    /// Hands the context its state and the consumer it belongs to, before the first poll.
+    pub(crate) fn install(&self, state: State, consumer: &Arc<BaseConsumer<GroupContext>>) {
         *self.state.lock().expect("state lock") = Some(state);
+        let _ = self.consumer.set(Arc::downgrade(consumer));
     }
 
     /// The driver state. Never held across `poll` (callbacks inside it take it too).
@@ -75,7 +82,18 @@ impl ConsumerContext for GroupContext {
                 let lost = consumer.assignment_lost();
                 self.state().on_revoke(consumer, tpl, lost);
             }
-            Rebalance::Assign(_) => {}
+            Rebalance::Assign(tpl) => {
+                // Before librdkafka applies the assignment and starts fetching (see `feeds`).
+                if let Some(c) = self.consumer.get().and_then(Weak::upgrade) {
+                    let tps = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                        .collect::<Vec<_>>();
+                    let driver = std::thread::current();
+                    self.state().feeds.split(&c, tps, &driver);
+                }
+            }
             Rebalance::Error(e) => error!(error = %e, "rebalance error"),
         }
     }

@@ -36,6 +36,7 @@ pub mod consumer;
 mod context;
 mod error;
 mod events;
+mod feeds;
 mod handler;
 mod observe;
 mod rebalance;

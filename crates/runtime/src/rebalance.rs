@@ -51,6 +51,9 @@ impl State {
             if let Some(w) = warning {
                 warn!(topic = %tp.topic, partition = tp.partition, error = %w, "ignoring commit metadata; completed records above the commit will be replayed");
             }
+            if let Some(f) = self.feeds.get_mut(&tp) {
+                f.handle = Some(h);
+            }
             info!(topic = %tp.topic, partition = tp.partition, offset = start, "partition assigned");
             if self.overflow.is_some() {
                 self.assign_overflow(&topic, e.partition(), h, &mut overflow_tpl);
@@ -120,6 +123,8 @@ impl State {
                 topic,
                 partition: e.partition(),
             };
+            // Its queue goes now, with the record it kept, if any: the next owner fetches it.
+            self.feeds.remove(&tp);
             if let Some(h) = self.engine.handle(&tp) {
                 handles.push((tp, h));
             }
