@@ -20,10 +20,17 @@ use crate::{Error, Record, Result};
 pub type Router = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
 
 /// Told which partitions the group has just given this consumer. Called on the driver thread,
-/// inside the rebalance, before any record of those partitions reaches the [`Router`]: a router
-/// that keeps state about the records of a partition (which rows are linked to which) can refresh
-/// it here from wherever the previous owner left it. It blocks the rebalance: keep it short.
-pub type AssignHook = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
+/// before any record of those partitions reaches the [`Router`]: a router that keeps state about
+/// the records of a partition (which rows are linked to which) can refresh it here from wherever
+/// the previous owner left it.
+///
+/// When it cannot do that now (the database it reads is down), it returns `Err` with the reason:
+/// the partitions are then held — none of their records is taken — and it is called again for
+/// them after a back-off (100 ms, doubling up to 5 s) until it succeeds or they are revoked. The
+/// consumer meanwhile serves its other partitions, rebalances and shutdown, which a hook that
+/// retried by itself would block. Each call blocks the driver: keep it short.
+pub type AssignHook =
+    Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), String> + Send + Sync>;
 
 /// Everything [`Consumer::run`](crate::Consumer::run) needs, validated.
 #[derive(Clone)]

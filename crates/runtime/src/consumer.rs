@@ -210,6 +210,7 @@ fn drive(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<
             }
         }
         let mut st = consumer.context().state();
+        st.retry_assign_hook(consumer);
         got += st.poll_feeds(consumer, PER_PARTITION);
         got += st.poll_overflow();
         let events = st.drain_events(consumer);

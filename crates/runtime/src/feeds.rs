@@ -35,6 +35,8 @@ pub(crate) enum Hold {
     /// The partition is paused and sought back in librdkafka (the fallback); resuming it is
     /// librdkafka's business too.
     PausedInKafka,
+    /// Leaves it alone until the assign hook has succeeded for it (see [`crate::AssignHook`]).
+    Gated,
 }
 
 pub(crate) struct Feed {

@@ -9,7 +9,30 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
-use crate::state::State;
+use crate::feeds::Hold;
+use crate::state::{single, State};
+
+/// First and longest wait before the assign hook is called again for partitions it failed for.
+const GATE_FIRST: Duration = Duration::from_millis(100);
+const GATE_MAX: Duration = Duration::from_secs(5);
+
+/// Partitions whose assign hook failed: held until it succeeds for them.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pub(crate) tps: Vec<TopicPartition>,
+    pub(crate) next: Instant,
+    pub(crate) backoff: Duration,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            tps: Vec::new(),
+            next: Instant::now(),
+            backoff: GATE_FIRST,
+        }
+    }
+}
 
 impl State {
     /// Partitions were assigned: read where each stands (offset and metadata) and take it on.
@@ -27,14 +50,6 @@ impl State {
             }
         };
         let mut overflow_tpl = TopicPartitionList::new();
-        if let Some(hook) = &self.cfg.on_assign {
-            let assigned: Vec<TopicPartition> = committed
-                .elements()
-                .iter()
-                .map(|e| TopicPartition::new(e.topic(), e.partition()))
-                .collect();
-            hook(&assigned);
-        }
         for e in committed.elements() {
             let topic = self.intern(e.topic());
             let tp = TopicPartition {
@@ -62,6 +77,78 @@ impl State {
         if let (Some(c), false) = (self.overflow.as_ref(), overflow_tpl.count() == 0) {
             if let Err(e) = c.incremental_assign(&overflow_tpl) {
                 error!(error = %e, "assigning overflow partitions failed");
+            }
+        }
+        if self.cfg.on_assign.is_some() {
+            let assigned = committed
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            self.call_assign_hook(main, assigned);
+        }
+    }
+
+    /// Calls the assign hook for `tps`; holds them if it fails, to be tried again later.
+    fn call_assign_hook<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tps: Vec<TopicPartition>,
+    ) {
+        let Some(hook) = self.cfg.on_assign.clone() else {
+            return;
+        };
+        if tps.is_empty() {
+            return;
+        }
+        let Err(reason) = hook(&tps) else {
+            return;
+        };
+        warn!(partitions = tps.len(), %reason, "the assign hook failed; its partitions are held and it will be called again");
+        for tp in &tps {
+            match self.feeds.get_mut(tp) {
+                Some(f) => f.hold = Hold::Gated,
+                None => {
+                    if let Err(e) = main.pause(&single(tp, Offset::Invalid)) {
+                        error!(topic = %tp.topic, partition = tp.partition, error = %e, "pausing a partition for its assign hook failed");
+                    }
+                }
+            }
+        }
+        let gate = self.gate.get_or_insert_with(Gate::default);
+        gate.tps.extend(tps);
+        gate.next = Instant::now() + gate.backoff;
+        gate.backoff = (gate.backoff * 2).clamp(GATE_FIRST, GATE_MAX);
+    }
+
+    /// Calls the assign hook again for the partitions it failed for, when their back-off is over;
+    /// takes them on if it succeeds.
+    pub(crate) fn retry_assign_hook<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
+        let Some(gate) = self.gate.as_ref().filter(|g| Instant::now() >= g.next) else {
+            return;
+        };
+        let (tps, backoff) = (gate.tps.clone(), gate.backoff);
+        let hook = self.cfg.on_assign.clone().expect("a gate implies a hook");
+        if let Err(reason) = hook(&tps) {
+            warn!(partitions = tps.len(), %reason, "the assign hook failed again; its partitions stay held");
+            let gate = self.gate.as_mut().expect("checked");
+            gate.next = Instant::now() + backoff;
+            gate.backoff = (backoff * 2).min(GATE_MAX);
+            return;
+        }
+        info!(
+            partitions = tps.len(),
+            "the assign hook succeeded; taking the held partitions on"
+        );
+        self.gate = None;
+        for tp in &tps {
+            match self.feeds.get_mut(tp) {
+                Some(f) => f.hold = Hold::Polling,
+                None => {
+                    if let Err(e) = main.resume(&single(tp, Offset::Invalid)) {
+                        error!(topic = %tp.topic, partition = tp.partition, error = %e, "resuming a partition after its assign hook failed");
+                    }
+                }
             }
         }
     }
@@ -125,6 +212,9 @@ impl State {
             };
             // Its queue goes now, with the record it kept, if any: the next owner fetches it.
             self.feeds.remove(&tp);
+            if let Some(g) = self.gate.as_mut() {
+                g.tps.retain(|t| *t != tp);
+            }
             if let Some(h) = self.engine.handle(&tp) {
                 handles.push((tp, h));
             }
@@ -151,6 +241,9 @@ impl State {
             commits.extend(self.engine.revoke(*h));
             self.ages.forget(tp);
             info!(topic = %tp.topic, partition = tp.partition, lost, "partition revoked");
+        }
+        if self.gate.as_ref().is_some_and(|g| g.tps.is_empty()) {
+            self.gate = None;
         }
         if lost {
             warn!("assignment lost: final commits skipped (the group has moved on)");

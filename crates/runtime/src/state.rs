@@ -52,6 +52,8 @@ pub(crate) struct State {
     next_sample: i64,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
     pub(crate) feeds: Feeds,
+    /// Partitions held until the assign hook succeeds for them.
+    pub(crate) gate: Option<crate::rebalance::Gate>,
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
@@ -83,6 +85,7 @@ impl State {
             last: None,
             next_sample: i64::MIN,
             feeds: Feeds::default(),
+            gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
         }
     }
@@ -449,6 +452,9 @@ impl State {
     /// Takes records of a paused partition again: the kept record first, if there is one.
     fn resume<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>, tp: &TopicPartition) {
         if let Some(f) = self.feeds.get_mut(tp) {
+            if f.hold == Hold::Gated {
+                return; // nothing of it was taken, so nothing was paused
+            }
             let hold = std::mem::replace(&mut f.hold, Hold::Polling);
             if let (Hold::Kept, Some(h)) = (hold, f.handle) {
                 let Some(record) = f.kept.take() else { return };
@@ -560,7 +566,7 @@ fn pause_and_seek<C: ConsumerContext>(c: &BaseConsumer<C>, tp: &TopicPartition, 
     }
 }
 
-fn single(tp: &TopicPartition, offset: Offset) -> TopicPartitionList {
+pub(crate) fn single(tp: &TopicPartition, offset: Offset) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     let _ = tpl.add_partition_offset(&tp.topic, tp.partition, offset);
     tpl

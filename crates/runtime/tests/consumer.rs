@@ -2,8 +2,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use kafkaesque_runtime::{Consumer, HandlerError, Limits, Record};
@@ -114,5 +115,135 @@ async fn a_partition_held_at_its_cap_over_and_over_loses_and_reorders_nothing() 
         committed,
         ledger.ends(topic.partitions()),
         "committed to the end"
+    );
+}
+
+/// An assign hook that cannot do its work (its database is down) holds its partitions: no record
+/// of them is handled until it succeeds, it is called again until then, and the consumer still
+/// shuts down at once while it keeps failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_blocks_shutdown() {
+    const KEYS: usize = 50;
+    const PER_KEY: usize = 4;
+    let broker = require_broker().await;
+    let topic = broker.create_topic("runtime-gate", 2).await.expect("topic");
+    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
+    let consumer =
+        |group: &str, fail_first: usize, ready: Arc<AtomicBool>, calls: Arc<AtomicUsize>| {
+            let hook = Arc::new(move |_: &[kafkaesque_runtime::TopicPartition]| {
+                if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    return Err("the database is down".to_owned());
+                }
+                ready.store(true, Ordering::SeqCst);
+                Ok(())
+            });
+            let mut builder = Consumer::builder()
+                .brokers(broker.bootstrap_servers())
+                .group_id(group)
+                .topics([topic.name()])
+                .on_assign(hook);
+            for (k, v) in SESSION {
+                builder = builder.set(k, v);
+            }
+            builder.build().expect("valid config")
+        };
+
+    // Fails three times, then succeeds: every record comes, none before the success.
+    let (ready, calls) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let c = consumer(
+        &unique_name("runtime-gate"),
+        3,
+        ready.clone(),
+        calls.clone(),
+    );
+    let ledger = Ledger::default();
+    let early = Arc::new(AtomicUsize::new(0));
+    let all_seen = Arc::new(Notify::new());
+    let (l, r, e, done) = (
+        ledger.clone(),
+        ready.clone(),
+        early.clone(),
+        all_seen.clone(),
+    );
+    let handler = move |rec: Record| {
+        let (l, r, e, done) = (l.clone(), r.clone(), e.clone(), done.clone());
+        async move {
+            if !r.load(Ordering::SeqCst) {
+                e.fetch_add(1, Ordering::SeqCst);
+            }
+            if l.record(&rec) == KEYS * PER_KEY {
+                done.notify_one();
+            }
+            Ok::<(), HandlerError>(())
+        }
+    };
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        c.run(handler, async move { all_seen.notified().await }),
+    )
+    .await
+    .expect("consumed everything in time")
+    .expect("consumer ran cleanly");
+    assert_eq!(
+        early.load(Ordering::SeqCst),
+        0,
+        "no record before the hook succeeded"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) >= 4,
+        "called again after each failure"
+    );
+    assert_eq!(
+        ledger.check(KEYS, PER_KEY),
+        0,
+        "every record once, in key order"
+    );
+
+    // Never succeeds: nothing is handled, and shutdown is not held up by the retries.
+    let (ready, calls) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let c = consumer(
+        &unique_name("runtime-gate"),
+        usize::MAX,
+        ready,
+        calls.clone(),
+    );
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let handler = move |_: Record| {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let c2 = calls.clone();
+    let asked = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let a = asked.clone();
+    let stop = async move {
+        // Until the hook has failed a few times: the partitions are assigned and held.
+        while c2.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        *a.lock().unwrap() = Some(Instant::now());
+    };
+    tokio::time::timeout(Duration::from_secs(120), c.run(handler, stop))
+        .await
+        .expect("stopped in time")
+        .expect("consumer ran cleanly");
+    let took = asked.lock().unwrap().expect("shutdown asked").elapsed();
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        0,
+        "nothing handled while held"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "shut down {took:?} after being asked"
     );
 }

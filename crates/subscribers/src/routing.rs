@@ -58,30 +58,29 @@ impl LinkCache {
         let cache = self.clone();
         Arc::new(move |assigned: &[TopicPartition]| {
             if assigned.is_empty() {
-                return;
+                return Ok(());
             }
-            // Without the links, updates of linked children would miss their parents: better
-            // to hold the rebalance (the group moves the partitions on if it lasts) than to
-            // route without them.
-            let mut pause = Duration::from_millis(100);
-            loop {
-                match rt.block_on(store.links()) {
-                    Ok(links) => {
-                        let n = links.len();
-                        cache.absorb(links);
-                        tracing::info!(links = n, "link cache loaded");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot load the links the router needs; retrying");
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                    }
+            // Without the links, updates of linked children would miss their parents: the
+            // consumer holds the partitions and calls again later rather than route without
+            // them. One bounded attempt per call, so that the consumer stays free to shut down.
+            match rt.block_on(tokio::time::timeout(LOAD_TIMEOUT, store.links())) {
+                Ok(Ok(links)) => {
+                    let n = links.len();
+                    cache.absorb(links);
+                    tracing::info!(links = n, "link cache loaded");
+                    Ok(())
                 }
+                Ok(Err(error)) => Err(format!("cannot load the links the router needs: {error}")),
+                Err(_) => Err(format!(
+                    "cannot load the links the router needs: no answer within {LOAD_TIMEOUT:?}"
+                )),
             }
         })
     }
 }
+
+/// How long one attempt to load the links may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The part of a message the router reads.
 #[derive(Debug, Deserialize)]
