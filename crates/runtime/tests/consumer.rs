@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafkaesque_runtime::{Consumer, HandlerError, Limits, Record};
-use kafkaesque_testkit::{require_broker, unique_name};
+use kafkaesque_runtime::{Consumer, ConsumerBuilder, HandlerError, Limits, Record};
+use kafkaesque_testkit::{require_broker, unique_name, Broker, TestTopic};
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -21,34 +21,11 @@ async fn processes_every_record_in_key_order_and_commits_to_the_end() {
     let topic = broker.create_topic("runtime-e2e", 8).await.expect("topic");
     tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
     let group = unique_name("runtime-e2e");
-    let mut builder = Consumer::builder()
-        .brokers(broker.bootstrap_servers())
-        .group_id(&group)
-        .topics([topic.name()])
-        .concurrency(500);
-    for (k, v) in SESSION {
-        builder = builder.set(k, v);
-    }
-    let consumer = builder.build().expect("valid config");
-    let ledger = Ledger::default();
-    let all_seen = Arc::new(Notify::new());
-    let (l, done) = (ledger.clone(), all_seen.clone());
-    let handler = move |r: Record| {
-        let (l, done) = (l.clone(), done.clone());
-        async move {
-            let ms = rand::thread_rng().gen_range(0..=5);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            if l.record(&r) == KEYS * PER_KEY {
-                done.notify_one();
-            }
-            Ok::<(), HandlerError>(())
-        }
-    };
-    let run = consumer.run(handler, async move { all_seen.notified().await });
-    tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("consumed everything in time")
-        .expect("consumer ran cleanly");
+    let consumer = builder(&broker, &group, &topic)
+        .concurrency(500)
+        .build()
+        .expect("valid config");
+    let ledger = consume_all(consumer, KEYS * PER_KEY, 5, Duration::ZERO).await;
     let duplicates = ledger.check(KEYS, PER_KEY);
     assert_eq!(duplicates, 0, "no rebalance or crash, so no duplicates");
     let committed = tokio::task::block_in_place(|| common::committed(&broker, &group, &topic));
@@ -70,43 +47,17 @@ async fn a_partition_held_at_its_cap_over_and_over_loses_and_reorders_nothing() 
     let topic = broker.create_topic("runtime-held", 2).await.expect("topic");
     tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
     let group = unique_name("runtime-held");
-    let mut builder = Consumer::builder()
-        .brokers(broker.bootstrap_servers())
-        .group_id(&group)
-        .topics([topic.name()])
+    let consumer = builder(&broker, &group, &topic)
         .concurrency(64)
         .limits(Limits {
             partition_max_records: 16,
             ..Limits::default()
-        });
-    for (k, v) in SESSION {
-        builder = builder.set(k, v);
-    }
-    let consumer = builder.build().expect("valid config");
+        })
+        .build()
+        .expect("valid config");
     let observer = consumer.observer();
-    let ledger = Ledger::default();
-    let all_seen = Arc::new(Notify::new());
-    let (l, done) = (ledger.clone(), all_seen.clone());
-    let handler = move |r: Record| {
-        let (l, done) = (l.clone(), done.clone());
-        async move {
-            let ms = rand::thread_rng().gen_range(0..=2);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            if l.record(&r) == KEYS * PER_KEY {
-                done.notify_one();
-            }
-            Ok::<(), HandlerError>(())
-        }
-    };
-    // Long enough for a last refresh of the snapshot (every second) after the final record.
-    let stop = async move {
-        all_seen.notified().await;
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-    };
-    tokio::time::timeout(Duration::from_secs(180), consumer.run(handler, stop))
-        .await
-        .expect("consumed everything in time")
-        .expect("consumer ran cleanly");
+    // Lingers long enough for a last refresh of the snapshot (every second).
+    let ledger = consume_all(consumer, KEYS * PER_KEY, 2, Duration::from_millis(1_500)).await;
     assert_eq!(ledger.check(KEYS, PER_KEY), 0, "no duplicates");
     let pauses = observer.snapshot().counters.pauses;
     assert!(pauses >= 50, "the cap was reached often ({pauses} pauses)");
@@ -137,15 +88,10 @@ async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_
                 ready.store(true, Ordering::SeqCst);
                 Ok(())
             });
-            let mut builder = Consumer::builder()
-                .brokers(broker.bootstrap_servers())
-                .group_id(group)
-                .topics([topic.name()])
-                .on_assign(hook);
-            for (k, v) in SESSION {
-                builder = builder.set(k, v);
-            }
-            builder.build().expect("valid config")
+            builder(&broker, group, &topic)
+                .on_assign(hook)
+                .build()
+                .expect("valid config")
         };
 
     // Fails three times, then succeeds: every record comes, none before the success.
@@ -246,4 +192,44 @@ async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_
         took < Duration::from_secs(15),
         "shut down {took:?} after being asked"
     );
+}
+
+/// A consumer of `topic` in `group`, with the session settings the local broker needs.
+fn builder(broker: &Broker, group: &str, topic: &TestTopic) -> ConsumerBuilder {
+    let mut b = Consumer::builder()
+        .brokers(broker.bootstrap_servers())
+        .group_id(group)
+        .topics([topic.name()]);
+    for (k, v) in SESSION {
+        b = b.set(k, v);
+    }
+    b
+}
+
+/// Runs `consumer`, its handler sleeping 0 to `max_ms` ms, until `total` distinct records have
+/// been handled and `linger` has passed; returns what was handled. Fails after four minutes.
+async fn consume_all(consumer: Consumer, total: usize, max_ms: u64, linger: Duration) -> Ledger {
+    let ledger = Ledger::default();
+    let all_seen = Arc::new(Notify::new());
+    let (l, done) = (ledger.clone(), all_seen.clone());
+    let handler = move |r: Record| {
+        let (l, done) = (l.clone(), done.clone());
+        async move {
+            let ms = rand::thread_rng().gen_range(0..=max_ms);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if l.record(&r) == total {
+                done.notify_one();
+            }
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let stop = async move {
+        all_seen.notified().await;
+        tokio::time::sleep(linger).await;
+    };
+    tokio::time::timeout(Duration::from_secs(240), consumer.run(handler, stop))
+        .await
+        .expect("consumed everything in time")
+        .expect("consumer ran cleanly");
+    ledger
 }
