@@ -1,5 +1,5 @@
 //! The consumer's handler: applies one delivery — one row's change, or a coalesced batch of
-//! them — to PostgreSQL in one transaction.
+//! them — to PostgreSQL in one statement or one transaction.
 //!
 //! **No two concurrent writes to one row.** The router gives every record the rows it writes as
 //! its ordering keys (the subscription, and the parents it is or was linked to), so the engine
@@ -7,18 +7,20 @@
 //! it runs under (its `route`) and the link rows that belong to it.
 //!
 //! **Replay rule.** A row stores the offset of the newest record applied to it (`source_offset`)
-//! and a change at or below it is skipped; the new offset is saved in the same transaction as
-//! the change. Replays after a crash or a rebalance thus leave the same final state, and so does
-//! a coalesced delivery, which carries each change with its own offset.
+//! and a change at or below it is skipped; the new offset is saved in the same statement or
+//! transaction as the change. Replays after a crash or a rebalance thus leave the same final
+//! state, and so does a coalesced delivery, which carries each change with its own offset.
 //!
 //! **Two ways to write.** Most deliveries only update their own row. Those go first as one
-//! autocommit `UPDATE` (one round trip) that writes the change and its offset only where the row
+//! autocommit `UPDATE` (one round trip, shared with the other such updates waiting for a
+//! connection: `apply/together.rs`) that writes the change and its offset only where the row
 //! exists in the app and is below the delivery's first offset — exactly the case in which the
 //! plan would apply every change. When it writes nothing (a replay, a partial replay, an unknown
 //! row), and for every other delivery, the row is locked, read and planned in a transaction
 //! (BEGIN, lock, save, COMMIT: four round trips, more with links), which decides why.
 
 pub mod plan;
+mod together;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +35,7 @@ use crate::message::{Batch, Change, Message};
 use crate::skip::SkipList;
 use crate::store::{rows, Store};
 use plan::{Child, Known, Plan, Stop};
+use together::Together;
 
 /// How long a parent's delivery waits, in the handler, for a child's own queue to create it
 /// before handing the delivery back to the engine as a transient failure (retried, never
@@ -47,6 +50,8 @@ pub struct Applier {
     link_limit: i32,
     /// Woken whenever a row is created or found unknown: what a pending parent waits for.
     settled: Arc<Notify>,
+    /// Updates of rows themselves waiting to be written together.
+    together: Arc<Together>,
 }
 
 /// Why a delivery did not apply.
@@ -74,6 +79,7 @@ impl Applier {
             skips,
             link_limit: i32::try_from(link_limit).unwrap_or(i32::MAX),
             settled: Arc::default(),
+            together: Arc::default(),
         }
     }
 
@@ -135,15 +141,15 @@ impl Applier {
     }
 
     async fn try_apply(&self, app: Uuid, id: Uuid, changes: &[Change]) -> Result<Plan, Failed> {
-        let mut client = self.store.client().await?;
         if let Some(own) = plan::own_update(id, changes) {
-            if let Some(saved) = rows::update_own(&client, id, &own).await? {
+            if let Some(saved) = self.together.update(&self.store, id, own).await? {
                 return Ok(Plan {
                     save: Some(saved),
                     ..Plan::default()
                 });
             }
         }
+        let mut client = self.store.client().await?;
         let tx = client.transaction().await?;
         let row = rows::lock(&tx, id).await?;
         let known = self.known(&tx, app, id, row.is_some(), changes).await?;

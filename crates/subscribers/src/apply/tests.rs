@@ -21,6 +21,10 @@ struct Db {
 
 impl Db {
     async fn new(prefix: &str) -> Db {
+        Db::with_pool(prefix, 2).await
+    }
+
+    async fn with_pool(prefix: &str, connections: usize) -> Db {
         let database = require_postgres()
             .await
             .create_database(prefix)
@@ -30,7 +34,7 @@ impl Db {
         crate::migrations::migrate(&mut client, "test")
             .await
             .expect("migrations");
-        let store = Store::new(database.config(), 2).expect("pool");
+        let store = Store::new(database.config(), connections).expect("pool");
         let app = Uuid::new_v4();
         store
             .create_app(app, "apply", app.as_bytes())
@@ -67,6 +71,31 @@ impl Db {
     async fn row(&self, id: Uuid) -> Option<plan::Row> {
         let client = self.store.client().await.expect("connection");
         rows::lock(&client, id).await.expect("row")
+    }
+
+    /// Applies `updates` (a row and its change each) while the pool's every connection is busy,
+    /// so that they wait together; returns each handler's outcome.
+    async fn apply_waiting(&self, updates: Vec<(Uuid, Change)>) -> Vec<Result<(), HandlerError>> {
+        let busy = self.store.client().await.expect("the only connection");
+        let handlers: Vec<_> = updates
+            .iter()
+            .map(|(id, change)| {
+                let applier = self.applier.clone();
+                let r = record(change, *id);
+                tokio::spawn(async move { applier.handle(r).await })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.applier.together.waiting() < updates.len() {
+            assert!(Instant::now() < deadline, "the updates never waited");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(busy);
+        let mut outcomes = Vec::new();
+        for h in handlers {
+            outcomes.push(h.await.expect("handler task"));
+        }
+        outcomes
     }
 
     /// The row's version (`xmin`) and `updated_at`: both change whenever the row is rewritten.
@@ -259,4 +288,64 @@ async fn an_update_waiting_on_the_row_lock_checks_the_offset_it_finds() {
         (row.fields.language.as_deref(), row.source_offset),
         (Some("zombie"), 9)
     );
+}
+
+#[tokio::test]
+async fn updates_waiting_for_a_connection_are_written_in_one_statement() {
+    let db = Db::with_pool("apply_together", 1).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(db.create(1).await);
+    }
+    let replay = update(db.app, ids[2], 1, "old", &[]);
+    let mut updates: Vec<_> = ids[..2]
+        .iter()
+        .map(|id| (*id, update(db.app, *id, 4, "de", &[("old", None)])))
+        .collect();
+    updates.push((ids[2], replay));
+    let outcomes = db.apply_waiting(updates).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let (a, b, c) = (
+        db.row(ids[0]).await,
+        db.row(ids[1]).await,
+        db.row(ids[2]).await,
+    );
+    for row in [&a, &b] {
+        let row = row.as_ref().expect("row");
+        assert_eq!(
+            (
+                row.fields.language.as_deref(),
+                row.tags.is_empty(),
+                row.source_offset
+            ),
+            (Some("de"), true, 4)
+        );
+    }
+    assert_eq!(
+        c.map(|r| r.source_offset),
+        Some(1),
+        "the replay was applied"
+    );
+    let (va, vb) = (db.version(ids[0]).await, db.version(ids[1]).await);
+    assert_eq!(va.0, vb.0, "written in two transactions");
+}
+
+#[tokio::test]
+async fn a_record_the_database_refuses_fails_alone_when_written_together() {
+    let db = Db::with_pool("apply_poison", 1).await;
+    let (good, poison) = (db.create(1).await, db.create(1).await);
+    let outcomes = db
+        .apply_waiting(vec![
+            (good, update(db.app, good, 4, "de", &[])),
+            (poison, update(db.app, poison, 5, "nul\0", &[])),
+        ])
+        .await;
+    assert_eq!(outcomes[0], Ok(()));
+    let refused = outcomes[1].as_ref().expect_err("refused");
+    assert_eq!(
+        (refused.kind, refused.reason),
+        (FailureKind::Fatal, "invalid")
+    );
+    assert_eq!(db.row(good).await.map(|r| r.source_offset), Some(4));
+    assert_eq!(db.row(poison).await.map(|r| r.source_offset), Some(1));
 }

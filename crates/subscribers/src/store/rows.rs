@@ -1,5 +1,5 @@
-//! The statements the consumer runs for one row (see [`crate::apply`]): an update of the row
-//! itself in one statement, and everything else in one transaction.
+//! The statements the consumer runs (see [`crate::apply`]): updates of rows themselves, several
+//! rows in one statement, and everything else in one transaction of one row.
 //!
 //! Every statement is prepared once per pooled connection (`prepare_cached`): preparing it on
 //! each call would cost a round trip of its own, as many as running it.
@@ -75,45 +75,54 @@ pub async fn save(c: &impl GenericClient, id: Uuid, row: &Row) -> Result<()> {
     Ok(())
 }
 
-/// Writes an update of the row itself in one statement, provided the row exists in the
-/// update's app and has none of its changes yet; returns the row as saved, or `None` when
-/// nothing was written (a missing or foreign row, or a replay, for [`lock`] and the plan to
-/// tell apart).
-pub async fn update_own(c: &impl GenericClient, id: Uuid, u: &OwnUpdate) -> Result<Option<Row>> {
-    let set: serde_json::Map<String, serde_json::Value> = u
-        .tags
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.clone()?.into())))
-        .collect();
-    let set = serde_json::Value::Object(set);
-    let deleted: Vec<&str> = u
-        .tags
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k.as_str())
-        .collect();
-    let f = &u.fields;
-    let row = c
-        .query_opt(
-            &c.prepare_cached(include_str!("../../sql/row_update_own.sql"))
+/// Writes updates of rows themselves in one statement, each provided its row exists in the
+/// update's app and has none of its changes yet; returns the rows written, as saved. A row left
+/// out was not written (missing, foreign, or a replay: for [`lock`] and the plan to tell apart).
+/// `updates` must not name a row twice.
+pub async fn update_own(
+    c: &impl GenericClient,
+    updates: &[(Uuid, &OwnUpdate)],
+) -> Result<HashMap<Uuid, Row>> {
+    let n = updates.len();
+    let (mut ids, mut apps) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut language, mut timezone) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut lat, mut long) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut country, mut external) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut set, mut deleted) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (id, u) in updates {
+        let f = &u.fields;
+        ids.push(*id);
+        apps.push(u.app_id);
+        language.push(f.language.as_deref());
+        timezone.push(f.timezone);
+        lat.push(f.lat);
+        long.push(f.long);
+        country.push(f.country.as_deref());
+        external.push(f.external_user_id.as_deref());
+        let (sets, deletes): (Vec<_>, Vec<_>) = u.tags.iter().partition(|(_, v)| v.is_some());
+        set.push(serde_json::Value::Object(
+            sets.into_iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect(),
+        ));
+        deleted.push(serde_json::Value::from_iter(
+            deletes.into_iter().map(|(k, _)| k.clone()),
+        ));
+        first.push(u.first);
+        last.push(u.last);
+    }
+    let rows = c
+        .query(
+            &c.prepare_cached(include_str!("../../sql/rows_update_own.sql"))
                 .await?,
             &[
-                &id,
-                &u.app_id,
-                &f.language,
-                &f.timezone,
-                &f.lat,
-                &f.long,
-                &f.country,
-                &f.external_user_id,
-                &set,
-                &deleted,
-                &u.first,
-                &u.last,
+                &ids, &apps, &language, &timezone, &lat, &long, &country, &external, &set,
+                &deleted, &first, &last,
             ],
         )
         .await?;
-    Ok(row.as_ref().map(from_pg))
+    Ok(rows.iter().map(|r| (r.get("id"), from_pg(r))).collect())
 }
 
 /// Which of `children` are linked to `parent`.
