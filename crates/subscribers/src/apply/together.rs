@@ -2,9 +2,10 @@
 //! ([`rows::update_own`]) — one round trip and one commit — for every such update waiting when a
 //! pooled connection comes free.
 //!
-//! **Why.** Measured, an apply's cost is mostly its commit (a WAL flush) and its round trip, and
-//! the pool caps how many run at once; updates that would otherwise queue for a connection share
-//! one instead. With a connection free at once, a batch is just the one update: no added wait.
+//! **Why.** Under the apply benchmark's load the database's backends wait mostly on WAL writes
+//! and syncs (`pg_stat_activity`): a single-row apply costs a commit and a round trip, and the
+//! pool caps how many run at once. Updates that would otherwise queue for a connection share one
+//! commit instead. With a connection free at once a batch is the one update: no added wait.
 //!
 //! **Nothing is weakened.** Every row keeps its own replay guard in the statement, so a batch is
 //! as replay-safe as one update. The engine runs at most one delivery of a row at a time, so a
@@ -73,18 +74,23 @@ impl Together {
             });
             ticket
         };
-        let outcome = match store.client().await {
-            Ok(client) => self.write_batches(&client, &mut written).await,
-            // No connection: give up unless another handler's batch has taken ours.
-            Err(e) => {
-                let mut queue = self.lock();
-                let before = queue.updates.len();
-                queue.updates.retain(|w| w.ticket != ticket);
-                if queue.updates.len() < before {
-                    return Err(e);
+        // Whichever comes first: our update written by another handler's batch (then we need no
+        // connection at all), or a connection to write the waiting ones, ours among them.
+        let outcome = tokio::select! {
+            w = &mut written => Some(w.map_err(drop)),
+            client = store.client() => match client {
+                Ok(client) => self.write_batches(&client, &mut written).await,
+                // No connection: give up unless another handler's batch has taken ours.
+                Err(e) => {
+                    let mut queue = self.lock();
+                    let before = queue.updates.len();
+                    queue.updates.retain(|w| w.ticket != ticket);
+                    if queue.updates.len() < before {
+                        return Err(e);
+                    }
+                    None
                 }
-                None
-            }
+            },
         };
         let outcome = match outcome {
             Some(outcome) => outcome,
@@ -130,8 +136,9 @@ impl Together {
     }
 
     /// The next batch: the oldest waiting updates, at most one per row. Those whose handler has
-    /// stopped waiting (its task was cancelled) are dropped: nothing is written for a delivery
-    /// after its handler has returned.
+    /// stopped waiting (its task was cancelled) are dropped rather than written for nobody; one
+    /// cancelled once its batch is running is as a statement cancelled mid-flight: the replay
+    /// rule makes its write harmless to whoever applies the record next.
     fn take(&self) -> Vec<Waiting> {
         let mut queue = self.lock();
         let mut rows = HashSet::new();
