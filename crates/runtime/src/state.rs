@@ -459,8 +459,13 @@ impl State {
             if let (Hold::Kept, Some(h)) = (hold, f.handle) {
                 let Some(record) = f.kept.take() else { return };
                 let mut next_sample = f.next_sample;
-                if self.offer(h, record, &mut next_sample, &tp.topic) == Intake::Refused {
-                    let f = self.feeds.get_mut(tp).expect("still there");
+                let intake = self.offer(h, record, &mut next_sample, &tp.topic);
+                let f = self
+                    .feeds
+                    .get_mut(tp)
+                    .expect("offering leaves the queues alone");
+                f.next_sample = next_sample;
+                if intake == Intake::Refused {
                     keep_refused(&mut self.engine, f, main);
                 }
                 return;
