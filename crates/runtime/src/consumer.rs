@@ -5,7 +5,8 @@
 //! wait (briefly) for in-flight handlers before committing. Doing that on a tokio worker would
 //! block the very runtime the handlers need; on a dedicated thread it blocks nothing else. The
 //! thread never waits on a handler except there, so the poll loop keeps the group membership
-//! alive however slow the handlers are: back-pressure is `pause`/`resume` of single partitions.
+//! alive however slow the handlers are: back-pressure stops taking records from a full
+//! partition's own queue (`feeds.rs`), never from the group's.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
