@@ -16,14 +16,17 @@
 
 use std::sync::Arc;
 use std::thread::Thread;
+use std::time::Duration;
 
-use kafkaesque_engine::{PartitionHandle, TopicPartition};
+use kafkaesque_engine::{Engine, Intake, PartitionHandle, TopicPartition};
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::BaseConsumer;
-use tracing::warn;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::Offset;
+use tracing::{error, warn};
 
 use crate::context::GroupContext;
-use crate::Record;
+use crate::state::{single, State};
+use crate::{Record, RecordData};
 
 /// What the driver does with a partition's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,5 +106,151 @@ impl Feeds {
 
     pub(crate) fn clear(&mut self) {
         self.list.clear();
+    }
+}
+
+impl State {
+    /// Takes records from the partitions' own queues, round-robin, at most `per_partition` from
+    /// each; leaves alone those whose record the engine refused. Returns how many it took.
+    pub(crate) fn poll_feeds<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        per_partition: usize,
+    ) -> usize {
+        // Lent out while their messages (which borrow them) are handed to the engine.
+        let mut feeds = std::mem::take(&mut self.feeds);
+        let n = feeds.list.len();
+        let mut taken = 0;
+        for i in 0..n {
+            let f = &mut feeds.list[(feeds.next + i) % n];
+            let Some(h) = f.handle.filter(|_| f.hold == Hold::Polling) else {
+                continue;
+            };
+            for _ in 0..per_partition {
+                let record = match f.queue.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(e)) => {
+                        warn!(topic = %f.tp.topic, partition = f.tp.partition, error = %e, "partition queue error (librdkafka will retry)");
+                        break;
+                    }
+                    Some(Ok(m)) => Record::from(RecordData::from_message(&m, f.tp.topic.clone())),
+                };
+                taken += 1;
+                if self.offer(h, record, &mut f.next_sample, &f.tp.topic) == Intake::Refused {
+                    keep_refused(&mut self.engine, f, main);
+                    break;
+                }
+            }
+        }
+        feeds.next = if n == 0 { 0 } else { (feeds.next + 1) % n };
+        self.feeds = feeds;
+        taken
+    }
+
+    /// Stops taking records of a partition until the engine resumes it. A partition with a queue
+    /// of its own that kept the refused record is simply no longer polled; any other is paused
+    /// and sought back to the refused record in librdkafka.
+    pub(crate) fn pause<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tp: &TopicPartition,
+        seek_to: i64,
+    ) {
+        if self.is_overflow(&tp.topic) {
+            if let Some(c) = self.overflow.as_ref() {
+                pause_and_seek(c, tp, seek_to);
+            }
+            return;
+        }
+        if let Some(f) = self.feeds.get_mut(tp) {
+            if f.hold == Hold::Kept && f.kept.as_ref().is_some_and(|r| r.offset == seek_to) {
+                return;
+            }
+            f.kept = None;
+            f.hold = Hold::PausedInKafka;
+        }
+        pause_and_seek(main, tp, seek_to);
+    }
+
+    /// Takes records of a paused partition again: the kept record first, if there is one.
+    pub(crate) fn resume<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tp: &TopicPartition,
+    ) {
+        if let Some(f) = self.feeds.get_mut(tp) {
+            if f.hold == Hold::Gated {
+                return; // nothing of it was taken, so nothing was paused
+            }
+            let hold = std::mem::replace(&mut f.hold, Hold::Polling);
+            if let (Hold::Kept, Some(h)) = (hold, f.handle) {
+                let Some(record) = f.kept.take() else { return };
+                let mut next_sample = f.next_sample;
+                let intake = self.offer(h, record, &mut next_sample, &tp.topic);
+                let f = self
+                    .feeds
+                    .get_mut(tp)
+                    .expect("offering leaves the queues alone");
+                f.next_sample = next_sample;
+                if intake == Intake::Refused {
+                    keep_refused(&mut self.engine, f, main);
+                }
+                return;
+            }
+        }
+        let tpl = single(tp, Offset::Invalid);
+        let r = if self.is_overflow(&tp.topic) {
+            self.overflow.as_ref().map_or(Ok(()), |c| c.resume(&tpl))
+        } else {
+            main.resume(&tpl)
+        };
+        if let Err(e) = r {
+            error!(topic = %tp.topic, partition = tp.partition, error = %e, "resume failed");
+        }
+    }
+}
+
+/// The engine refused the record just taken from `feed`'s queue and paused the partition: keep
+/// the record, to offer it again first when the engine resumes the partition, and leave the
+/// queue alone until then (see [`crate::feeds`]).
+fn keep_refused<C: ConsumerContext>(
+    engine: &mut Engine<Record>,
+    feed: &mut Feed,
+    main: &BaseConsumer<C>,
+) {
+    if let Some(r) = engine.take_refused() {
+        feed.kept = Some(r);
+        feed.hold = Hold::Kept;
+        return;
+    }
+    // Refused without a new pause: the partition was paused already, which a polled queue never
+    // is (a pause is dealt with before its queue is polled again). Should it happen, the record
+    // just taken is gone from the queue: fall back to seeking the partition back in librdkafka.
+    let at = feed.handle.and_then(|h| engine.resume_at(h));
+    error!(topic = %feed.tp.topic, partition = feed.tp.partition, offset = ?at, "a record was refused while its partition was not held; seeking back to the refused record");
+    if let Some(at) = at {
+        feed.kept = None;
+        feed.hold = Hold::PausedInKafka;
+        pause_and_seek(main, &feed.tp, at);
+    }
+}
+
+/// Pauses a partition in librdkafka and moves its position back to the refused record.
+///
+/// The seek is asynchronous (no timeout): a synchronous one waits for librdkafka's broker
+/// thread, which may be waiting on a fetch, and the driver would stop completing work
+/// meanwhile. librdkafka discards whatever it had fetched from before the seek.
+pub(crate) fn pause_and_seek<C: ConsumerContext>(
+    c: &BaseConsumer<C>,
+    tp: &TopicPartition,
+    seek_to: i64,
+) {
+    let tpl = single(tp, Offset::Invalid);
+    let to = Offset::Offset(seek_to);
+    let result = c
+        .pause(&tpl)
+        .and_then(|_| c.seek(&tp.topic, tp.partition, to, Duration::ZERO));
+    if let Err(e) = result {
+        error!(topic = %tp.topic, partition = tp.partition, offset = seek_to, error = %e, "pause and seek failed");
     }
 }
