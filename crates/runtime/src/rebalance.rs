@@ -24,6 +24,14 @@ pub(crate) struct Gate {
     pub(crate) backoff: Duration,
 }
 
+impl Gate {
+    /// Waits out the current back-off before the next call, and lengthens it.
+    fn back_off(&mut self) {
+        self.next = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(GATE_MAX);
+    }
+}
+
 impl Default for Gate {
     fn default() -> Self {
         Gate {
@@ -41,7 +49,6 @@ impl State {
         main: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
     ) {
-        self.forget_last_partition();
         let committed = match main.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
@@ -105,20 +112,35 @@ impl State {
             return;
         };
         warn!(partitions = tps.len(), %reason, "the assign hook failed; its partitions are held and it will be called again");
-        for tp in &tps {
-            match self.feeds.get_mut(tp) {
-                Some(f) => f.hold = Hold::Gated,
-                None => {
-                    if let Err(e) = main.pause(&single(tp, Offset::Invalid)) {
-                        error!(topic = %tp.topic, partition = tp.partition, error = %e, "pausing a partition for its assign hook failed");
-                    }
-                }
-            }
-        }
+        self.hold_for_hook(main, &tps, true);
         let gate = self.gate.get_or_insert_with(Gate::default);
         gate.tps.extend(tps);
-        gate.next = Instant::now() + gate.backoff;
-        gate.backoff = (gate.backoff * 2).clamp(GATE_FIRST, GATE_MAX);
+        gate.back_off();
+    }
+
+    /// Holds partitions for the assign hook, or lets them go: a partition with a queue of its own
+    /// is simply not polled meanwhile; any other is paused in librdkafka.
+    fn hold_for_hook<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tps: &[TopicPartition],
+        held: bool,
+    ) {
+        for tp in tps {
+            if let Some(f) = self.feeds.get_mut(tp) {
+                f.hold = if held { Hold::Gated } else { Hold::Polling };
+                continue;
+            }
+            let tpl = single(tp, Offset::Invalid);
+            let r = if held {
+                main.pause(&tpl)
+            } else {
+                main.resume(&tpl)
+            };
+            if let Err(e) = r {
+                error!(topic = %tp.topic, partition = tp.partition, held, error = %e, "pausing or resuming a partition for its assign hook failed");
+            }
+        }
     }
 
     /// Calls the assign hook again for the partitions it failed for, when their back-off is over;
@@ -127,13 +149,11 @@ impl State {
         let Some(gate) = self.gate.as_ref().filter(|g| Instant::now() >= g.next) else {
             return;
         };
-        let (tps, backoff) = (gate.tps.clone(), gate.backoff);
+        let tps = gate.tps.clone();
         let hook = self.cfg.on_assign.clone().expect("a gate implies a hook");
         if let Err(reason) = hook(&tps) {
             warn!(partitions = tps.len(), %reason, "the assign hook failed again; its partitions stay held");
-            let gate = self.gate.as_mut().expect("checked");
-            gate.next = Instant::now() + backoff;
-            gate.backoff = (backoff * 2).min(GATE_MAX);
+            self.gate.as_mut().expect("checked").back_off();
             return;
         }
         info!(
@@ -141,16 +161,7 @@ impl State {
             "the assign hook succeeded; taking the held partitions on"
         );
         self.gate = None;
-        for tp in &tps {
-            match self.feeds.get_mut(tp) {
-                Some(f) => f.hold = Hold::Polling,
-                None => {
-                    if let Err(e) = main.resume(&single(tp, Offset::Invalid)) {
-                        error!(topic = %tp.topic, partition = tp.partition, error = %e, "resuming a partition after its assign hook failed");
-                    }
-                }
-            }
-        }
+        self.hold_for_hook(main, &tps, false);
     }
 
     fn assign_overflow(
@@ -201,7 +212,6 @@ impl State {
         tpl: &TopicPartitionList,
         lost: bool,
     ) {
-        self.forget_last_partition();
         let mut handles = Vec::new();
         let mut overflow_tpl = TopicPartitionList::new();
         for e in tpl.elements() {

@@ -46,10 +46,6 @@ pub(crate) struct State {
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
-    /// The partition the last record came from (see [`State::partition_of`]).
-    last: Option<(Arc<str>, i32, PartitionHandle)>,
-    /// The offset from which that partition's next record is sampled for its age.
-    next_sample: i64,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
     pub(crate) feeds: Feeds,
     /// Partitions held until the assign hook succeeds for them.
@@ -82,8 +78,6 @@ impl State {
             shutdown: false,
             topics: HashMap::default(),
             actions: Vec::new(),
-            last: None,
-            next_sample: i64::MIN,
             feeds: Feeds::default(),
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
@@ -112,20 +106,22 @@ impl State {
     }
 
     /// A record from the consumer's main queue: of a partition that has no queue of its own
-    /// (see [`crate::feeds`]).
+    /// (see `feeds.rs`), which is rare, so it is looked up afresh each time.
     pub(crate) fn on_message(&mut self, m: &BorrowedMessage<'_>) {
         let (partition, offset) = (m.partition(), m.offset());
-        let Some((topic, h)) = self.partition_of(m.topic(), partition) else {
-            debug!(
-                topic = m.topic(),
-                partition, offset, "record of an unassigned partition ignored"
-            );
+        let topic = self.intern(m.topic());
+        let tp = TopicPartition {
+            topic: topic.clone(),
+            partition,
+        };
+        let Some(h) = self.engine.handle(&tp) else {
+            debug!(topic = %tp.topic, partition, offset, "record of an unassigned partition ignored");
             return;
         };
         let record = Record::from(RecordData::from_message(m, topic));
-        let mut next_sample = self.next_sample;
-        self.offer(h, record, &mut next_sample, m.topic());
-        self.next_sample = next_sample;
+        // `Ages` spaces its samples itself; a partition's own bound only spares it the lookup.
+        let mut sample_from = i64::MIN;
+        self.offer(h, record, &mut sample_from, &tp.topic);
     }
 
     /// Hands a record to the engine (under each key the router gives it, if there is one).
@@ -162,32 +158,6 @@ impl State {
             debug!(topic, partition, offset, "stale record ignored");
         }
         intake
-    }
-
-    /// The interned topic name and the engine's handle of a partition, if it is assigned. Records
-    /// arrive in runs from one partition, so the last answer is kept: that spares the hash
-    /// lookups of the name and the handle for all but the first record of a run.
-    fn partition_of(&mut self, topic: &str, partition: i32) -> Option<(Arc<str>, PartitionHandle)> {
-        if let Some((t, p, h)) = &self.last {
-            if *p == partition && **t == *topic {
-                return Some((t.clone(), *h));
-            }
-        }
-        let topic = self.intern(topic);
-        let tp = TopicPartition {
-            topic: topic.clone(),
-            partition,
-        };
-        let h = self.engine.handle(&tp)?;
-        self.last = Some((topic.clone(), partition, h));
-        self.next_sample = i64::MIN;
-        Some((topic, h))
-    }
-
-    /// Forgets the partition [`State::partition_of`] kept: handles change when partitions are
-    /// assigned or revoked.
-    pub(crate) fn forget_last_partition(&mut self) {
-        self.last = None;
     }
 
     /// Polls the overflow consumer (which has no rebalance callbacks, so the lock may be held).
