@@ -12,6 +12,12 @@ use tracing_subscriber::EnvFilter;
 mod bench;
 mod chaos;
 
+/// The consumer's fetcher thread allocates every record and the driver thread frees it: glibc's
+/// allocator serialises such cross-thread frees on an arena lock, mimalloc hands them back
+/// without one (the consumer's no-op rate rose by a third with it; see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "kafkaesque", version, about)]
 struct Cli {

@@ -14,6 +14,9 @@ use crate::slab::Slab;
 use crate::types::*;
 use crate::{Millis, Offset};
 
+/// The largest lane queue buffer kept for the next lane when a lane is freed (see `new_lane`).
+const KEPT_QUEUE_CAPACITY: usize = 16;
+
 pub(crate) type KeyMap = HashMap<Arc<[u8]>, u32, FxBuildHasher>;
 
 /// The state of one assigned partition.
@@ -470,9 +473,18 @@ impl<P: Clone> Engine<P> {
     pub(crate) fn new_lane(&mut self, part: u32, key: Option<Arc<[u8]>>, kind: LaneKind) -> u32 {
         match self.free_lanes.pop() {
             Some(l) => {
-                let gen = self.lanes[l as usize].gen.wrapping_add(1);
+                // The freed lane's queue keeps a small buffer: most keys come and go with one
+                // item each, and a buffer per new lane would be an allocation per record. A hot
+                // key's big buffer is not kept for whichever key comes next.
+                let old = &mut self.lanes[l as usize];
+                let (gen, mut queue) = (old.gen.wrapping_add(1), std::mem::take(&mut old.queue));
+                queue.clear();
+                if queue.capacity() > KEPT_QUEUE_CAPACITY {
+                    queue = VecDeque::new();
+                }
                 self.lanes[l as usize] = Lane {
                     gen,
+                    queue,
                     ..Lane::new(part, key, kind)
                 };
                 l

@@ -1,18 +1,19 @@
-//! The consumer: a driver thread that owns the engine and the Kafka clients, and handler tasks
-//! on the caller's tokio runtime.
+//! The consumer: a driver thread that owns the engine and the Kafka clients, a fetcher thread
+//! that takes records off the partitions' queues, and handler tasks on the caller's tokio
+//! runtime.
 //!
-//! Why a thread of its own: librdkafka runs rebalance callbacks inside `poll`, and a revoke must
-//! wait (briefly) for in-flight handlers before committing. Doing that on a tokio worker would
-//! block the very runtime the handlers need; on a dedicated thread it blocks nothing else. The
-//! thread never waits on a handler except there, so the poll loop keeps the group membership
-//! alive however slow the handlers are: back-pressure stops taking records from a full
-//! partition's own queue (`feeds.rs`), never from the group's.
+//! Why a thread of its own for the driver: librdkafka runs rebalance callbacks inside `poll`,
+//! and a revoke must wait (briefly) for in-flight handlers before committing. Doing that on a
+//! tokio worker would block the very runtime the handlers need; on a dedicated thread it blocks
+//! nothing else. The thread never waits on a handler except there, so the poll loop keeps the
+//! group membership alive however slow the handlers are: back-pressure stops taking records
+//! from a full partition's own queue (`feeds.rs`), never from the group's. Why a fetcher thread
+//! besides: see `fetcher.rs`.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -26,9 +27,10 @@ use tracing::{error, info, warn};
 use crate::config::{client_config, ConsumerConfig};
 use crate::context::{GroupContext, OverflowContext};
 use crate::events::{Event, EventTx};
+use crate::fetcher::{self, Hub};
 use crate::observe::Observer;
 use crate::sinks::Sinks;
-use crate::state::{Spawn, State};
+use crate::state::{Inputs, Spawn, State};
 use crate::{ConsumerBuilder, Error, Handler, HandlerError, Result};
 
 /// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
@@ -86,19 +88,34 @@ impl Consumer {
         let mut consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
-        // An idle driver sleeps until a queue receives something: the main queue (rebalances,
-        // errors) wakes it through this callback, the partitions' queues through theirs.
-        let driver: Arc<OnceLock<Thread>> = Arc::default();
-        let wake = driver.clone();
+        // An idle driver sleeps until something arrives: the main queue (rebalances, errors)
+        // wakes it through this callback, the fetcher and the sinks by unparking it.
+        let hub: Arc<Hub> = Arc::default();
+        let wake = hub.clone();
         consumer.set_nonempty_callback(move || {
-            if let Some(t) = wake.get() {
+            if let Some(t) = wake.driver.get() {
                 t.unpark();
             }
         });
+        let (batch_tx, batch_rx) = mpsc::channel();
+        let fetcher = {
+            let hub = hub.clone();
+            std::thread::Builder::new()
+                .name("kafkaesque-fetch".into())
+                .spawn(move || fetcher::run(&hub, &batch_tx))
+                .map_err(|e| Error::Driver(e.to_string()))?
+        };
+        // Set before any partition gets a queue: each queue's callback wakes the fetcher.
+        let _ = hub.fetcher.set(fetcher.thread().clone());
         let consumer = Arc::new(consumer);
+        let inputs = Inputs {
+            events: rx,
+            hub: hub.clone(),
+            batches: batch_rx,
+        };
         let state = State::new(
             engine,
-            rx,
+            inputs,
             spawn,
             sinks,
             overflow,
@@ -114,8 +131,12 @@ impl Consumer {
                 // Handlers are started (and first polled) on this thread: it lives inside the
                 // caller's runtime for good, rather than entering it once per record.
                 let _runtime = rt.enter();
-                let _ = driver.set(std::thread::current());
+                let _ = hub.driver.set(std::thread::current());
                 let r = drive(&consumer, &cfg);
+                hub.stop();
+                if fetcher.join().is_err() {
+                    error!("the fetcher thread panicked");
+                }
                 // The partitions' queues hold references to the consumer: without them it can
                 // be dropped (and leave the group) when this thread ends.
                 consumer.context().state().feeds.clear();
@@ -179,10 +200,6 @@ const MAX_NAP: Duration = Duration::from_millis(2);
 /// anything arriving in a queue, and shutdown wakes it too.
 const IDLE_NAP: Duration = Duration::from_millis(50);
 
-/// Records taken from one partition's queue per round, so that a busy partition cannot starve
-/// the others.
-const PER_PARTITION: usize = 128;
-
 /// The driver loop. See the module documentation.
 fn drive(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -212,7 +229,7 @@ fn drive(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<
         }
         let mut st = consumer.context().state();
         st.retry_assign_hook(consumer);
-        got += st.poll_feeds(consumer, PER_PARTITION);
+        got += st.take_batches(consumer);
         got += st.poll_overflow();
         let events = st.drain_events(consumer);
         let now_ms = st.now_ms();
@@ -260,6 +277,7 @@ fn shut_down(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Res
     info!("shutting down: draining in-flight work");
     {
         let mut st = consumer.context().state();
+        st.feeds.hub.stop();
         for h in st.handles() {
             st.engine.drain(h);
         }

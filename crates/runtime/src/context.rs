@@ -90,8 +90,7 @@ impl ConsumerContext for GroupContext {
                         .iter()
                         .map(|e| TopicPartition::new(e.topic(), e.partition()))
                         .collect::<Vec<_>>();
-                    let driver = std::thread::current();
-                    self.state().feeds.split(&c, tps, &driver);
+                    self.state().feeds.split(&c, tps);
                 }
             }
             Rebalance::Error(e) => error!(error = %e, "rebalance error"),

@@ -7,38 +7,43 @@
 //! engine that fills up and drains many times a second (a slow handler under a partition cap)
 //! then spends most of its time waiting for records it had fetched once already. With a queue
 //! per partition, a full partition is simply left alone: librdkafka keeps what it fetched and
-//! stops fetching more once the queue holds `queued.max.messages.kbytes`, and the one record the
-//! engine refused is kept here and offered again first when the engine resumes the partition.
+//! stops fetching more once the queue holds `queued.max.messages.kbytes`.
 //!
-//! Pause and seek remain the fallback whenever the kept record cannot be the next one the engine
-//! wants (a second record of a held partition was refused: it reached the consumer's main queue,
-//! fetched before the split).
+//! The queues are polled by the fetcher thread (`fetcher.rs`), which hands the driver batches.
+//! When the engine refuses a record, the driver keeps it and the rest of its partition's
+//! batches (at most two batches: the fetcher stops taking from a partition the driver has
+//! closed) and offers them again, first, when the engine resumes the partition.
+//!
+//! Pause and seek remain the fallback whenever what is kept cannot be what the engine wants
+//! next (a record was refused while its partition was already paused, which keeping all that
+//! follows a refused record should make impossible).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::thread::Thread;
 use std::time::Duration;
 
 use kafkaesque_engine::{Engine, Intake, PartitionHandle, TopicPartition};
-use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::Offset;
 use tracing::{error, warn};
 
 use crate::context::GroupContext;
+use crate::fetcher::{Hub, Tap};
 use crate::state::{single, State};
-use crate::{Record, RecordData};
+use crate::Record;
 
-/// What the driver does with a partition's queue.
+/// What the driver does with a partition's records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hold {
-    /// Takes its records.
+    /// Offers them to the engine as they come.
     Polling,
-    /// Leaves it alone: the engine refused the record in `kept` and paused the partition.
+    /// Keeps them: the engine refused the first in `kept` and paused the partition.
     Kept,
     /// The partition is paused and sought back in librdkafka (the fallback); resuming it is
-    /// librdkafka's business too.
+    /// librdkafka's business too, and batches taken before the seek are dropped.
     PausedInKafka,
-    /// Leaves it alone until the assign hook has succeeded for it (see [`crate::AssignHook`]).
+    /// Keeps them until the assign hook has succeeded for the partition (see
+    /// [`crate::AssignHook`]).
     Gated,
 }
 
@@ -46,110 +51,170 @@ pub(crate) struct Feed {
     pub(crate) tp: TopicPartition,
     /// Set once the engine has taken the partition on (after the split, in the same rebalance).
     pub(crate) handle: Option<PartitionHandle>,
-    pub(crate) queue: PartitionQueue<GroupContext>,
+    pub(crate) tap: Arc<Tap>,
+    /// The tap's position generation this driver expects batches of.
+    seq: u32,
     pub(crate) hold: Hold,
-    pub(crate) kept: Option<Record>,
+    /// Records taken from the queue, in order, that the engine has not accepted yet.
+    kept: VecDeque<Record>,
     /// The offset from which the next record is sampled for the partition's age.
-    pub(crate) next_sample: i64,
+    next_sample: i64,
 }
 
-/// The split partitions, polled round-robin.
+impl Feed {
+    /// Lets the fetcher take records of this partition only while they would be offered at once.
+    fn update_tap(&self, hub: &Hub) {
+        let open = self.handle.is_some() && self.hold == Hold::Polling && self.kept.is_empty();
+        self.tap.set_open(open);
+        if open {
+            hub.wake_fetcher();
+        }
+    }
+}
+
+/// The split partitions and the hub they share with the fetcher.
 ///
 /// Each queue holds a reference to the consumer, and the consumer (through its context) holds
 /// these queues: [`Feeds::clear`] must run before the consumer is dropped, or it never is.
-#[derive(Default)]
 pub(crate) struct Feeds {
-    pub(crate) list: Vec<Feed>,
-    /// Where the next round of polling starts, so that no partition is always served first.
-    pub(crate) next: usize,
+    list: Vec<Feed>,
+    pub(crate) hub: Arc<Hub>,
 }
 
 impl Feeds {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Feeds {
+            list: Vec::new(),
+            hub,
+        }
+    }
+
     /// Gives each partition of `tps` a queue of its own. Must run before librdkafka starts
     /// fetching them (in the rebalance callback, before the assignment is applied): records
-    /// fetched earlier would reach the main queue and could be taken out of order. `driver` is
-    /// woken whenever an idle queue receives something.
+    /// fetched earlier would reach the main queue and could be taken out of order.
     pub(crate) fn split(
         &mut self,
         consumer: &Arc<BaseConsumer<GroupContext>>,
         tps: impl IntoIterator<Item = TopicPartition>,
-        driver: &Thread,
     ) {
         for tp in tps {
+            // An earlier queue of the partition shares librdkafka's queue with the new one:
+            // it must be gone first.
             self.remove(&tp);
-            let Some(mut queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
+            let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
                 warn!(topic = %tp.topic, partition = tp.partition, "could not give the partition a queue of its own; its records come through the main queue");
                 continue;
             };
-            let driver = driver.clone();
-            queue.set_nonempty_callback(move || driver.unpark());
+            let tap = self.hub.add(tp.clone(), queue);
             self.list.push(Feed {
                 tp,
                 handle: None,
-                queue,
+                tap,
+                seq: 0,
                 hold: Hold::Polling,
-                kept: None,
+                kept: VecDeque::new(),
                 next_sample: i64::MIN,
             });
         }
     }
 
-    pub(crate) fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut Feed> {
-        self.list.iter_mut().find(|f| f.tp == *tp)
+    /// The engine has taken a partition on: its records may come.
+    pub(crate) fn assigned(&mut self, tp: &TopicPartition, h: PartitionHandle) {
+        if let Some(f) = self.list.iter_mut().find(|f| f.tp == *tp) {
+            f.handle = Some(h);
+            f.update_tap(&self.hub);
+        }
     }
 
-    /// Drops a partition's queue (it was revoked), with the record it kept, if any: the next
-    /// owner fetches it again.
+    /// Drops a partition's queue (it was revoked), with the records it kept, if any: the next
+    /// owner fetches them again.
     pub(crate) fn remove(&mut self, tp: &TopicPartition) {
-        self.list.retain(|f| f.tp != *tp);
+        let hub = &self.hub;
+        self.list.retain(|f| {
+            let gone = f.tp == *tp;
+            if gone {
+                hub.remove(&f.tap);
+            }
+            !gone
+        });
     }
 
     pub(crate) fn clear(&mut self) {
-        self.list.clear();
+        for f in self.list.drain(..) {
+            self.hub.remove(&f.tap);
+        }
+    }
+
+    fn index(&self, tp: &TopicPartition) -> Option<usize> {
+        self.list.iter().position(|f| f.tp == *tp)
     }
 }
 
 impl State {
-    /// Takes records from the partitions' own queues, round-robin, at most `per_partition` from
-    /// each; leaves alone those whose record the engine refused. Returns how many it took.
-    pub(crate) fn poll_feeds<C: ConsumerContext>(
-        &mut self,
-        main: &BaseConsumer<C>,
-        per_partition: usize,
-    ) -> usize {
-        // Lent out while their messages (which borrow them) are handed to the engine.
-        let mut feeds = std::mem::take(&mut self.feeds);
-        let n = feeds.list.len();
+    /// Offers the records of the batches the fetcher has handed over, or keeps them for a
+    /// partition the engine holds. Returns how many records it took.
+    pub(crate) fn take_batches<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) -> usize {
         let mut taken = 0;
-        for i in 0..n {
-            let f = &mut feeds.list[(feeds.next + i) % n];
-            let Some(h) = f.handle.filter(|_| f.hold == Hold::Polling) else {
-                continue;
+        // Enough for every partition to have its turn, not so much that the outcomes of the
+        // work started meanwhile wait long.
+        for _ in 0..64 {
+            let Ok(batch) = self.batches.try_recv() else {
+                break;
             };
-            for _ in 0..per_partition {
-                let record = match f.queue.poll(Duration::ZERO) {
-                    None => break,
-                    Some(Err(e)) => {
-                        warn!(topic = %f.tp.topic, partition = f.tp.partition, error = %e, "partition queue error (librdkafka will retry)");
-                        break;
-                    }
-                    Some(Ok(m)) => Record::from(RecordData::from_message(&m, f.tp.topic.clone())),
-                };
-                taken += 1;
-                if self.offer(h, record, &mut f.next_sample, &f.tp.topic) == Intake::Refused {
-                    keep_refused(&mut self.engine, f, main);
-                    break;
-                }
-            }
+            taken += batch.records.len();
+            self.take_batch(&batch.tap, batch.seq, batch.records, main);
+            batch.tap.handed_over(&self.feeds.hub);
+            // Start the batch's work before taking the next: records taken faster than they
+            // are dispatched pile up in their keys' lanes, and a key would look hot (reach its
+            // cap, be diverted or coalesced) only because the driver had not started its work.
+            self.run_actions(main);
         }
-        feeds.next = if n == 0 { 0 } else { (feeds.next + 1) % n };
-        self.feeds = feeds;
         taken
     }
 
+    fn take_batch<C: ConsumerContext>(
+        &mut self,
+        tap: &Arc<Tap>,
+        seq: u32,
+        records: Vec<Record>,
+        main: &BaseConsumer<C>,
+    ) {
+        let Some(i) = self.feeds.index(&tap.tp) else {
+            return; // revoked since: the next owner fetches it again
+        };
+        let f = &mut self.feeds.list[i];
+        if f.tap.id != tap.id || f.seq != seq || f.hold == Hold::PausedInKafka {
+            return; // an earlier queue or position of the partition: fetched again from there
+        }
+        f.kept.extend(records);
+        if f.hold == Hold::Polling {
+            self.offer_kept(i, main);
+        }
+    }
+
+    /// Offers a partition's kept records in order until the engine refuses one.
+    fn offer_kept<C: ConsumerContext>(&mut self, i: usize, main: &BaseConsumer<C>) {
+        let Some(h) = self.feeds.list[i].handle else {
+            return;
+        };
+        let mut next_sample = self.feeds.list[i].next_sample;
+        let topic = self.feeds.list[i].tp.topic.clone();
+        while let Some(record) = self.feeds.list[i].kept.pop_front() {
+            if self.offer(h, record, &mut next_sample, &topic) == Intake::Refused {
+                let f = &mut self.feeds.list[i];
+                f.next_sample = next_sample;
+                keep_refused(&mut self.engine, f, main);
+                return;
+            }
+        }
+        let f = &mut self.feeds.list[i];
+        f.next_sample = next_sample;
+        f.update_tap(&self.feeds.hub);
+    }
+
     /// Stops taking records of a partition until the engine resumes it. A partition with a queue
-    /// of its own that kept the refused record is simply no longer polled; any other is paused
-    /// and sought back to the refused record in librdkafka.
+    /// of its own that kept the refused record is simply no longer offered any; any other is
+    /// paused and sought back to the refused record in librdkafka.
     pub(crate) fn pause<C: ConsumerContext>(
         &mut self,
         main: &BaseConsumer<C>,
@@ -162,39 +227,47 @@ impl State {
             }
             return;
         }
-        if let Some(f) = self.feeds.get_mut(tp) {
-            if f.hold == Hold::Kept && f.kept.as_ref().is_some_and(|r| r.offset == seek_to) {
-                return;
-            }
-            f.kept = None;
-            f.hold = Hold::PausedInKafka;
+        let Some(i) = self.feeds.index(tp) else {
+            return pause_and_seek(main, tp, seek_to);
+        };
+        let f = &mut self.feeds.list[i];
+        if f.hold == Hold::Kept && f.kept.front().is_some_and(|r| r.offset == seek_to) {
+            return;
         }
-        pause_and_seek(main, tp, seek_to);
+        seek_back(f, main, seek_to);
     }
 
-    /// Takes records of a paused partition again: the kept record first, if there is one.
+    /// Holds a partition (`held`) or lets it go again: used for the assign hook.
+    pub(crate) fn gate<C: ConsumerContext>(
+        &mut self,
+        main: &BaseConsumer<C>,
+        tp: &TopicPartition,
+        held: bool,
+    ) -> bool {
+        let Some(i) = self.feeds.index(tp) else {
+            return false;
+        };
+        if held {
+            let f = &mut self.feeds.list[i];
+            f.hold = Hold::Gated;
+            f.update_tap(&self.feeds.hub);
+        } else {
+            self.release(i, main);
+        }
+        true
+    }
+
+    /// Takes records of a paused partition again: the kept ones first, if there are any.
     pub(crate) fn resume<C: ConsumerContext>(
         &mut self,
         main: &BaseConsumer<C>,
         tp: &TopicPartition,
     ) {
-        if let Some(f) = self.feeds.get_mut(tp) {
-            if f.hold == Hold::Gated {
+        if let Some(i) = self.feeds.index(tp) {
+            if self.feeds.list[i].hold == Hold::Gated {
                 return; // nothing of it was taken, so nothing was paused
             }
-            let hold = std::mem::replace(&mut f.hold, Hold::Polling);
-            if let (Hold::Kept, Some(h)) = (hold, f.handle) {
-                let Some(record) = f.kept.take() else { return };
-                let mut next_sample = f.next_sample;
-                let intake = self.offer(h, record, &mut next_sample, &tp.topic);
-                let f = self
-                    .feeds
-                    .get_mut(tp)
-                    .expect("offering leaves the queues alone");
-                f.next_sample = next_sample;
-                if intake == Intake::Refused {
-                    keep_refused(&mut self.engine, f, main);
-                }
+            if self.release(i, main) != Hold::PausedInKafka {
                 return;
             }
         }
@@ -208,31 +281,49 @@ impl State {
             error!(topic = %tp.topic, partition = tp.partition, error = %e, "resume failed");
         }
     }
+
+    /// Ends a hold: offers what was kept, then lets the fetcher go on. Returns the hold ended.
+    fn release<C: ConsumerContext>(&mut self, i: usize, main: &BaseConsumer<C>) -> Hold {
+        let hold = std::mem::replace(&mut self.feeds.list[i].hold, Hold::Polling);
+        self.offer_kept(i, main);
+        hold
+    }
 }
 
-/// The engine refused the record just taken from `feed`'s queue and paused the partition: keep
-/// the record, to offer it again first when the engine resumes the partition, and leave the
-/// queue alone until then (see [`crate::feeds`]).
+/// The engine refused the record just offered from `feed` and paused the partition: keep it
+/// first, to offer it again when the engine resumes the partition, and offer nothing of the
+/// partition until then (see [`crate::feeds`]).
 fn keep_refused<C: ConsumerContext>(
     engine: &mut Engine<Record>,
     feed: &mut Feed,
     main: &BaseConsumer<C>,
 ) {
     if let Some(r) = engine.take_refused() {
-        feed.kept = Some(r);
+        feed.kept.push_front(r);
         feed.hold = Hold::Kept;
+        feed.tap.set_open(false);
         return;
     }
-    // Refused without a new pause: the partition was paused already, which a polled queue never
-    // is (a pause is dealt with before its queue is polled again). Should it happen, the record
-    // just taken is gone from the queue: fall back to seeking the partition back in librdkafka.
+    // Refused without a new pause: the partition was paused already, which a partition offered
+    // records never is (a pause is dealt with before anything more of it is offered). Should it
+    // happen, the record just offered is gone: seek the partition back in librdkafka.
     let at = feed.handle.and_then(|h| engine.resume_at(h));
     error!(topic = %feed.tp.topic, partition = feed.tp.partition, offset = ?at, "a record was refused while its partition was not held; seeking back to the refused record");
     if let Some(at) = at {
-        feed.kept = None;
-        feed.hold = Hold::PausedInKafka;
-        pause_and_seek(main, &feed.tp, at);
+        seek_back(feed, main, at);
     }
+}
+
+/// The fallback: drops what the partition kept and what is on its way, and pauses and seeks
+/// it in librdkafka; the fetcher takes nothing of it meanwhile.
+fn seek_back<C: ConsumerContext>(feed: &mut Feed, main: &BaseConsumer<C>, seek_to: i64) {
+    feed.kept.clear();
+    feed.hold = Hold::PausedInKafka;
+    feed.tap.set_open(false);
+    let mut inner = feed.tap.lock();
+    inner.seq = inner.seq.wrapping_add(1);
+    feed.seq = inner.seq;
+    pause_and_seek(main, &feed.tp, seek_to);
 }
 
 /// Pauses a partition in librdkafka and moves its position back to the refused record.

@@ -37,6 +37,7 @@ mod context;
 mod error;
 mod events;
 mod feeds;
+mod fetcher;
 mod handler;
 mod observe;
 mod rebalance;

@@ -9,7 +9,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
-use crate::feeds::Hold;
 use crate::state::{single, State};
 
 /// First and longest wait before the assign hook is called again for partitions it failed for.
@@ -73,9 +72,7 @@ impl State {
             if let Some(w) = warning {
                 warn!(topic = %tp.topic, partition = tp.partition, error = %w, "ignoring commit metadata; completed records above the commit will be replayed");
             }
-            if let Some(f) = self.feeds.get_mut(&tp) {
-                f.handle = Some(h);
-            }
+            self.feeds.assigned(&tp, h);
             info!(topic = %tp.topic, partition = tp.partition, offset = start, "partition assigned");
             if self.overflow.is_some() {
                 self.assign_overflow(&topic, e.partition(), h, &mut overflow_tpl);
@@ -127,8 +124,7 @@ impl State {
         held: bool,
     ) {
         for tp in tps {
-            if let Some(f) = self.feeds.get_mut(tp) {
-                f.hold = if held { Hold::Gated } else { Hold::Polling };
+            if self.gate(main, tp, held) {
                 continue;
             }
             let tpl = single(tp, Offset::Invalid);

@@ -4,7 +4,7 @@
 //! holding it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use crate::config::{ConsumerConfig, Router};
 use crate::events::{Event, EventRx};
 use crate::feeds::Feeds;
+use crate::fetcher::{Batch, Hub};
 use crate::handler::FailureKind;
 use crate::observe::{self, Ages, Observer, SAMPLE_EVERY};
 use crate::record::headers as h;
@@ -29,6 +30,14 @@ use crate::{HandlerError, Record, RecordData};
 /// without waiting, or `None` when it runs on as a task that will report on the channel.
 pub(crate) type Spawn =
     Box<dyn Fn(Record, WorkId) -> Option<(Result<(), HandlerError>, Duration)> + Send + Sync>;
+
+/// What reaches the driver from other threads: events on one channel, records from the fetcher
+/// on another (with the hub it shares with the fetcher).
+pub(crate) struct Inputs {
+    pub(crate) events: EventRx,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) batches: mpsc::Receiver<Batch>,
+}
 
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
@@ -48,6 +57,8 @@ pub(crate) struct State {
     actions: Vec<Action<Record>>,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
     pub(crate) feeds: Feeds,
+    /// Their records, from the fetcher thread (see [`crate::fetcher`]).
+    pub(crate) batches: mpsc::Receiver<Batch>,
     /// Partitions held until the assign hook succeeds for them.
     pub(crate) gate: Option<crate::rebalance::Gate>,
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
@@ -58,13 +69,18 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(
         engine: Engine<Record>,
-        rx: EventRx,
+        inputs: Inputs,
         spawn: Spawn,
         sinks: Sinks,
         overflow: Option<BaseConsumer<crate::context::OverflowContext>>,
         cfg: ConsumerConfig,
         observer: Observer,
     ) -> Self {
+        let Inputs {
+            events: rx,
+            hub,
+            batches,
+        } = inputs;
         State {
             engine,
             rx,
@@ -78,7 +94,8 @@ impl State {
             shutdown: false,
             topics: HashMap::default(),
             actions: Vec::new(),
-            feeds: Feeds::default(),
+            feeds: Feeds::new(hub),
+            batches,
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
         }

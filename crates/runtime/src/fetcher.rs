@@ -1,0 +1,216 @@
+//! The fetcher thread: takes records off the partitions' own queues and turns them into owned
+//! [`Record`]s, so that the driver only feeds the engine and runs handlers.
+//!
+//! Why a second thread: taking a record from librdkafka, copying it out and destroying the
+//! message costs as much as everything the engine does for it, and one thread doing both was
+//! the consumer's ceiling (about half the rate of a bare poll loop). Split, the two halves run
+//! side by side, and the hand-over is one channel message per batch of up to
+//! [`PER_PARTITION`] records.
+//!
+//! What the fetcher may and may not do is decided by the driver, which owns the engine: a
+//! partition is polled only while its [`Tap`] is open, and at most [`BATCHES_PER_TAP`] batches
+//! of a partition are on their way at once, so what is fetched but not yet in the engine stays
+//! bounded per partition. Every poll happens under the tap's lock, which the driver takes to
+//! drop a revoked partition's queue or to seek it: once it has, no record of the old queue or
+//! position can be taken any more, and batches already on their way carry the tap's `seq`, by
+//! which the driver recognises and drops them.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+use kafkaesque_engine::TopicPartition;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use tracing::warn;
+
+use crate::context::GroupContext;
+use crate::{Record, RecordData};
+
+/// Records taken from one partition's queue per batch, so that a busy partition cannot starve
+/// the others.
+pub(crate) const PER_PARTITION: usize = 128;
+/// A batch stops growing past this many bytes (it always holds at least one record).
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches of one partition on their way to the driver at most.
+const BATCHES_PER_TAP: u32 = 2;
+/// Longest sleep of an idle fetcher: a queue receiving something, a tap opening or a batch
+/// being taken wakes it sooner.
+const IDLE_NAP: Duration = Duration::from_millis(50);
+
+/// One partition's queue, shared by the driver (which opens, closes, seeks and drops it) and
+/// the fetcher (which polls it).
+pub(crate) struct Tap {
+    pub(crate) tp: TopicPartition,
+    /// Tells this tap's batches from those of an earlier queue of the same partition.
+    pub(crate) id: u64,
+    /// The driver wants records of it (assigned, not held, nothing kept).
+    open: AtomicBool,
+    /// Its batches taken but not yet handed over by the driver.
+    in_transit: AtomicU32,
+    inner: Mutex<TapInner>,
+}
+
+pub(crate) struct TapInner {
+    /// `None` once the partition is revoked.
+    pub(crate) queue: Option<PartitionQueue<GroupContext>>,
+    /// Raised by the driver whenever it moves the partition's position (a seek): batches taken
+    /// before carry the old value.
+    pub(crate) seq: u32,
+}
+
+impl Tap {
+    pub(crate) fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::Release);
+    }
+
+    /// The driver has taken what it wants of one of this tap's batches: the fetcher may take
+    /// another.
+    pub(crate) fn handed_over(&self, hub: &Hub) {
+        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == BATCHES_PER_TAP {
+            hub.wake_fetcher();
+        }
+    }
+
+    /// The queue and its position, with the fetcher kept off them while the guard lives.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, TapInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Records of one partition, in order, taken in one go.
+pub(crate) struct Batch {
+    pub(crate) tap: Arc<Tap>,
+    pub(crate) seq: u32,
+    pub(crate) records: Vec<Record>,
+}
+
+/// What the driver and the fetcher share.
+#[derive(Default)]
+pub(crate) struct Hub {
+    taps: Mutex<Vec<Arc<Tap>>>,
+    /// Raised whenever `taps` changes, so that the fetcher copies it only then.
+    version: AtomicU64,
+    next_id: AtomicU64,
+    stop: AtomicBool,
+    pub(crate) fetcher: OnceLock<Thread>,
+    pub(crate) driver: OnceLock<Thread>,
+}
+
+impl Hub {
+    /// A tap for a partition's own queue, closed until the driver opens it; the queue's
+    /// callback wakes the fetcher whenever it receives something.
+    pub(crate) fn add(
+        &self,
+        tp: TopicPartition,
+        mut queue: PartitionQueue<GroupContext>,
+    ) -> Arc<Tap> {
+        if let Some(f) = self.fetcher.get().cloned() {
+            queue.set_nonempty_callback(move || f.unpark());
+        }
+        let tap = Arc::new(Tap {
+            tp,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            open: AtomicBool::new(false),
+            in_transit: AtomicU32::new(0),
+            inner: Mutex::new(TapInner {
+                queue: Some(queue),
+                seq: 0,
+            }),
+        });
+        self.taps.lock().expect("taps lock").push(tap.clone());
+        self.version.fetch_add(1, Ordering::Release);
+        tap
+    }
+
+    /// Drops a tap's queue now (a revoke, or a new queue for the same partition): whatever the
+    /// fetcher takes afterwards cannot come from it.
+    pub(crate) fn remove(&self, tap: &Tap) {
+        tap.set_open(false);
+        tap.lock().queue = None;
+        self.taps
+            .lock()
+            .expect("taps lock")
+            .retain(|t| t.id != tap.id);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    pub(crate) fn wake_fetcher(&self) {
+        if let Some(t) = self.fetcher.get() {
+            t.unpark();
+        }
+    }
+
+    /// Ends the fetcher's loop (it drops its copies of the taps on the way out).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake_fetcher();
+    }
+}
+
+/// The fetcher thread's loop: round-robin over the open taps, one batch from each per round.
+pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
+    let mut taps: Vec<Arc<Tap>> = Vec::new();
+    let mut version = u64::MAX;
+    let mut next = 0;
+    while !hub.stop.load(Ordering::Acquire) {
+        let v = hub.version.load(Ordering::Acquire);
+        if v != version {
+            taps = hub.taps.lock().expect("taps lock").clone();
+            version = v;
+        }
+        let n = taps.len();
+        let mut sent = false;
+        for i in 0..n {
+            let tap = &taps[(next + i) % n];
+            if !tap.open.load(Ordering::Acquire)
+                || tap.in_transit.load(Ordering::Acquire) >= BATCHES_PER_TAP
+            {
+                continue;
+            }
+            let Some(batch) = take(tap) else { continue };
+            tap.in_transit.fetch_add(1, Ordering::AcqRel);
+            if tx.send(batch).is_err() {
+                return; // the driver is gone
+            }
+            sent = true;
+        }
+        next = if n == 0 { 0 } else { (next + 1) % n };
+        if sent {
+            if let Some(d) = hub.driver.get() {
+                d.unpark();
+            }
+        } else {
+            std::thread::park_timeout(IDLE_NAP);
+        }
+    }
+}
+
+/// One batch of a tap's records, if its queue has any.
+fn take(tap: &Arc<Tap>) -> Option<Batch> {
+    let inner = tap.lock();
+    let queue = inner.queue.as_ref()?;
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    while records.len() < PER_PARTITION && bytes < BATCH_BYTES {
+        match queue.poll(Duration::ZERO) {
+            None => break,
+            Some(Err(e)) => {
+                warn!(topic = %tap.tp.topic, partition = tap.tp.partition, error = %e, "partition queue error (librdkafka will retry)");
+                break;
+            }
+            Some(Ok(m)) => {
+                let record = Record::from(RecordData::from_message(&m, tap.tp.topic.clone()));
+                bytes += record.weight();
+                records.push(record);
+            }
+        }
+    }
+    let seq = inner.seq;
+    drop(inner);
+    (!records.is_empty()).then(|| Batch {
+        tap: tap.clone(),
+        seq,
+        records,
+    })
+}
