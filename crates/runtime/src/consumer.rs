@@ -76,27 +76,27 @@ impl Consumer {
         info!(bytes = budget, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
         let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
-        let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
-            let group = format!("{}.overflow", cfg.group_id);
-            let c: BaseConsumer<OverflowContext> = client_config(&cfg, &group)
-                .create_with_context(OverflowContext::new(tx.clone()))
-                .map_err(Error::kafka("creating the overflow consumer"))?;
-            Some(c)
-        } else {
-            None
-        };
         let mut consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
         // An idle driver sleeps until something arrives: the main queue (rebalances, errors)
-        // wakes it through this callback, the fetcher and the sinks by unparking it.
+        // wakes it through this callback, the fetcher by unparking it. Outcomes and deliveries
+        // are picked up by its short naps while work is running.
         let hub: Arc<Hub> = Arc::default();
         let wake = hub.clone();
-        consumer.set_nonempty_callback(move || {
-            if let Some(t) = wake.driver.get() {
-                t.unpark();
-            }
-        });
+        consumer.set_nonempty_callback(move || wake.wake_driver());
+        let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
+            let group = format!("{}.overflow", cfg.group_id);
+            let mut c: BaseConsumer<OverflowContext> = client_config(&cfg, &group)
+                .create_with_context(OverflowContext::new(tx.clone()))
+                .map_err(Error::kafka("creating the overflow consumer"))?;
+            // Diverted records coming back wake an idle driver too.
+            let wake = hub.clone();
+            c.set_nonempty_callback(move || wake.wake_driver());
+            Some(c)
+        } else {
+            None
+        };
         let (batch_tx, batch_rx) = mpsc::channel();
         let fetcher = {
             let hub = hub.clone();

@@ -135,6 +135,12 @@ impl Hub {
         self.version.fetch_add(1, Ordering::Release);
     }
 
+    pub(crate) fn wake_driver(&self) {
+        if let Some(t) = self.driver.get() {
+            t.unpark();
+        }
+    }
+
     pub(crate) fn wake_fetcher(&self) {
         if let Some(t) = self.fetcher.get() {
             t.unpark();
@@ -163,8 +169,11 @@ pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
         let mut sent = false;
         for i in 0..n {
             let tap = &taps[(next + i) % n];
-            if !tap.open.load(Ordering::Acquire)
-                || tap.in_transit.load(Ordering::Acquire) >= BATCHES_PER_TAP
+            // In this order: the driver closes a tap before it hands a batch over, so a fetcher
+            // that sees the batch handed over also sees the tap closed, and a partition never
+            // has more than `BATCHES_PER_TAP` batches taken after the record it refused.
+            if tap.in_transit.load(Ordering::Acquire) >= BATCHES_PER_TAP
+                || !tap.open.load(Ordering::Acquire)
             {
                 continue;
             }
@@ -177,9 +186,7 @@ pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
         }
         next = if n == 0 { 0 } else { (next + 1) % n };
         if sent {
-            if let Some(d) = hub.driver.get() {
-                d.unpark();
-            }
+            hub.wake_driver();
         } else {
             std::thread::park_timeout(IDLE_NAP);
         }
