@@ -165,26 +165,35 @@ async fn main() -> ExitCode {
 }
 
 /// Completes on the first Ctrl-C or SIGTERM (what `kill` and service managers send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+///
+/// The handlers are installed here, before the service starts, not when the returned future is
+/// first polled: the service logs "listening" before it waits on the future, and a SIGTERM sent
+/// in between would otherwise end the process with the signal's default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for {name}");
+            None
         }
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let (interrupt, terminate) = (
+        listen(SignalKind::interrupt(), "Ctrl-C"),
+        listen(SignalKind::terminate(), "SIGTERM"),
+    );
+    let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            None => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    async move {
+        tokio::select! {
+            () = wait(interrupt) => tracing::info!("Ctrl-C: shutting down"),
+            () = wait(terminate) => tracing::info!("SIGTERM: shutting down"),
+        }
     }
 }
