@@ -34,9 +34,14 @@ pub(crate) const PER_PARTITION: usize = 128;
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches of one partition on their way to the driver at most.
 const BATCHES_PER_TAP: u32 = 2;
-/// Longest sleep of an idle fetcher: a queue receiving something, a tap opening or a batch
-/// being taken wakes it sooner.
-const IDLE_NAP: Duration = Duration::from_millis(50);
+/// Shortest and longest sleep of a fetcher that found nothing to take: a queue receiving
+/// something, a tap opening or a batch being taken wakes it sooner, but not always — librdkafka
+/// calls a queue's callback only when the queue turns from empty to not empty, and a queue whose
+/// last entries were not records (a fetch restart, an outdated batch) answers a poll with
+/// nothing while not being empty. The naps lengthen while nothing comes, so an idle consumer
+/// costs next to nothing, and a record arriving unannounced waits at most `MAX_NAP`.
+const MIN_NAP: Duration = Duration::from_micros(100);
+const MAX_NAP: Duration = Duration::from_millis(5);
 
 /// One partition's queue, shared by the driver (which opens, closes, seeks and drops it) and
 /// the fetcher (which polls it).
@@ -159,6 +164,7 @@ pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
     let mut taps: Vec<Arc<Tap>> = Vec::new();
     let mut version = u64::MAX;
     let mut next = 0;
+    let mut nap = MIN_NAP;
     while !hub.stop.load(Ordering::Acquire) {
         let v = hub.version.load(Ordering::Acquire);
         if v != version {
@@ -187,8 +193,10 @@ pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
         next = if n == 0 { 0 } else { (next + 1) % n };
         if sent {
             hub.wake_driver();
+            nap = MIN_NAP;
         } else {
-            std::thread::park_timeout(IDLE_NAP);
+            std::thread::park_timeout(nap);
+            nap = (nap * 2).min(MAX_NAP);
         }
     }
 }
