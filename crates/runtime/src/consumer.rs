@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 use crate::config::{client_config, ConsumerConfig};
 use crate::context::{GroupContext, OverflowContext};
 use crate::events::{Event, EventTx};
-use crate::fetcher::{self, Hub};
+use crate::fetcher::{self, Closing, Hub};
 use crate::observe::Observer;
 use crate::sinks::Sinks;
 use crate::state::{Inputs, Spawn, State};
@@ -131,6 +131,7 @@ impl Consumer {
                 // Handlers are started (and first polled) on this thread: it lives inside the
                 // caller's runtime for good, rather than entering it once per record.
                 let _runtime = rt.enter();
+                let _closing = Closing(hub.clone());
                 let _ = hub.driver.set(std::thread::current());
                 let r = drive(&consumer, &cfg);
                 hub.stop();

@@ -157,6 +157,29 @@ impl Hub {
         self.stop.store(true, Ordering::Release);
         self.wake_fetcher();
     }
+
+    /// Stops the fetcher and drops every partition's queue. Each queue holds a reference to the
+    /// consumer, which (through its context) holds the taps: without this, a driver that ended
+    /// by a panic would leave the consumer — and its group membership, kept alive by
+    /// librdkafka's own threads — behind.
+    pub(crate) fn close(&self) {
+        self.stop();
+        let taps = std::mem::take(&mut *self.taps.lock().unwrap_or_else(|e| e.into_inner()));
+        for tap in taps {
+            tap.set_open(false);
+            tap.lock().queue = None;
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Closes the hub when dropped, whichever way the driver thread ends.
+pub(crate) struct Closing(pub(crate) Arc<Hub>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The fetcher thread's loop: round-robin over the open taps, one batch from each per round.
