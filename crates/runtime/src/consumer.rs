@@ -131,16 +131,16 @@ impl Consumer {
                 // Handlers are started (and first polled) on this thread: it lives inside the
                 // caller's runtime for good, rather than entering it once per record.
                 let _runtime = rt.enter();
-                let _closing = Closing(hub.clone());
+                // Closes the hub however this thread ends, a panic included: the partitions'
+                // queues hold references to the consumer, and without them it can be dropped
+                // (and leave the group) when this thread ends.
+                let closing = Closing(hub.clone());
                 let _ = hub.driver.set(std::thread::current());
                 let r = drive(&consumer, &cfg);
-                hub.stop();
+                drop(closing);
                 if fetcher.join().is_err() {
                     error!("the fetcher thread panicked");
                 }
-                // The partitions' queues hold references to the consumer: without them it can
-                // be dropped (and leave the group) when this thread ends.
-                consumer.context().state().feeds.clear();
                 let _ = done_tx.send(r);
             })
             .map_err(|e| Error::Driver(e.to_string()))?;

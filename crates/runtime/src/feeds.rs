@@ -75,7 +75,7 @@ impl Feed {
 /// The split partitions and the hub they share with the fetcher.
 ///
 /// Each queue holds a reference to the consumer, and the consumer (through its context) holds
-/// these queues: [`Feeds::clear`] must run before the consumer is dropped, or it never is.
+/// these queues: [`Hub::close`] must run before the consumer is dropped, or it never is.
 pub(crate) struct Feeds {
     list: Vec<Feed>,
     pub(crate) hub: Arc<Hub>,
@@ -137,12 +137,6 @@ impl Feeds {
             }
             !gone
         });
-    }
-
-    pub(crate) fn clear(&mut self) {
-        for f in self.list.drain(..) {
-            self.hub.remove(&f.tap);
-        }
     }
 
     fn index(&self, tp: &TopicPartition) -> Option<usize> {

@@ -69,6 +69,13 @@ impl Tap {
         self.open.store(open, Ordering::Release);
     }
 
+    /// Closes the tap and drops its queue: whatever the fetcher takes afterwards cannot come
+    /// from it.
+    fn shut(&self) {
+        self.set_open(false);
+        self.lock().queue = None;
+    }
+
     /// The driver has taken what it wants of one of this tap's batches: the fetcher may take
     /// another.
     pub(crate) fn handed_over(&self, hub: &Hub) {
@@ -128,11 +135,10 @@ impl Hub {
         tap
     }
 
-    /// Drops a tap's queue now (a revoke, or a new queue for the same partition): whatever the
-    /// fetcher takes afterwards cannot come from it.
+    /// Drops a tap's queue now and forgets the tap (a revoke, or a new queue for the same
+    /// partition).
     pub(crate) fn remove(&self, tap: &Tap) {
-        tap.set_open(false);
-        tap.lock().queue = None;
+        tap.shut();
         self.taps
             .lock()
             .expect("taps lock")
@@ -166,8 +172,7 @@ impl Hub {
         self.stop();
         let taps = std::mem::take(&mut *self.taps.lock().unwrap_or_else(|e| e.into_inner()));
         for tap in taps {
-            tap.set_open(false);
-            tap.lock().queue = None;
+            tap.shut();
         }
         self.version.fetch_add(1, Ordering::Release);
     }
