@@ -15,14 +15,15 @@ pub(super) fn summarize(replays: &[Replay], sizes: Sizes) -> (Vec<Figure>, Vec<S
         Figure::new(C, "baseline: other apps p99", "ms", vec![p(base, 0.99)]).note(format!(
             "the other apps' traffic alone ({:.0} updates/s for {:.0} s), the service's consumer; \
              the flood: {:.0}% of {:.0} updates/s from one app, {} subscriptions in {} apps, \
-             hot parent row write {} ms; one run each",
+             hot parent row write {} ms; produced in batches of up to {} ms; one run each",
             sizes.rate * (1.0 - sizes.flood_share),
             sizes.seconds,
             sizes.flood_share * 100.0,
             sizes.rate,
             sizes.subscriptions,
             sizes.apps,
-            sizes.hot_write_ms
+            sizes.hot_write_ms,
+            super::PRODUCER_LINGER_MS,
         ));
     let mut figures = vec![
         Figure::new(C, "baseline: other apps p50", "ms", vec![p(base, 0.5)]),
