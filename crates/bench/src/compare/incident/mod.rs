@@ -48,7 +48,7 @@ const CONCURRENCY: usize = 256;
 /// producer waits 1 ms). Why: the local broker's storage lists every batch a partition holds on
 /// each fetch, so its cost per fetch grows with the number of batches. With batches of about one
 /// record, a minute at 1,000 updates/s had the broker on a whole core after about 30 s, every
-/// consumer's fetches waiting on it, and the other apps' delay measuring the broker (5-7× the
+/// consumer's fetches waiting on it, and the other apps' delay measuring the broker (3-7× the
 /// baseline) rather than the consumer; batched for 20 ms it stays near a tenth of a core. A
 /// Kafka broker finds a fetch's offset through an index: its cost does not grow so.
 const PRODUCER_LINGER_MS: &str = "20";
