@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafkaesque_engine::{Engine, Intake, PartitionHandle, TopicPartition};
+use kafkaesque_rdqueue::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::Offset;
 use tracing::{error, warn};
@@ -101,7 +102,7 @@ impl Feeds {
             // An earlier queue of the partition shares librdkafka's queue with the new one:
             // it must be gone first.
             self.remove(&tp);
-            let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
+            let Some(queue) = PartitionQueue::split(consumer, &tp.topic, tp.partition) else {
                 warn!(topic = %tp.topic, partition = tp.partition, "could not give the partition a queue of its own; its records come through the main queue");
                 continue;
             };

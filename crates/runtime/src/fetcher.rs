@@ -5,7 +5,9 @@
 //! message costs as much as everything the engine does for it, and one thread doing both was
 //! the consumer's ceiling (about half the rate of a bare poll loop). Split, the two halves run
 //! side by side, and the hand-over is one channel message per batch of up to
-//! [`PER_PARTITION`] records.
+//! [`PER_PARTITION`] records. The queues are `kafkaesque_rdqueue`'s, which take records from
+//! librdkafka a batch at a time rather than through `rdkafka`'s poll, one event per record (see
+//! that crate for why).
 //!
 //! What the fetcher may and may not do is decided by the driver, which owns the engine: a
 //! partition is polled only while its [`Tap`] is open, and at most [`BATCHES_PER_TAP`] batches
@@ -21,8 +23,9 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use kafkaesque_engine::TopicPartition;
-use rdkafka::consumer::base_consumer::PartitionQueue;
-use tracing::warn;
+use kafkaesque_rdqueue::PartitionQueue;
+use rdkafka::error::KafkaError;
+use tracing::{debug, warn};
 
 use crate::context::GroupContext;
 use crate::{Record, RecordData};
@@ -118,7 +121,7 @@ impl Hub {
         mut queue: PartitionQueue<GroupContext>,
     ) -> Arc<Tap> {
         if let Some(f) = self.fetcher.get().cloned() {
-            queue.set_nonempty_callback(move || f.unpark());
+            queue.on_nonempty(move || f.unpark());
         }
         let tap = Arc::new(Tap {
             tp,
@@ -229,24 +232,36 @@ pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
     }
 }
 
+/// Records taken from a queue per call while a batch grows, so that it stops not far past
+/// [`BATCH_BYTES`].
+const TAKE: usize = 32;
+
 /// One batch of a tap's records, if its queue has any.
 fn take(tap: &Arc<Tap>) -> Option<Batch> {
     let inner = tap.lock();
     let queue = inner.queue.as_ref()?;
     let mut records = Vec::new();
     let mut bytes = 0;
-    while records.len() < PER_PARTITION && bytes < BATCH_BYTES {
-        match queue.poll(Duration::ZERO) {
-            None => break,
-            Some(Err(e)) => {
-                warn!(topic = %tap.tp.topic, partition = tap.tp.partition, error = %e, "partition queue error (librdkafka will retry)");
-                break;
-            }
-            Some(Ok(m)) => {
-                let record = Record::from(RecordData::from_message(&m, tap.tp.topic.clone()));
+    let mut failed = false;
+    while records.len() < PER_PARTITION && bytes < BATCH_BYTES && !failed {
+        let want = TAKE.min(PER_PARTITION - records.len());
+        // Every record lent must be kept: librdkafka has let go of it.
+        let taken = queue.take(want, |m| match m {
+            Ok(m) => {
+                let record = Record::from(RecordData::from_queued(&m, tap.tp.topic.clone()));
                 bytes += record.weight();
                 records.push(record);
             }
+            Err(KafkaError::PartitionEOF(_)) => {
+                debug!(topic = %tap.tp.topic, partition = tap.tp.partition, "end of partition");
+            }
+            Err(e) => {
+                warn!(topic = %tap.tp.topic, partition = tap.tp.partition, error = %e, "partition queue error (librdkafka will retry)");
+                failed = true;
+            }
+        });
+        if taken < want {
+            break;
         }
     }
     let seq = inner.seq;

@@ -75,6 +75,7 @@ impl From<RecordData> for Record {
 }
 
 thread_local! {
+    /// Most records carry no headers: they share one empty list rather than allocate.
     static NO_HEADERS: Arc<[Header]> = Arc::from(Vec::new());
 }
 
@@ -109,8 +110,8 @@ fn key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>) -> (Option<Bytes>
 }
 
 impl RecordData {
+    /// A record from a queue `rdkafka` polls (the main queue, the overflow consumer's).
     pub(crate) fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
-        // Most records carry no headers: share one empty list rather than allocate.
         let headers = match m.headers() {
             Some(hs) if hs.count() > 0 => hs
                 .iter()
@@ -120,6 +121,30 @@ impl RecordData {
                 })
                 .collect(),
             _ => NO_HEADERS.with(Arc::clone),
+        };
+        let (key, payload) = key_and_payload(m.key(), m.payload());
+        RecordData {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            key,
+            payload,
+            headers,
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
+
+    /// A record from a partition's own queue (see `fetcher.rs`).
+    pub(crate) fn from_queued(m: &kafkaesque_rdqueue::Message<'_>, topic: Arc<str>) -> Self {
+        let hs = m.headers();
+        let headers = if hs.len() == 0 {
+            NO_HEADERS.with(Arc::clone)
+        } else {
+            hs.map(|h| Header {
+                name: String::from_utf8_lossy(h.name).into_owned(),
+                value: h.value.map(Bytes::copy_from_slice),
+            })
+            .collect()
         };
         let (key, payload) = key_and_payload(m.key(), m.payload());
         RecordData {
