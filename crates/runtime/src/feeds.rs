@@ -181,23 +181,43 @@ impl State {
         if f.tap.id != tap.id || f.seq != seq || f.hold == Hold::PausedInKafka {
             return; // an earlier queue or position of the partition: fetched again from there
         }
-        f.kept.extend(records);
-        if f.hold == Hold::Polling {
-            self.offer_kept(i, main);
+        if f.hold == Hold::Polling && f.kept.is_empty() {
+            // The usual case: straight from the batch, without passing through `kept`.
+            self.offer_records(i, records, main);
+        } else {
+            f.kept.extend(records);
+            if f.hold == Hold::Polling {
+                self.offer_kept(i, main);
+            }
         }
     }
 
     /// Offers a partition's kept records in order until the engine refuses one.
     fn offer_kept<C: ConsumerContext>(&mut self, i: usize, main: &BaseConsumer<C>) {
+        let kept = std::mem::take(&mut self.feeds.list[i].kept);
+        self.offer_records(i, kept, main);
+    }
+
+    /// Offers `records` of a partition that keeps nothing, in order, until the engine refuses
+    /// one: that one and the rest are kept then.
+    fn offer_records<C: ConsumerContext>(
+        &mut self,
+        i: usize,
+        records: impl IntoIterator<Item = Record>,
+        main: &BaseConsumer<C>,
+    ) {
         let Some(h) = self.feeds.list[i].handle else {
+            self.feeds.list[i].kept.extend(records);
             return;
         };
         let mut next_sample = self.feeds.list[i].next_sample;
         let topic = self.feeds.list[i].tp.topic.clone();
-        while let Some(record) = self.feeds.list[i].kept.pop_front() {
+        let mut records = records.into_iter();
+        while let Some(record) = records.next() {
             if self.offer(h, record, &mut next_sample, &topic) == Intake::Refused {
                 let f = &mut self.feeds.list[i];
                 f.next_sample = next_sample;
+                f.kept.extend(records);
                 keep_refused(&mut self.engine, f, main);
                 return;
             }

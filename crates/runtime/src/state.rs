@@ -55,6 +55,9 @@ pub(crate) struct State {
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
+    /// The key of the record being offered, copied: cheaper than cloning its `Bytes`, whose
+    /// shared count the fetcher thread wrote last.
+    key: Vec<u8>,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
     pub(crate) feeds: Feeds,
     /// Their records, from the fetcher thread (see [`crate::fetcher`]).
@@ -94,6 +97,7 @@ impl State {
             shutdown: false,
             topics: HashMap::default(),
             actions: Vec::new(),
+            key: Vec::new(),
             feeds: Feeds::new(hub),
             batches,
             gate: None,
@@ -167,9 +171,14 @@ impl State {
                 });
                 self.engine.fetched(h, offset, weight, items)
             }
-            None => self
-                .engine
-                .fetched(h, offset, weight, [(record.key.clone(), record)]),
+            None => {
+                let key = record.key.as_deref().map(|k| {
+                    self.key.clear();
+                    self.key.extend_from_slice(k);
+                    &self.key[..]
+                });
+                self.engine.fetched(h, offset, weight, [(key, record)])
+            }
         };
         if intake == Intake::Stale {
             debug!(topic, partition, offset, "stale record ignored");
