@@ -1,6 +1,7 @@
 //! The queue against librdkafka's mock cluster: every record comes out once, in order, with its
 //! key, payload, headers and timestamp as produced, whatever the batch sizes; the callback
-//! fires; a closure that panics loses only the batch it was lent.
+//! fires; the end of a partition comes as an error after its records; a closure that panics
+//! loses only the batch it was lent.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -252,5 +253,42 @@ fn a_panicking_closure_loses_only_the_batch_it_was_lent() -> Result<()> {
     let next = drain(&s.consumer, &queues[..1], &[10], 1)?;
     let at = next[0][0].offset;
     assert!(at > 5 && at <= 21, "resumed at {at}");
+    Ok(())
+}
+
+#[test]
+fn the_end_of_a_partition_comes_as_an_error_after_its_records() -> Result<()> {
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic(TOPIC, 1, 1)?;
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, 0, 5)?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "rdqueue-eof")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let consumer = Arc::new(consumer);
+    let q = PartitionQueue::split(&consumer, TOPIC, 0).context("split")?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(TOPIC, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let (mut offsets, mut eof) = (Vec::new(), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while eof.is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "no end of partition after {offsets:?}"
+        );
+        let _ = consumer.poll(Duration::from_millis(1));
+        q.take(100, |m| match m {
+            Ok(m) => offsets.push(m.offset()),
+            Err(e) => eof = Some(e),
+        });
+    }
+    assert_eq!(offsets, (0..5).collect::<Vec<i64>>());
+    assert!(
+        matches!(eof, Some(rdkafka::error::KafkaError::PartitionEOF(0))),
+        "{eof:?}"
+    );
     Ok(())
 }
