@@ -55,8 +55,9 @@ pub(crate) struct State {
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
-    /// The key of the record being offered, copied: cheaper than cloning its `Bytes`, whose
-    /// shared count the fetcher thread wrote last.
+    /// The key of the record being offered, copied here rather than its `Bytes` cloned: a clone
+    /// writes the shared count, a cache line the fetcher thread wrote last, while the copy reads
+    /// only the key's bytes, which the engine reads anyway.
     key: Vec<u8>,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
     pub(crate) feeds: Feeds,
