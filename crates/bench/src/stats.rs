@@ -32,6 +32,19 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time this process has used so far, user and system, in seconds: utime and stime of
+/// `/proc/self/stat`, counted in the kernel's 10 ms ticks (`USER_HZ`, 100 on Linux), where
+/// the kernel tells it. Threads that have ended are still counted.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11); // field 14, utime
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +58,21 @@ mod tests {
         assert_eq!(quantile(&v, 0.0), 1.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn this_process_counts_the_cpu_it_spends() {
+        let before = process_cpu_seconds().expect("a CPU time");
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let spent = process_cpu_seconds().expect("a CPU time") - before;
+        assert!(
+            (0.15..5.0).contains(&spent),
+            "{spent} s for 0.3 s of spinning"
+        );
     }
 
     #[test]

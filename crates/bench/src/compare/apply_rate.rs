@@ -77,6 +77,7 @@ async fn consume(env: &ServiceEnv, records: usize) -> Result<f64> {
         }
     })
     .await
+    .map(|run| run.rate)
 }
 
 /// The same updates as plain single-row `UPDATE`s, spread over as many connections as the

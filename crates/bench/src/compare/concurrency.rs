@@ -42,19 +42,31 @@ pub async fn run(
     let mut ceiling = Vec::new();
     for _ in 0..reps {
         let (b, name) = (broker.clone(), topic.name().to_owned());
-        rw.push(blocking(move || raw(&b, &name, records)).await?);
+        rw.push(blocking(move || raw(&b, &name, records)).await?.rate);
         ceiling.push(timer_ceiling(CONCURRENCY, HANDLER, CEILING_WINDOW).await);
         let key = Consumer::builder()
             .ordering(Ordering::Key)
             .concurrency(CONCURRENCY);
-        k.push(ours(broker, topic.name(), records, key, HANDLER).await?);
+        k.push(
+            ours(broker, topic.name(), records, key, HANDLER)
+                .await?
+                .rate,
+        );
         let seed = Consumer::builder().concurrency(CONCURRENCY);
         let seed = seed_design(seed, CONCURRENCY, SEED_GLOBAL_CAP);
-        sd.push(ours(broker, topic.name(), records / 5, seed, HANDLER).await?);
+        sd.push(
+            ours(broker, topic.name(), records / 5, seed, HANDLER)
+                .await?
+                .rate,
+        );
         let part = Consumer::builder()
             .ordering(Ordering::Partition)
             .concurrency(CONCURRENCY);
-        s.push(ours(broker, topic.name(), serial, part, HANDLER).await?);
+        s.push(
+            ours(broker, topic.name(), serial, part, HANDLER)
+                .await?
+                .rate,
+        );
     }
     let c_over_l = CONCURRENCY as f64 / HANDLER.as_secs_f64();
     let raw_one = median(&rw);

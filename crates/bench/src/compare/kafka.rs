@@ -15,6 +15,7 @@ use rdkafka::Message;
 use tokio::sync::Notify;
 
 use crate::rig::GROUP_PROPERTIES;
+use crate::stats::process_cpu_seconds;
 
 /// The fetch back-off the consumer sets (`crates/runtime/src/config.rs`) instead of librdkafka's
 /// 1 s, given to the raw loop too so that both fetch alike.
@@ -22,6 +23,40 @@ const RAW_FETCH: (&str, &str) = ("fetch.queue.backoff.ms", "20");
 
 /// How long one consumer run may take before the comparison gives up on it.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// What one timed run measured, from the first record to the last.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub rate: f64,
+    /// CPU the whole process spent per record meanwhile, in µs (see
+    /// [`process_cpu_seconds`]); `None` where the kernel does not tell.
+    pub cpu_us: Option<f64>,
+}
+
+/// A point to time a run from (or to).
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: Instant,
+    cpu: Option<f64>,
+}
+
+impl Mark {
+    fn now() -> Self {
+        Mark {
+            at: Instant::now(),
+            cpu: process_cpu_seconds(),
+        }
+    }
+
+    /// `records` taken between `self` and `end`.
+    fn run_to(self, end: Mark, records: usize) -> Run {
+        let n = records as f64;
+        Run {
+            rate: n / (end.at - self.at).as_secs_f64(),
+            cpu_us: end.cpu.zip(self.cpu).map(|(b, a)| (b - a) * 1e6 / n),
+        }
+    }
+}
 
 /// Writes `records` records of 100 bytes over `keys` keys (`key-0`, `key-1`, …) into `topic`.
 /// Blocking: call it from `spawn_blocking`.
@@ -48,8 +83,8 @@ pub fn produce(broker: &Broker, topic: &str, records: usize, keys: usize) -> Res
     Ok(())
 }
 
-/// Records per second of a bare poll loop over `topic` in a new group, from the first record to
-/// the last. Blocking: call it from `spawn_blocking`.
+/// Records per second (and CPU per record) of a bare poll loop over `topic` in a new group, from
+/// the first record to the last. Blocking: call it from `spawn_blocking`.
 ///
 /// It fetches as the consumer does ([`RAW_FETCH`]): with librdkafka's own default, a run whose
 /// local queue filled once stood still for a whole second, and the raw rate was 250,000 or
@@ -57,7 +92,7 @@ pub fn produce(broker: &Broker, topic: &str, records: usize, keys: usize) -> Res
 ///
 /// # Errors
 /// When the consumer cannot be created or the records do not all arrive in time.
-pub fn raw(broker: &Broker, topic: &str, records: usize) -> Result<f64> {
+pub fn raw(broker: &Broker, topic: &str, records: usize) -> Result<Run> {
     let c: BaseConsumer = broker
         .group_config(&unique_name("bench-raw"))
         .set("auto.offset.reset", "earliest")
@@ -71,14 +106,14 @@ pub fn raw(broker: &Broker, topic: &str, records: usize) -> Result<f64> {
         anyhow::ensure!(Instant::now() < limit, "raw loop: {n} of {records} records");
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             std::hint::black_box(m.offset());
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(Mark::now);
             n += 1;
         }
     }
-    Ok(records as f64 / first.context("no record")?.elapsed().as_secs_f64())
+    Ok(first.context("no record")?.run_to(Mark::now(), records))
 }
 
-/// Records per second through this consumer (`builder`, given its ordering and limits) over
+/// Records per second (and CPU per record) through this consumer (`builder`, given its ordering and limits) over
 /// `topic` in a new group, from the first handler call to the `records`-th completion; each
 /// handler call sleeps `handler` first.
 ///
@@ -90,7 +125,7 @@ pub async fn ours(
     records: usize,
     builder: ConsumerBuilder,
     handler: Duration,
-) -> Result<f64> {
+) -> Result<Run> {
     let mut builder = builder
         .brokers(broker.bootstrap_servers())
         .group_id(unique_name("bench-ours"))
@@ -109,21 +144,22 @@ pub async fn ours(
 
 /// Runs `consumer` until `handler` has finished `records` records (it returns how many each call
 /// finished: a coalesced delivery stands for several), then stops it; returns records per second
-/// from the first handler call to the last completion — the group join before is not counted.
+/// from the first handler call to the last completion — the group join before is not counted —
+/// and the CPU the process spent per record meanwhile.
 ///
 /// The bookkeeping around each call is one reference count, one atomic read and one atomic add:
 /// with a no-op handler it is part of what is measured, so it must cost next to nothing.
 ///
 /// # Errors
 /// When the consumer fails or does not finish within five minutes.
-pub async fn timed<H, F>(consumer: Consumer, records: usize, handler: H) -> Result<f64>
+pub async fn timed<H, F>(consumer: Consumer, records: usize, handler: H) -> Result<Run>
 where
     H: Fn(Record) -> F + Send + Sync + 'static,
     F: Future<Output = Result<usize, HandlerError>> + Send + 'static,
 {
     struct Tally<H> {
         handler: H,
-        first: OnceLock<Instant>,
+        first: OnceLock<Mark>,
         count: AtomicUsize,
         done: Notify,
     }
@@ -137,7 +173,7 @@ where
     let handle = move |r: Record| {
         let t = t.clone();
         async move {
-            t.first.get_or_init(Instant::now);
+            t.first.get_or_init(Mark::now);
             let n = (t.handler)(r).await?;
             if t.count.fetch_add(n, AtomicOrdering::Relaxed) + n >= records {
                 t.done.notify_one();
@@ -150,14 +186,14 @@ where
     consumer
         .run(handle, async move {
             let _ = tokio::time::timeout(RUN_LIMIT, t.done.notified()).await;
-            let _ = e.set(Instant::now());
+            let _ = e.set(Mark::now());
         })
         .await?;
     let n = tally.count.load(AtomicOrdering::Relaxed);
     anyhow::ensure!(n >= records, "consumer: {n} of {records} records in time");
     let start = tally.first.get().context("no record")?;
     let stop = end.get().context("no end")?;
-    Ok(records as f64 / (*stop - *start).as_secs_f64())
+    Ok(start.run_to(*stop, records))
 }
 
 /// Runs a blocking closure on the blocking pool.
