@@ -113,9 +113,9 @@ pub fn raw(broker: &Broker, topic: &str, records: usize) -> Result<Run> {
     Ok(first.context("no record")?.run_to(Mark::now(), records))
 }
 
-/// Records per second (and CPU per record) through this consumer (`builder`, given its ordering and limits) over
-/// `topic` in a new group, from the first handler call to the `records`-th completion; each
-/// handler call sleeps `handler` first.
+/// Records per second (and CPU per record) through this consumer (`builder`, given its
+/// ordering and limits) over `topic` in a new group, from the first handler call to the
+/// `records`-th completion; each handler call sleeps `handler` first.
 ///
 /// # Errors
 /// When the consumer fails or does not finish in time.
