@@ -23,8 +23,8 @@ pub struct PartitionQueue<C: ConsumerContext + 'static> {
     /// Boxed twice: librdkafka gets a thin pointer to the inner box, which stays where it is
     /// for as long as it is installed.
     callback: Option<Box<Callback>>,
-    /// librdkafka's queue handles and messages must not outlive their client.
-    consumer: Arc<BaseConsumer<C>>,
+    /// Only held: librdkafka's queue handles and messages must not outlive their client.
+    _consumer: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka's queue functions take the queue's own lock and may be called from any
@@ -60,7 +60,7 @@ impl<C: ConsumerContext> PartitionQueue<C> {
         Some(PartitionQueue {
             queue,
             callback: None,
-            consumer: consumer.clone(),
+            _consumer: consumer.clone(),
         })
     }
 
@@ -114,11 +114,6 @@ impl<C: ConsumerContext> PartitionQueue<C> {
             }
         }
         taken
-    }
-
-    /// The consumer the queue belongs to.
-    pub fn consumer(&self) -> &Arc<BaseConsumer<C>> {
-        &self.consumer
     }
 }
 

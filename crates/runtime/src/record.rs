@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
+use rdkafka::Timestamp;
 
 /// One message header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,49 +113,57 @@ fn key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>) -> (Option<Bytes>
 impl RecordData {
     /// A record from a queue `rdkafka` polls (the main queue, the overflow consumer's).
     pub(crate) fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
-        let headers = match m.headers() {
-            Some(hs) if hs.count() > 0 => hs
-                .iter()
-                .map(|h| Header {
-                    name: h.key.to_owned(),
-                    value: h.value.map(Bytes::copy_from_slice),
-                })
-                .collect(),
-            _ => NO_HEADERS.with(Arc::clone),
-        };
-        let (key, payload) = key_and_payload(m.key(), m.payload());
-        RecordData {
+        let headers = m.headers().into_iter().flat_map(|hs| hs.iter());
+        Self::fetched(
             topic,
-            partition: m.partition(),
-            offset: m.offset(),
-            key,
-            payload,
-            headers,
-            timestamp: m.timestamp().to_millis(),
-        }
+            (m.partition(), m.offset()),
+            (m.key(), m.payload()),
+            headers.map(|h| Header {
+                name: h.key.to_owned(),
+                value: h.value.map(Bytes::copy_from_slice),
+            }),
+            m.timestamp(),
+        )
     }
 
     /// A record from a partition's own queue (see `fetcher.rs`).
     pub(crate) fn from_queued(m: &kafkaesque_rdqueue::Message<'_>, topic: Arc<str>) -> Self {
-        let hs = m.headers();
-        let headers = if hs.len() == 0 {
-            NO_HEADERS.with(Arc::clone)
-        } else {
-            hs.map(|h| Header {
+        Self::fetched(
+            topic,
+            (m.partition(), m.offset()),
+            (m.key(), m.payload()),
+            m.headers().map(|h| Header {
                 name: String::from_utf8_lossy(h.name).into_owned(),
                 value: h.value.map(Bytes::copy_from_slice),
-            })
-            .collect()
+            }),
+            m.timestamp(),
+        )
+    }
+
+    /// What both kinds of message become: the key and payload copied out, the headers shared
+    /// with every other record that has none.
+    fn fetched(
+        topic: Arc<str>,
+        (partition, offset): (i32, i64),
+        (key, payload): (Option<&[u8]>, Option<&[u8]>),
+        headers: impl Iterator<Item = Header>,
+        timestamp: Timestamp,
+    ) -> Self {
+        let mut headers = headers.peekable();
+        let headers = if headers.peek().is_none() {
+            NO_HEADERS.with(Arc::clone)
+        } else {
+            headers.collect()
         };
-        let (key, payload) = key_and_payload(m.key(), m.payload());
+        let (key, payload) = key_and_payload(key, payload);
         RecordData {
             topic,
-            partition: m.partition(),
-            offset: m.offset(),
+            partition,
+            offset,
             key,
             payload,
             headers,
-            timestamp: m.timestamp().to_millis(),
+            timestamp: timestamp.to_millis(),
         }
     }
 
