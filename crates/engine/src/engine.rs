@@ -453,6 +453,18 @@ impl<P: Clone> Engine<P> {
         self.actions.drain(..)
     }
 
+    /// Moves the actions produced so far to the end of `into`. When `into` is empty the two
+    /// buffers are swapped, so a driver that keeps one buffer and empties it every time takes
+    /// each batch of actions without copying it (an action is about a hundred and fifty bytes,
+    /// and a driver takes one per record at least).
+    pub fn take_actions(&mut self, into: &mut Vec<Action<P>>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.actions, into);
+        } else {
+            into.append(&mut self.actions);
+        }
+    }
+
     // ---- slots and lanes
 
     pub(crate) fn slot(&self, h: PartitionHandle) -> Option<u32> {

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -168,15 +169,28 @@ impl Consumer {
 /// A handler that has to wait is handed to the runtime as a task and reports on the channel.
 fn spawner<H: Handler>(handler: Arc<H>, tx: EventTx) -> Spawn {
     let rt = tokio::runtime::Handle::current();
-    Box::new(move |record, id| {
+    let call = move |record| {
         let handler = handler.clone();
-        let call = async move { handler.handle(record).await };
-        let mut fut = Box::pin(AssertUnwindSafe(call).catch_unwind());
+        AssertUnwindSafe(async move { handler.handle(record).await }).catch_unwind()
+    };
+    // The box of the last handler that finished without waiting, kept to hold the next one:
+    // a finished future owns nothing any more, and reusing its box spares an allocation and a
+    // free per record.
+    let mut spare = None;
+    Box::new(move |record, id| {
+        let mut fut = match spare.take() {
+            Some(mut boxed) => {
+                Pin::set(&mut boxed, call(record));
+                boxed
+            }
+            None => Box::pin(call(record)),
+        };
         let mut cx = Context::from_waker(Waker::noop());
         let outcome = |r: Result<Result<(), HandlerError>, _>| {
             r.unwrap_or_else(|_| Err(HandlerError::retry("handler panicked")))
         };
         if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            spare = Some(fut);
             // Finished without waiting: not worth two clock reads.
             return Some((outcome(r), Duration::ZERO));
         }

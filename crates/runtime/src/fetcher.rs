@@ -28,6 +28,7 @@ use rdkafka::error::KafkaError;
 use tracing::{debug, warn};
 
 use crate::context::GroupContext;
+use crate::record::BatchShared;
 use crate::{Record, RecordData};
 
 /// Records taken from one partition's queue per batch, so that a busy partition cannot starve
@@ -36,7 +37,12 @@ pub(crate) const PER_PARTITION: usize = 128;
 /// A batch stops growing past this many bytes (it always holds at least one record).
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches of one partition on their way to the driver at most.
-const BATCHES_PER_TAP: u32 = 2;
+const BATCHES_PER_TAP: u32 = 4;
+/// A fetcher waiting for the driver is woken once a partition is down to this many batches in
+/// transit, not as soon as one is handed over: it then takes several batches per wake-up
+/// instead of one, and a wake-up (a futex call and a context switch on each side) costs about
+/// as much as taking a few dozen records.
+const WAKE_AT: u32 = BATCHES_PER_TAP / 2;
 /// Shortest and longest sleep of a fetcher that found nothing to take: a queue receiving
 /// something, a tap opening or a batch being taken wakes it sooner, but not always — librdkafka
 /// calls a queue's callback only when the queue turns from empty to not empty, and a queue whose
@@ -80,9 +86,9 @@ impl Tap {
     }
 
     /// The driver has taken what it wants of one of this tap's batches: the fetcher may take
-    /// another.
+    /// another (and is woken for it at [`WAKE_AT`]).
     pub(crate) fn handed_over(&self, hub: &Hub) {
-        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == BATCHES_PER_TAP {
+        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == WAKE_AT + 1 {
             hub.wake_fetcher();
         }
     }
@@ -240,15 +246,16 @@ const TAKE: usize = 32;
 fn take(tap: &Arc<Tap>) -> Option<Batch> {
     let inner = tap.lock();
     let queue = inner.queue.as_ref()?;
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(PER_PARTITION);
     let mut bytes = 0;
     let mut failed = false;
+    let shared = BatchShared::new(&tap.tp.topic);
     while records.len() < PER_PARTITION && bytes < BATCH_BYTES && !failed {
         let want = TAKE.min(PER_PARTITION - records.len());
         // Every record lent must be kept: librdkafka has let go of it.
         let taken = queue.take(want, |m| match m {
             Ok(m) => {
-                let record = Record::from(RecordData::from_queued(&m, tap.tp.topic.clone()));
+                let record = Record::from(RecordData::from_queued(&m, &shared));
                 bytes += record.weight();
                 records.push(record);
             }

@@ -22,12 +22,12 @@ pub struct Header {
 /// through the engine's queues and dropped twice. With the fetched parts shared, that is one
 /// counter and a few words rather than five counters and 170 bytes, which is most of what the
 /// consumer costs per record over a bare poll loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Record {
     data: Arc<RecordData>,
-    /// The ordering key this delivery runs under: the record's key, or one of the keys a
-    /// [`Router`](crate::Router) gave it (a record may run once per key).
-    pub route: Option<Bytes>,
+    /// The key a [`Router`](crate::Router) gave this delivery; `None` while it runs under the
+    /// record's own key, which is not cloned for it (see [`Record::route`]).
+    routed: Option<Option<Bytes>>,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// How many records this delivery stands for (more than one once coalesced).
@@ -67,7 +67,7 @@ impl From<RecordData> for Record {
     /// A first delivery of `data`, under its own key.
     fn from(data: RecordData) -> Self {
         Record {
-            route: data.key.clone(),
+            routed: None,
             data: Arc::new(data),
             attempt: 1,
             records: 1,
@@ -75,9 +75,57 @@ impl From<RecordData> for Record {
     }
 }
 
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+            && self.route() == other.route()
+            && (self.attempt, self.records) == (other.attempt, other.records)
+    }
+}
+
+impl Eq for Record {}
+
+impl Record {
+    /// The ordering key this delivery runs under: the record's key, or one of the keys a
+    /// [`Router`](crate::Router) gave it (a record may run once per key).
+    pub fn route(&self) -> Option<&Bytes> {
+        match &self.routed {
+            Some(route) => route.as_ref(),
+            None => self.data.key.as_ref(),
+        }
+    }
+
+    /// This delivery under another ordering key (`None`: under no key).
+    pub fn with_route(mut self, route: Option<Bytes>) -> Self {
+        self.routed = Some(route);
+        self
+    }
+}
+
 thread_local! {
     /// Most records carry no headers: they share one empty list rather than allocate.
     static NO_HEADERS: Arc<[Header]> = Arc::from(Vec::new());
+}
+
+/// What the records of one fetched batch share: their topic's name and the empty header list.
+///
+/// Why per batch and not one value for the process: every clone and drop of a record's topic
+/// or headers writes their reference count, and a count that the fetcher thread raises while
+/// the driver lowers it moves between the two cores on every record. A batch's own copies are
+/// raised by the fetcher alone, then lowered by the driver alone: the count's cache line
+/// crosses over about once per batch instead.
+pub(crate) struct BatchShared {
+    topic: Arc<str>,
+    no_headers: Arc<[Header]>,
+}
+
+impl BatchShared {
+    pub(crate) fn new(topic: &str) -> Self {
+        BatchShared {
+            topic: Arc::from(topic),
+            no_headers: Arc::from(Vec::new()),
+        }
+    }
 }
 
 /// Header names the runtime writes on dead-letter and overflow records.
@@ -92,30 +140,13 @@ pub mod headers {
     pub const ATTEMPTS: &str = "kafkaesque.attempts";
 }
 
-/// Copies a message's key and payload out of librdkafka's buffer into one allocation that both
-/// share: the key is cloned at least once (it is also the record's `route`), and a clone of a
-/// freshly copied `Bytes` allocates again, so one buffer sliced twice costs two allocations
-/// where separate copies would cost three. Most records have a key; those without get a plain
-/// copy.
-fn key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>) -> (Option<Bytes>, Option<Bytes>) {
-    let Some(k) = key else {
-        return (None, payload.map(Bytes::copy_from_slice));
-    };
-    let p = payload.unwrap_or_default();
-    let mut buf = Vec::with_capacity(k.len() + p.len());
-    buf.extend_from_slice(k);
-    buf.extend_from_slice(p);
-    let buf = Bytes::from(buf);
-    let key = buf.slice(..k.len());
-    (Some(key), payload.map(|_| buf.slice(k.len()..)))
-}
-
 impl RecordData {
     /// A record from a queue `rdkafka` polls (the main queue, the overflow consumer's).
     pub(crate) fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         let headers = m.headers().into_iter().flat_map(|hs| hs.iter());
         Self::fetched(
             topic,
+            NO_HEADERS.with(Arc::clone),
             (m.partition(), m.offset()),
             (m.key(), m.payload()),
             headers.map(|h| Header {
@@ -127,9 +158,10 @@ impl RecordData {
     }
 
     /// A record from a partition's own queue (see `fetcher.rs`).
-    pub(crate) fn from_queued(m: &kafkaesque_rdqueue::Message<'_>, topic: Arc<str>) -> Self {
+    pub(crate) fn from_queued(m: &kafkaesque_rdqueue::Message<'_>, shared: &BatchShared) -> Self {
         Self::fetched(
-            topic,
+            shared.topic.clone(),
+            shared.no_headers.clone(),
             (m.partition(), m.offset()),
             (m.key(), m.payload()),
             m.headers().map(|h| Header {
@@ -141,9 +173,10 @@ impl RecordData {
     }
 
     /// What both kinds of message become: the key and payload copied out, the headers shared
-    /// with every other record that has none.
+    /// with other records that have none (`no_headers`).
     fn fetched(
         topic: Arc<str>,
+        no_headers: Arc<[Header]>,
         (partition, offset): (i32, i64),
         (key, payload): (Option<&[u8]>, Option<&[u8]>),
         headers: impl Iterator<Item = Header>,
@@ -151,11 +184,17 @@ impl RecordData {
     ) -> Self {
         let mut headers = headers.peekable();
         let headers = if headers.peek().is_none() {
-            NO_HEADERS.with(Arc::clone)
+            no_headers
         } else {
             headers.collect()
         };
-        let (key, payload) = key_and_payload(key, payload);
+        // Copied each into a buffer of its own: a `Bytes` made from a fresh buffer costs no
+        // reference count until it is cloned, and nothing on the consumer's path clones them
+        // (the route is the key itself, not a clone of it).
+        let (key, payload) = (
+            key.map(Bytes::copy_from_slice),
+            payload.map(Bytes::copy_from_slice),
+        );
         RecordData {
             topic,
             partition,
@@ -212,21 +251,24 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
+    use rdkafka::Timestamp;
 
-    use super::{key_and_payload, Record, RecordData};
+    use super::{Record, RecordData};
+
+    fn record(key: Option<&'static [u8]>, payload: Option<&'static [u8]>) -> Record {
+        Record::from(RecordData::fetched(
+            Arc::from("t"),
+            Arc::from(Vec::new()),
+            (0, 7),
+            (key, payload),
+            std::iter::empty(),
+            Timestamp::NotAvailable,
+        ))
+    }
 
     #[test]
     fn changing_a_record_leaves_its_clones_as_they_were() {
-        let original = Record::from(RecordData {
-            topic: Arc::from("t"),
-            partition: 0,
-            offset: 7,
-            key: Some(Bytes::from_static(b"k")),
-            payload: Some(Bytes::from_static(b"before")),
-            headers: Arc::from(Vec::new()),
-            timestamp: None,
-        });
-        assert_eq!(original.route.as_deref(), Some(&b"k"[..]));
+        let original = record(Some(b"k"), Some(b"before"));
         let mut changed = original.clone();
         changed.payload = Some(Bytes::from_static(b"after"));
         changed.offset = 8;
@@ -238,19 +280,33 @@ mod tests {
 
     #[test]
     fn key_and_payload_come_back_as_they_were() {
-        type Case<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
-        let cases: [Case<'_>; 5] = [
+        type Case<'a> = (Option<&'static [u8]>, Option<&'static [u8]>);
+        let cases: [Case<'_>; 6] = [
             (Some(b"key"), Some(b"payload")),
             (Some(b"key"), None),
             (Some(b"key"), Some(b"")),
             (None, Some(b"payload")),
             (Some(b""), Some(b"payload")),
+            (None, None),
         ];
         for (k, p) in cases {
-            let (key, payload) = key_and_payload(k, p);
-            assert_eq!(key.as_deref(), k);
-            assert_eq!(payload.as_deref(), p);
+            let r = record(k, p);
+            assert_eq!(r.key.as_deref(), k);
+            assert_eq!(r.payload.as_deref(), p);
         }
-        assert_eq!(key_and_payload(None, None), (None, None));
+    }
+
+    #[test]
+    fn a_delivery_runs_under_its_key_unless_routed_elsewhere() {
+        let r = record(Some(b"k"), Some(b"p"));
+        assert_eq!(r.route().map(|k| &k[..]), Some(&b"k"[..]));
+        let other = r.clone().with_route(Some(Bytes::from_static(b"row")));
+        assert_eq!(other.route().map(|k| &k[..]), Some(&b"row"[..]));
+        assert_eq!(other.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(r.clone().with_route(None).route(), None);
+        assert_eq!(record(None, Some(b"p")).route(), None);
+        // Equal when they run under the same key, however that key was given.
+        assert_eq!(r.clone().with_route(r.key.clone()), r);
+        assert_ne!(other, r);
     }
 }

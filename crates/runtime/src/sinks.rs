@@ -130,7 +130,7 @@ impl Sinks {
         let pending = Pending {
             topic: format!("{}{suffix}", r.tp.topic),
             partition: Some(r.tp.partition),
-            key: rec.route.clone(),
+            key: rec.route().cloned(),
             payload: rec.payload.clone(),
             headers: rec.owned_headers(&extra),
             retry_at: None,

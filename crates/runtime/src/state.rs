@@ -29,7 +29,7 @@ use crate::{HandlerError, Record, RecordData};
 /// Starts the handler for one item; returns its outcome (and how long it took) when it finished
 /// without waiting, or `None` when it runs on as a task that will report on the channel.
 pub(crate) type Spawn =
-    Box<dyn Fn(Record, WorkId) -> Option<(Result<(), HandlerError>, Duration)> + Send + Sync>;
+    Box<dyn FnMut(Record, WorkId) -> Option<(Result<(), HandlerError>, Duration)> + Send>;
 
 /// What reaches the driver from other threads: events on one channel, records from the fetcher
 /// on another (with the hub it shares with the fetcher).
@@ -165,11 +165,9 @@ impl State {
         let weight = record.weight();
         let intake = match &self.cfg.router {
             Some(router) => {
-                let items = route(router, &record).into_iter().map(|k| {
-                    let mut r = record.clone();
-                    r.route = k.clone();
-                    (k, r)
-                });
+                let items = route(router, &record)
+                    .into_iter()
+                    .map(|k| (k.clone(), record.clone().with_route(k)));
                 self.engine.fetched(h, offset, weight, items)
             }
             None => {
@@ -236,10 +234,9 @@ impl State {
             data.offset = o;
         }
         data.key = source_key;
-        let mut record = Record::from(data);
-        record.route = m.key().map(Bytes::copy_from_slice);
+        let route = m.key().map(Bytes::copy_from_slice);
+        let record = Record::from(data).with_route(route.clone());
         let weight = record.weight();
-        let route = record.route.clone();
         self.engine
             .fetched_overflow(h, m.offset(), route, weight, record);
     }
@@ -342,7 +339,7 @@ impl State {
         finished: &mut Vec<(WorkId, Result<(), HandlerError>, Duration)>,
     ) {
         let mut actions = std::mem::take(&mut self.actions);
-        actions.extend(self.engine.drain_actions());
+        self.engine.take_actions(&mut actions);
         for a in actions.drain(..) {
             match a {
                 Action::Dispatch(w) => {

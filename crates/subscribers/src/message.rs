@@ -197,7 +197,7 @@ pub(crate) fn test_record(
     offset: i64,
     route: Option<Uuid>,
 ) -> kafkaesque_runtime::Record {
-    let mut record = kafkaesque_runtime::Record::from(kafkaesque_runtime::RecordData {
+    kafkaesque_runtime::Record::from(kafkaesque_runtime::RecordData {
         topic: std::sync::Arc::from("t"),
         partition: 0,
         offset,
@@ -205,7 +205,6 @@ pub(crate) fn test_record(
         payload: Some(m.to_bytes()),
         headers: std::sync::Arc::from(Vec::new()),
         timestamp: None,
-    });
-    record.route = route.map(|r| Bytes::from(r.to_string()));
-    record
+    })
+    .with_route(route.map(|r| Bytes::from(r.to_string())))
 }

@@ -274,8 +274,8 @@ impl Applier {
 fn decode(record: &Record) -> Result<(Uuid, Vec<Change>), HandlerError> {
     let malformed = |why: &str| HandlerError::rejected("malformed", why);
     let row = record
-        .route
-        .as_deref()
+        .route()
+        .map(|r| &r[..])
         .and_then(|r| std::str::from_utf8(r).ok())
         .and_then(|r| Uuid::parse_str(r).ok())
         .ok_or_else(|| malformed("not a subscription update"))?;

@@ -146,7 +146,7 @@ pub async fn run(job: &str) -> Result<()> {
     let seen = Arc::clone(&outcome);
     let handler = move |record: Record| {
         let (applier, seen) = (applier.clone(), Arc::clone(&seen));
-        let hot = record.route.as_ref() == Some(&hot_row) && flooding.load(Ordering::Relaxed);
+        let hot = record.route() == Some(&hot_row) && flooding.load(Ordering::Relaxed);
         let other = record.key.is_some() && record.key != flood_app;
         async move {
             if hot {
