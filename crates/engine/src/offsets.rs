@@ -102,7 +102,7 @@ impl OffsetTracker {
 
     /// One item of `offset` completed. Returns true if the watermark moved.
     pub(crate) fn complete(&mut self, offset: Offset) -> bool {
-        let Ok(i) = self.entries.binary_search_by_key(&offset, |e| e.offset) else {
+        let Some(i) = self.position(offset) else {
             debug_assert!(false, "completion of an untracked offset {offset}");
             return false;
         };
@@ -125,6 +125,20 @@ impl OffsetTracker {
             self.done_above -= 1;
         }
         true
+    }
+
+    /// Where `offset` is in `entries`. A partition's offsets are usually consecutive (gaps come
+    /// only from compaction and transaction markers), so the distance from the first entry is
+    /// tried before a binary search.
+    fn position(&self, offset: Offset) -> Option<usize> {
+        let first = self.entries.front()?.offset;
+        let guess = usize::try_from(offset.checked_sub(first)?).ok()?;
+        if self.entries.get(guess).is_some_and(|e| e.offset == offset) {
+            return Some(guess);
+        }
+        self.entries
+            .binary_search_by_key(&offset, |e| e.offset)
+            .ok()
     }
 
     /// The offset to commit: everything below it is complete. Offsets a previous owner completed
@@ -203,6 +217,22 @@ mod tests {
         assert_eq!(t.watermark(), 15);
         t.complete(15);
         assert_eq!(t.watermark(), 16);
+    }
+
+    #[test]
+    fn completions_find_their_offset_across_gaps() {
+        // Gaps put offsets at other positions than their distance from the first entry.
+        let offsets = [10, 12, 13, 20, 21, 22, 40];
+        let mut t = OffsetTracker::new(10, vec![]);
+        for o in offsets {
+            t.fetch(o, 1);
+        }
+        for o in [21, 13, 40, 12, 22, 20] {
+            assert!(!t.complete(o), "{o} is above the watermark");
+            assert_eq!(t.watermark(), 10);
+        }
+        assert!(t.complete(10));
+        assert_eq!(t.watermark(), 41);
     }
 
     #[test]
