@@ -37,12 +37,7 @@ pub(crate) const PER_PARTITION: usize = 128;
 /// A batch stops growing past this many bytes (it always holds at least one record).
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches of one partition on their way to the driver at most.
-const BATCHES_PER_TAP: u32 = 4;
-/// A fetcher waiting for the driver is woken once a partition is down to this many batches in
-/// transit, not as soon as one is handed over: it then takes several batches per wake-up
-/// instead of one, and a wake-up (a futex call and a context switch on each side) costs about
-/// as much as taking a few dozen records.
-const WAKE_AT: u32 = BATCHES_PER_TAP / 2;
+const BATCHES_PER_TAP: u32 = 2;
 /// Shortest and longest sleep of a fetcher that found nothing to take: a queue receiving
 /// something, a tap opening or a batch being taken wakes it sooner, but not always — librdkafka
 /// calls a queue's callback only when the queue turns from empty to not empty, and a queue whose
@@ -86,9 +81,9 @@ impl Tap {
     }
 
     /// The driver has taken what it wants of one of this tap's batches: the fetcher may take
-    /// another (and is woken for it at [`WAKE_AT`]).
+    /// another.
     pub(crate) fn handed_over(&self, hub: &Hub) {
-        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == WAKE_AT + 1 {
+        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == BATCHES_PER_TAP {
             hub.wake_fetcher();
         }
     }
