@@ -181,15 +181,14 @@ impl State {
         if f.tap.id != tap.id || f.seq != seq || f.hold == Hold::PausedInKafka {
             return; // an earlier queue or position of the partition: fetched again from there
         }
-        if f.hold == Hold::Polling && f.kept.is_empty() {
-            // The usual case: straight from the batch, without passing through `kept`.
-            self.offer_records(i, records, main);
-        } else {
+        if f.hold != Hold::Polling {
             f.kept.extend(records);
-            if f.hold == Hold::Polling {
-                self.offer_kept(i, main);
-            }
+            return;
         }
+        // Whatever is kept comes first; usually nothing is, and the batch's records are offered
+        // straight from it.
+        let kept = std::mem::take(&mut f.kept);
+        self.offer_records(i, kept.into_iter().chain(records), main);
     }
 
     /// Offers a partition's kept records in order until the engine refuses one.
