@@ -181,7 +181,7 @@ impl<P: Clone> Engine<P> {
     }
 
     /// An item left the engine: release what it held and complete its records.
-    fn finish(&mut self, src: u32, item: &Item<P>) {
+    pub(crate) fn finish(&mut self, src: u32, item: &Item<P>) {
         self.unhold(src, 1, item.bytes);
         let tracker = &mut self.part_mut(src).tracker;
         item.offsets.for_each(|o| {
@@ -279,38 +279,23 @@ impl<P: Clone> Engine<P> {
     }
 
     fn start(&mut self, l: u32) {
-        let now = self.now;
         let lane = &mut self.lanes[l as usize];
         let item = lane.queue.pop_front().expect("a ready lane has an item");
         if lane.queue.is_empty() {
             lane.coalescing = false;
         }
-        if lane.in_flight == 0 {
-            lane.in_flight_since = now;
-        }
-        lane.in_flight += 1;
-        let (key, lane_gen) = (lane.key.clone(), lane.gen);
-        self.in_flight += 1;
-        let p = self.part_mut(item.src);
-        p.in_flight += 1;
-        let (tp, epoch) = (p.tp.clone(), p.epoch);
-        let partition = PartitionHandle {
-            index: item.src,
-            epoch,
-        };
+        let key = lane.key.clone();
+        let src = item.src;
         let work_payload = item.payload.clone();
         let (offset, records, attempt) =
             (item.offsets.last(), item.offsets.len(), item.attempts + 1);
-        let (slot, gen) = self.flights.insert(Flight {
-            lane: l,
-            lane_gen,
-            epoch,
-            item,
-        });
+        let id = self.launch(l, item);
+        let p = self.part(src);
+        let (tp, epoch) = (p.tp.clone(), p.epoch);
         self.counters.dispatched += 1;
         self.actions.push(Action::Dispatch(Work {
-            id: WorkId { slot, gen },
-            partition,
+            id,
+            partition: PartitionHandle { index: src, epoch },
             tp,
             key,
             offset,
@@ -318,6 +303,28 @@ impl<P: Clone> Engine<P> {
             attempt,
             payload: work_payload,
         }));
+    }
+
+    /// Puts `item` of lane `l` in flight.
+    pub(crate) fn launch(&mut self, l: u32, item: Item<P>) -> WorkId {
+        let now = self.now;
+        let lane = &mut self.lanes[l as usize];
+        if lane.in_flight == 0 {
+            lane.in_flight_since = now;
+        }
+        lane.in_flight += 1;
+        let lane_gen = lane.gen;
+        self.in_flight += 1;
+        let p = self.part_mut(item.src);
+        p.in_flight += 1;
+        let epoch = p.epoch;
+        let (slot, gen) = self.flights.insert(Flight {
+            lane: l,
+            lane_gen,
+            epoch,
+            item,
+        });
+        WorkId { slot, gen }
     }
 
     pub(crate) fn hold(&mut self, src: u32, n: usize, bytes: usize) {

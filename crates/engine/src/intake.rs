@@ -89,7 +89,7 @@ impl<P: Clone> Engine<P> {
     }
 
     /// The checks every fetched record goes through first.
-    fn admit(&mut self, h: PartitionHandle, offset: Offset) -> Result<u32, Intake> {
+    pub(crate) fn admit(&mut self, h: PartitionHandle, offset: Offset) -> Result<u32, Intake> {
         let Some(slot) = self.slot(h) else {
             self.counters.stale += 1;
             return Err(Intake::Stale);
@@ -191,21 +191,8 @@ impl<P: Clone> Engine<P> {
         bytes: usize,
     ) -> Option<(PauseReason, Option<(u32, u32)>)> {
         let l = &self.cfg.limits;
-        let p = self.part(slot);
-        let n = routed.len();
-        let nb = bytes.saturating_mul(n);
-        if p.tracker.uncommitted() >= l.partition_max_uncommitted {
-            return Some((PauseReason::UncommittedFull, None));
-        }
-        if p.held > 0
-            && (p.held + n > l.partition_max_records || p.held_bytes + nb > l.partition_max_bytes)
-        {
-            return Some((PauseReason::PartitionFull, None));
-        }
-        if self.held > 0
-            && (self.held + n > l.global_max_records || self.held_bytes + nb > l.global_max_bytes)
-        {
-            return Some((PauseReason::GlobalFull, None));
+        if let Some(reason) = self.scope_refusal(slot, routed.len(), bytes) {
+            return Some((reason, None));
         }
         for (i, (route, _)) in routed.iter().enumerate() {
             let Route::Key(_, Some(lane_id)) = route else {
@@ -244,6 +231,28 @@ impl<P: Clone> Engine<P> {
         None
     }
 
+    /// Why `n` items of `bytes` each cannot be taken from partition `slot` now, by the caps of
+    /// the partition and of the engine (the key caps are the caller's to check).
+    pub(crate) fn scope_refusal(&self, slot: u32, n: usize, bytes: usize) -> Option<PauseReason> {
+        let l = &self.cfg.limits;
+        let p = self.part(slot);
+        let nb = bytes.saturating_mul(n);
+        if p.tracker.uncommitted() >= l.partition_max_uncommitted {
+            return Some(PauseReason::UncommittedFull);
+        }
+        if p.held > 0
+            && (p.held + n > l.partition_max_records || p.held_bytes + nb > l.partition_max_bytes)
+        {
+            return Some(PauseReason::PartitionFull);
+        }
+        if self.held > 0
+            && (self.held + n > l.global_max_records || self.held_bytes + nb > l.global_max_bytes)
+        {
+            return Some(PauseReason::GlobalFull);
+        }
+        None
+    }
+
     fn refuse(&mut self, slot: u32, offset: Offset, reason: (PauseReason, Option<(u32, u32)>)) {
         if let (PauseReason::KeyFull, Some((l, _)), HotKeyPolicy::Divert) =
             (reason.0, reason.1, &self.cfg.hot_key)
@@ -270,7 +279,7 @@ impl<P: Clone> Engine<P> {
 
     /// The lane of `key`, created on first use. A new lane inherits a diversion recorded in the
     /// commit metadata by a previous owner.
-    fn key_lane(&mut self, part: u32, key: Arc<[u8]>) -> u32 {
+    pub(crate) fn key_lane(&mut self, part: u32, key: Arc<[u8]>) -> u32 {
         let l = self.new_lane(part, Some(key.clone()), LaneKind::Key);
         let p = self.part_mut(part);
         if !p.inherited.is_empty() {

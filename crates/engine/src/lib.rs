@@ -8,7 +8,7 @@
 //! | event | method |
 //! |---|---|
 //! | partition assigned / draining / revoked | [`Engine::assign`], [`Engine::drain`], [`Engine::revoke`] |
-//! | record fetched | [`Engine::fetched`] |
+//! | record fetched | [`Engine::fetched`], or [`Engine::fetched_now`] to run it at once |
 //! | work finished / failed | [`Engine::complete`], [`Engine::fail`] |
 //! | sink acknowledged a dead-letter or diverted item | [`Engine::sink_acked`] |
 //! | time advanced | [`Engine::advance_time`] |
@@ -38,6 +38,7 @@ mod engine;
 mod intake;
 mod introspect;
 mod lane;
+mod now;
 mod offsets;
 pub mod sim;
 mod slab;
@@ -47,6 +48,7 @@ pub use config::{
     ConfigError, EngineConfig, HotKeyPolicy, Limits, Merge, NoKey, Ordering, RetryPolicy,
 };
 pub use engine::Engine;
+pub use now::{Now, RunNow};
 pub use types::*;
 
 /// A Kafka offset.

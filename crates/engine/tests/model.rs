@@ -144,7 +144,8 @@ proptest! {
 
 /// The property above is only as good as the paths it reaches: generate a fixed set of cases and
 /// check that together they coalesce, divert, come back from the overflow, skip records by commit
-/// metadata, dead-letter, pause, retry and fence stale completions.
+/// metadata, dead-letter, pause, retry, fence stale completions, and run records at once with every
+/// ending.
 #[test]
 fn the_generated_cases_reach_every_path() {
     use proptest::strategy::ValueTree;
@@ -165,6 +166,7 @@ fn the_generated_cases_reach_every_path() {
     );
     let mut total = Counters::default();
     let mut duplicates = 0;
+    let mut runs_now = [0; 4];
     for _ in 0..400 {
         let (logs, events, ordering, policy, limits, seed) =
             strategy.new_tree(&mut runner).expect("a case").current();
@@ -182,6 +184,9 @@ fn the_generated_cases_reach_every_path() {
         total.retried += c.retried;
         total.stale += c.stale;
         duplicates += h.duplicates;
+        for (sum, n) in runs_now.iter_mut().zip(h.runs_now) {
+            *sum += n;
+        }
     }
     for (what, n) in [
         ("coalesced", total.coalesced),
@@ -192,6 +197,10 @@ fn the_generated_cases_reach_every_path() {
         ("retries", total.retried),
         ("stale events", total.stale),
         ("duplicates after rebalances", duplicates),
+        ("runs at once done", runs_now[0]),
+        ("runs at once still running", runs_now[1]),
+        ("runs at once failed", runs_now[2]),
+        ("runs at once not run", runs_now[3]),
     ] {
         assert!(n > 0, "no case reached: {what} ({total:?})");
     }

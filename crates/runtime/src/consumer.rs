@@ -11,13 +11,9 @@
 //! besides: see `fetcher.rs`.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use kafkaesque_engine::{Engine, HotKeyPolicy};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -27,12 +23,13 @@ use tracing::{error, info, warn};
 
 use crate::config::{client_config, ConsumerConfig};
 use crate::context::{GroupContext, OverflowContext};
-use crate::events::{Event, EventTx};
+use crate::events::Event;
 use crate::fetcher::{self, Closing, Hub};
 use crate::observe::Observer;
 use crate::sinks::Sinks;
-use crate::state::{Inputs, Spawn, State};
-use crate::{ConsumerBuilder, Error, Handler, HandlerError, Result};
+use crate::spawn::Spawner;
+use crate::state::{Inputs, State};
+use crate::{ConsumerBuilder, Error, Handler, Result};
 
 /// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
 #[derive(Debug)]
@@ -70,7 +67,7 @@ impl Consumer {
         let (prepared, budget) = tokio::join!(prepare_topics(&cfg), metadata_budget(&cfg));
         prepared?;
         let (tx, rx) = mpsc::channel::<Event>();
-        let spawn = spawner(Arc::new(handler), tx.clone());
+        let spawn = Spawner::new(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
         engine_cfg.limits.metadata_max_bytes = budget;
@@ -158,54 +155,6 @@ impl Consumer {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         result.map_err(|_| Error::Driver("the driver thread panicked".into()))?
     }
-}
-
-/// Starts a handler and reports its outcome; a panicking handler counts as a retriable failure,
-/// never as a lost item.
-///
-/// The handler's future is polled once right here, on the driver thread (which has entered the
-/// runtime for its whole life, see [`Consumer::run`]): a handler that finishes without waiting (a filter, a cache hit, an in-memory update)
-/// then costs no task, no channel and no thread hand-off, and its result is returned at once.
-/// A handler that has to wait is handed to the runtime as a task and reports on the channel.
-fn spawner<H: Handler>(handler: Arc<H>, tx: EventTx) -> Spawn {
-    let rt = tokio::runtime::Handle::current();
-    let call = move |record| {
-        let handler = handler.clone();
-        AssertUnwindSafe(async move { handler.handle(record).await }).catch_unwind()
-    };
-    // The box of the last handler that finished without waiting, kept to hold the next one:
-    // a finished future owns nothing any more, and reusing its box spares an allocation and a
-    // free per record.
-    let mut spare = None;
-    Box::new(move |record, id| {
-        let mut fut = match spare.take() {
-            Some(mut boxed) => {
-                Pin::set(&mut boxed, call(record));
-                boxed
-            }
-            None => Box::pin(call(record)),
-        };
-        let mut cx = Context::from_waker(Waker::noop());
-        let outcome = |r: Result<Result<(), HandlerError>, _>| {
-            r.unwrap_or_else(|_| Err(HandlerError::retry("handler panicked")))
-        };
-        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-            spare = Some(fut);
-            // Finished without waiting: not worth two clock reads.
-            return Some((outcome(r), Duration::ZERO));
-        }
-        let started = Instant::now();
-        let tx = tx.clone();
-        rt.spawn(async move {
-            let result = outcome(fut.await);
-            let _ = tx.send(Event::Done {
-                id,
-                result,
-                elapsed: started.elapsed(),
-            });
-        });
-        None
-    })
 }
 
 /// Shortest and longest pause of the driver while handlers run and Kafka has nothing new.

@@ -43,6 +43,7 @@ mod observe;
 mod rebalance;
 mod record;
 mod sinks;
+mod spawn;
 mod state;
 
 pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, Router};

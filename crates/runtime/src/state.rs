@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafkaesque_engine::{
-    Action, Engine, Failure, Intake, Outcome, PartitionHandle, Role, TopicPartition, WorkId,
+    Action, Engine, Failure, Intake, Now, Outcome, PartitionHandle, Role, RunNow, TopicPartition,
+    WorkId,
 };
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -24,12 +25,8 @@ use crate::handler::FailureKind;
 use crate::observe::{self, Ages, Observer, SAMPLE_EVERY};
 use crate::record::headers as h;
 use crate::sinks::Sinks;
+use crate::spawn::{Spawner, Started, AT_ONCE};
 use crate::{HandlerError, Record, RecordData};
-
-/// Starts the handler for one item; returns its outcome (and how long it took) when it finished
-/// without waiting, or `None` when it runs on as a task that will report on the channel.
-pub(crate) type Spawn =
-    Box<dyn FnMut(Record, WorkId) -> Option<(Result<(), HandlerError>, Duration)> + Send>;
 
 /// What reaches the driver from other threads: events on one channel, records from the fetcher
 /// on another (with the hub it shares with the fetcher).
@@ -42,7 +39,7 @@ pub(crate) struct Inputs {
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
     pub(crate) rx: EventRx,
-    pub(crate) spawn: Spawn,
+    pub(crate) spawn: Spawner,
     pub(crate) sinks: Sinks,
     /// Consumer of the overflow topics, assigned by hand alongside their main partitions and
     /// committing in a group of its own (`<group>.overflow`).
@@ -74,7 +71,7 @@ impl State {
     pub(crate) fn new(
         engine: Engine<Record>,
         inputs: Inputs,
-        spawn: Spawn,
+        spawn: Spawner,
         sinks: Sinks,
         overflow: Option<BaseConsumer<crate::context::OverflowContext>>,
         cfg: ConsumerConfig,
@@ -170,14 +167,25 @@ impl State {
                     .map(|k| (k.clone(), record.clone().with_route(k)));
                 self.engine.fetched(h, offset, weight, items)
             }
-            None => {
-                let key = record.key.as_deref().map(|k| {
+            None => match record.key.as_deref() {
+                Some(k) => {
                     self.key.clear();
                     self.key.extend_from_slice(k);
-                    &self.key[..]
-                });
-                self.engine.fetched(h, offset, weight, [(key, record)])
-            }
+                    match self
+                        .engine
+                        .fetched_now(h, offset, weight, &self.key, record)
+                    {
+                        Now::Taken(intake) => intake,
+                        Now::Run(run) => {
+                            run_now(run, &mut self.spawn, &self.handler_seconds);
+                            Intake::Accepted
+                        }
+                    }
+                }
+                None => self
+                    .engine
+                    .fetched(h, offset, weight, [(None::<&[u8]>, record)]),
+            },
         };
         if intake == Intake::Stale {
             debug!(topic, partition, offset, "stale record ignored");
@@ -278,17 +286,7 @@ impl State {
         self.handler_seconds.record(elapsed.as_secs_f64());
         let outcome = match result {
             Ok(()) => self.engine.complete(id),
-            Err(e) => {
-                let failure = match e.kind {
-                    FailureKind::Retry => Failure::Retry(e.message),
-                    FailureKind::Transient => Failure::Transient(e.message),
-                    FailureKind::Fatal => Failure::Fatal {
-                        reason: e.reason,
-                        error: e.message,
-                    },
-                };
-                self.engine.fail(id, failure)
-            }
+            Err(e) => self.engine.fail(id, failure(e)),
         };
         if outcome == Outcome::Stale {
             debug!("completion of an item from an earlier assignment ignored");
@@ -346,8 +344,9 @@ impl State {
                     let mut r = w.payload;
                     r.attempt = w.attempt;
                     r.records = w.records;
-                    if let Some((result, elapsed)) = (self.spawn)(r, w.id) {
-                        finished.push((w.id, result, elapsed));
+                    match self.spawn.start(r) {
+                        Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
+                        Started::Waiting(fut) => self.spawn.wait(fut, w.id),
                     }
                 }
                 Action::Pause {
@@ -422,6 +421,35 @@ impl State {
             .filter(|s| s.role == Role::Main)
             .filter_map(|s| self.engine.handle(&s.tp))
             .collect()
+    }
+}
+
+/// Runs a record the engine let skip its lanes (a first attempt), and tells the engine how it
+/// went.
+fn run_now(run: RunNow<'_, Record>, spawn: &mut Spawner, handler_seconds: &metrics::Histogram) {
+    match spawn.start(run.payload().clone()) {
+        Started::Finished(result) => {
+            handler_seconds.record(AT_ONCE.as_secs_f64());
+            match result {
+                Ok(()) => run.done(),
+                Err(e) => {
+                    run.fail(failure(e));
+                }
+            }
+        }
+        Started::Waiting(fut) => spawn.wait(fut, run.running()),
+    }
+}
+
+/// What the engine makes of a handler's error.
+fn failure(e: HandlerError) -> Failure {
+    match e.kind {
+        FailureKind::Retry => Failure::Retry(e.message),
+        FailureKind::Transient => Failure::Transient(e.message),
+        FailureKind::Fatal => Failure::Fatal {
+            reason: e.reason,
+            error: e.message,
+        },
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Harness {
     shed: HashSet<ItemId>,
     pub applied_count: u64,
     pub dead_letters: u64,
+    /// Records run at once, by how their run ended: done, still running, failed, not run.
+    pub runs_now: [u64; 4],
 }
 
 /// `base` with caps of `key`, `part` and `global` items (and as many times [`BYTES`]).
@@ -189,6 +191,7 @@ impl Harness {
             shed: HashSet::new(),
             applied_count: 0,
             dead_letters: 0,
+            runs_now: [0; 4],
         }
     }
 
@@ -263,6 +266,16 @@ impl Harness {
                 };
                 let handle = p.handle;
                 self.parts[i].pos += 1;
+                // Every other single-key record in key order is offered to run at once.
+                let single = !r.keyless && r.keys.len() == 1;
+                if self.ordering == Ordering::Key && single && r.offset % 2 == 0 {
+                    let intake = self.fetch_now(i, handle, &r);
+                    self.process_actions();
+                    if intake == Intake::Refused {
+                        return;
+                    }
+                    continue;
+                }
                 let items: Vec<(Option<Arc<[u8]>>, Pay)> = if r.keyless {
                     vec![(None, vec![(i as u32, r.offset, 255)])]
                 } else {
@@ -278,6 +291,61 @@ impl Harness {
                 return;
             }
         }
+    }
+
+    /// Offers a single-key record to run at once and, if it may, ends the run as its offset
+    /// says: done, still running, failed, or not run after all.
+    fn fetch_now(&mut self, i: usize, handle: PartitionHandle, r: &Rec) -> Intake {
+        let k = r.keys[0];
+        let key = key_bytes(k);
+        let busy = self.in_flight.iter().any(|o| {
+            o.key.as_deref() == Some(&key[..]) && self.part_of(o.partition).map(|x| x.0) == Some(i)
+        });
+        let payload = vec![(i as u32, r.offset, k)];
+        let run = match self
+            .engine
+            .fetched_now(handle, r.offset, BYTES, &key, payload)
+        {
+            Now::Taken(intake) => return intake,
+            Now::Run(run) => run,
+        };
+        assert!(
+            !busy,
+            "key {k} run at once while an item of it is in flight"
+        );
+        let payload = run.payload().clone();
+        let ending = (r.offset / 2) % 5;
+        self.runs_now[match ending {
+            0 | 1 => 0,
+            2 => 1,
+            3 => 2,
+            _ => 3,
+        }] += 1;
+        match ending {
+            0 | 1 => {
+                run.done();
+                self.apply(i as u32, &payload);
+            }
+            2 => {
+                let id = run.running();
+                self.in_flight.push(Work {
+                    id,
+                    partition: handle,
+                    tp: TopicPartition::new("t", i as i32),
+                    key: Some(key.clone()),
+                    offset: r.offset,
+                    records: 1,
+                    attempt: 1,
+                    payload,
+                });
+            }
+            3 => {
+                let outcome = run.fail(Failure::Retry("boom".into()));
+                assert_eq!(outcome, kafkaesque_engine::Outcome::Applied);
+            }
+            _ => drop(run),
+        }
+        Intake::Accepted
     }
 
     fn process_actions(&mut self) {

@@ -1,0 +1,98 @@
+//! Starting handlers: polled once on the driver thread, handed to the runtime only if they wait.
+//!
+//! The handler's future is polled once right where the driver starts it (the driver thread has
+//! entered the tokio runtime for its whole life, see [`Consumer::run`](crate::Consumer::run)):
+//! a handler that finishes without waiting (a filter, a cache hit, an in-memory update) then
+//! costs no task, no channel and no thread hand-off, and its result is known at once. One that
+//! has to wait becomes a task that reports on the event channel. A panicking handler counts as a
+//! retriable failure, never as a lost item.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use kafkaesque_engine::WorkId;
+
+use crate::events::{Event, EventTx};
+use crate::{Handler, HandlerError, Record};
+
+/// A handler run that has to wait, until it is handed to the runtime.
+pub(crate) type Waiting = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// What starting a handler came to.
+pub(crate) enum Started {
+    /// It finished without waiting.
+    Finished(Result<(), HandlerError>),
+    /// It has to wait: hand it over with [`Spawner::wait`] once it has an id.
+    Waiting(Waiting),
+}
+
+/// Starts handlers (see the module documentation). Used by the driver thread only.
+pub(crate) struct Spawner {
+    start: Box<dyn FnMut(Record) -> Started + Send>,
+    rt: tokio::runtime::Handle,
+    tx: EventTx,
+}
+
+impl Spawner {
+    /// Must be called inside the tokio runtime the handlers are to run on.
+    pub(crate) fn new<H: Handler>(handler: Arc<H>, tx: EventTx) -> Self {
+        let call = move |record| {
+            let handler = handler.clone();
+            AssertUnwindSafe(async move { handler.handle(record).await })
+                .catch_unwind()
+                .map(|r| r.unwrap_or_else(|_| Err(HandlerError::retry("handler panicked"))))
+        };
+        // The box of the last handler that finished without waiting, kept to hold the next one:
+        // a finished future owns nothing any more, and reusing its box spares an allocation and
+        // a free per record.
+        let mut spare = None;
+        let start = move |record| {
+            let mut fut = match spare.take() {
+                Some(mut boxed) => {
+                    Pin::set(&mut boxed, call(record));
+                    boxed
+                }
+                None => Box::pin(call(record)),
+            };
+            match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(result) => {
+                    spare = Some(fut);
+                    Started::Finished(result)
+                }
+                Poll::Pending => Started::Waiting(fut),
+            }
+        };
+        Spawner {
+            start: Box::new(start),
+            rt: tokio::runtime::Handle::current(),
+            tx,
+        }
+    }
+
+    /// Starts the handler on `record`.
+    pub(crate) fn start(&mut self, record: Record) -> Started {
+        (self.start)(record)
+    }
+
+    /// Lets a waiting run go on as a task, which reports its outcome as `id`.
+    pub(crate) fn wait(&self, fut: Waiting, id: WorkId) {
+        let started = Instant::now();
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
+            let result = fut.await;
+            let _ = tx.send(Event::Done {
+                id,
+                result,
+                elapsed: started.elapsed(),
+            });
+        });
+    }
+}
+
+/// How long a run that finished without waiting took: not worth two clock reads.
+pub(crate) const AT_ONCE: Duration = Duration::ZERO;
