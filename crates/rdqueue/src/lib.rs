@@ -10,14 +10,18 @@
 //! (0.68–0.78 µs of process CPU per record against 1.53–1.79 µs, in a bare loop over four
 //! partitions on the 2-core development machine).
 //! `rdkafka` does not expose it, so this crate does, behind an interface with nothing unsafe
-//! left to its callers: a message is only lent to a closure, and destroyed before
-//! [`PartitionQueue::take`] returns, so none can outlive its queue or its client.
+//! left to its callers: [`PartitionQueue::take_into`] moves messages into a [`Taken`], which
+//! keeps their client alive, lends them out only while it is borrowed and destroys them when
+//! dropped, so none can outlive its client or be read after it is destroyed. A `Taken` may move
+//! between threads: the one that takes records need not be the one that reads them.
 //!
 //! Everything else — creating the consumer, assigning, seeking, committing — stays with
 //! `rdkafka`; a queue keeps its consumer alive, as `rdkafka`'s own partition queues do.
 
 mod message;
 mod queue;
+mod taken;
 
 pub use message::{Header, Headers, Message};
 pub use queue::PartitionQueue;
+pub use taken::Taken;

@@ -9,10 +9,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Timestamp;
 
-/// A record lent by [`PartitionQueue::take`](crate::PartitionQueue::take).
+/// A record read from a [`Taken`](crate::Taken) (see [`Taken::iter`](crate::Taken::iter)).
 pub struct Message<'a> {
     /// Kept as librdkafka's pointer (not a reference) for the calls that read more of it.
     ptr: NonNull<rd::rd_kafka_message_t>,
+    /// Its headers, parsed when it was taken; null when it has none.
+    hdrs: *const rd::rd_kafka_headers_t,
     partition: i32,
     offset: i64,
     key: Option<&'a [u8]>,
@@ -32,8 +34,12 @@ impl<'a> Message<'a> {
     /// A record, or the error librdkafka queued in its place.
     ///
     /// # Safety
-    /// `ptr` must be a message from librdkafka that is not destroyed during `'a`.
-    pub(crate) unsafe fn read(ptr: NonNull<rd::rd_kafka_message_t>) -> Result<Self, KafkaError> {
+    /// `ptr` must be a message from librdkafka that is not destroyed during `'a`, and `hdrs`
+    /// its header list from `rd_kafka_message_headers`, or null.
+    pub(crate) unsafe fn read(
+        ptr: NonNull<rd::rd_kafka_message_t>,
+        hdrs: *const rd::rd_kafka_headers_t,
+    ) -> Result<Self, KafkaError> {
         // SAFETY: the caller's promise; the public fields are only read.
         let m = unsafe { ptr.as_ref() };
         match m.err {
@@ -45,6 +51,7 @@ impl<'a> Message<'a> {
         }
         Ok(Message {
             ptr,
+            hdrs,
             partition: m.partition,
             offset: m.offset,
             // SAFETY: librdkafka's key and payload pointers, when set, point at `key_len` and
@@ -88,26 +95,16 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// The record's headers, in order. librdkafka parses them on first use, and only for a
-    /// record that has any.
+    /// The record's headers, in order (parsed by librdkafka when the message was taken).
     pub fn headers(&self) -> Headers<'a> {
-        let mut hdrs = ptr::null_mut();
-        // SAFETY: the message is live; librdkafka parses its headers into a list it owns (and
-        // frees with the message), or says there are none. The list is only read from here on.
-        let err = unsafe { rd::rd_kafka_message_headers(self.ptr.as_ptr(), &mut hdrs) };
-        let hdrs = if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            hdrs.cast_const()
-        } else {
-            ptr::null()
-        };
-        let count = if hdrs.is_null() {
+        let count = if self.hdrs.is_null() {
             0
         } else {
             // SAFETY: `hdrs` is the message's live header list.
-            unsafe { rd::rd_kafka_header_cnt(hdrs) }
+            unsafe { rd::rd_kafka_header_cnt(self.hdrs) }
         };
         Headers {
-            hdrs,
+            hdrs: self.hdrs,
             next: 0,
             count,
             _message: std::marker::PhantomData,

@@ -7,12 +7,8 @@ use std::sync::Arc;
 
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
 
-use crate::Message;
-
-/// Messages taken from librdkafka per call: their pointers live on the stack.
-const CHUNK: usize = 64;
+use crate::Taken;
 
 /// What librdkafka calls when the queue turns non-empty.
 type Callback = Box<dyn Fn() + Send + Sync>;
@@ -23,8 +19,8 @@ pub struct PartitionQueue<C: ConsumerContext + 'static> {
     /// Boxed twice: librdkafka gets a thin pointer to the inner box, which stays where it is
     /// for as long as it is installed.
     callback: Option<Box<Callback>>,
-    /// Only held: librdkafka's queue handles and messages must not outlive their client.
-    _consumer: Arc<BaseConsumer<C>>,
+    /// librdkafka's queue handles and messages must not outlive their client.
+    consumer: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka's queue functions take the queue's own lock and may be called from any
@@ -60,7 +56,7 @@ impl<C: ConsumerContext> PartitionQueue<C> {
         Some(PartitionQueue {
             queue,
             callback: None,
-            _consumer: consumer.clone(),
+            consumer: consumer.clone(),
         })
     }
 
@@ -81,39 +77,33 @@ impl<C: ConsumerContext> PartitionQueue<C> {
         self.callback = Some(f);
     }
 
-    /// Takes up to `max` messages that are in the queue now, without waiting, and lends each to
-    /// `f` in order: a record, or an error librdkafka put in the queue. Returns how many it took.
-    pub fn take(&self, max: usize, mut f: impl FnMut(Result<Message<'_>, KafkaError>)) -> usize {
-        let mut taken = 0;
-        while taken < max {
-            let want = (max - taken).min(CHUNK);
-            let mut batch = Batch {
-                ptrs: [ptr::null_mut(); CHUNK],
-                len: 0,
-                next: 0,
-            };
-            // SAFETY: the queue is live and `batch.ptrs` has room for `want` pointers; a
-            // timeout of 0 returns at once. The messages are ours until destroyed, which
-            // `Batch` does (also if `f` panics).
-            let n = unsafe {
-                rd::rd_kafka_consume_batch_queue(
-                    self.queue.as_ptr(),
-                    0,
-                    batch.ptrs.as_mut_ptr(),
-                    want,
-                )
-            };
+    /// An empty [`Taken`] of this queue's consumer, with room for `capacity` messages.
+    pub fn taken(&self, capacity: usize) -> Taken<C> {
+        Taken::new(self.consumer.clone(), capacity)
+    }
+
+    /// Takes up to `max` messages that are in the queue now, without waiting, and appends them
+    /// to `into` (records, and errors librdkafka put in the queue). Returns how many it took.
+    ///
+    /// # Panics
+    /// If `into` is not of this queue's consumer (see [`Self::taken`]): it keeps its messages'
+    /// client alive, and could not keep another's.
+    pub fn take_into(&self, max: usize, into: &mut Taken<C>) -> usize {
+        assert!(
+            into.is_of(&self.consumer),
+            "messages taken into a Taken of another consumer"
+        );
+        let queue = self.queue.as_ptr();
+        let fill = |ptrs, room| {
+            // SAFETY: the queue is live; librdkafka writes at most `room` message pointers, now
+            // ours, to `ptrs`, which has room for them, and a timeout of 0 returns at once.
+            let n = unsafe { rd::rd_kafka_consume_batch_queue(queue, 0, ptrs, room) };
             // Negative only for an invalid argument, which this call never passes.
-            batch.len = usize::try_from(n).unwrap_or(0).min(want);
-            while let Some(m) = batch.next_message() {
-                f(m);
-            }
-            taken += batch.len;
-            if batch.len < want {
-                break;
-            }
-        }
-        taken
+            usize::try_from(n).unwrap_or(0)
+        };
+        // SAFETY: `fill` writes only messages librdkafka hands over, at most as many as it is
+        // given room for.
+        unsafe { into.append(max, fill) }
     }
 }
 
@@ -138,47 +128,4 @@ unsafe extern "C" fn nonempty(_rk: *mut rd::rd_kafka_t, opaque: *mut c_void) {
     // callback is swapped or turned off, and librdkafka does not call it after that.
     let f = unsafe { &*(opaque as *const Callback) };
     f();
-}
-
-/// Messages taken in one call, destroyed one by one as they are lent out, and the rest when
-/// dropped.
-struct Batch {
-    ptrs: [*mut rd::rd_kafka_message_t; CHUNK],
-    len: usize,
-    next: usize,
-}
-
-impl Batch {
-    /// The next message, valid until the following call (or the drop).
-    fn next_message(&mut self) -> Option<Result<Message<'_>, KafkaError>> {
-        if self.next > 0 {
-            self.destroy(self.next - 1);
-        }
-        let i = self.next;
-        if i >= self.len {
-            return None;
-        }
-        self.next += 1;
-        let ptr = NonNull::new(self.ptrs[i])?;
-        // SAFETY: pointers below `len` were filled in by librdkafka, and this one is not
-        // destroyed before the next call, which needs `&mut self` and so ends this borrow.
-        Some(unsafe { Message::read(ptr) })
-    }
-
-    fn destroy(&mut self, i: usize) {
-        let p = std::mem::replace(&mut self.ptrs[i], ptr::null_mut());
-        if !p.is_null() {
-            // SAFETY: `p` came from librdkafka and, now cleared from the array, is destroyed
-            // exactly once.
-            unsafe { rd::rd_kafka_message_destroy(p) };
-        }
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        for i in 0..self.len {
-            self.destroy(i);
-        }
-    }
 }

@@ -1,7 +1,8 @@
 //! The queue against librdkafka's mock cluster: every record comes out once, in order, with its
 //! key, payload, headers and timestamp as produced, whatever the batch sizes; the callback
-//! fires; the end of a partition comes as an error after its records; a closure that panics
-//! loses only the batch it was lent.
+//! fires; the end of a partition comes as an error after its records; a reader that panics
+//! loses only what it had taken; messages can be read on another thread once their queue and
+//! consumer handle are gone.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kafkaesque_rdqueue::PartitionQueue;
+use kafkaesque_rdqueue::{Message, PartitionQueue};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -27,6 +28,27 @@ struct Rec {
     payload: Option<Vec<u8>>,
     headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     timestamp: Timestamp,
+}
+
+impl Rec {
+    fn bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// A message as it came out.
+fn rec(m: &Message<'_>) -> Rec {
+    Rec {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|h| (h.name.to_vec(), h.value.map(<[u8]>::to_vec)))
+            .collect(),
+        timestamp: m.timestamp(),
+    }
 }
 
 /// Record `i` of a partition: every fourth without a key, every fifth without a payload, every
@@ -150,21 +172,15 @@ fn drain(
             if g.len() >= want {
                 continue;
             }
-            let taken = q.take(max, |m| {
-                let m = m.expect("no error in the queue");
-                g.push(Rec {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                    headers: m
-                        .headers()
-                        .map(|h| (h.name.to_vec(), h.value.map(<[u8]>::to_vec)))
-                        .collect(),
-                    timestamp: m.timestamp(),
-                });
-            });
+            let mut t = q.taken(max);
+            let taken = q.take_into(max, &mut t);
             ensure!(taken <= max, "took {taken} with a maximum of {max}");
+            ensure!(t.len() == taken && !t.failed(), "{t:?}");
+            let bytes = t.bytes();
+            let before = g.len();
+            g.extend(t.iter().map(|m| rec(&m.expect("no error in the queue"))));
+            let read: usize = g[before..].iter().map(Rec::bytes).sum();
+            ensure!(read == bytes, "{bytes} bytes counted, {read} read");
         }
     }
     Ok(got)
@@ -214,7 +230,9 @@ fn the_callback_fires_when_records_arrive() -> Result<()> {
             "records did not follow the callback"
         );
         let _ = s.consumer.poll(Duration::from_millis(10));
-        q.take(100, |m| offsets.push(m.expect("a record").offset()));
+        let mut t = q.taken(100);
+        q.take_into(100, &mut t);
+        offsets.extend(t.iter().map(|m| m.expect("a record").offset()));
     }
     assert_eq!(offsets, (0..10).collect::<Vec<i64>>());
     assert!(calls.load(Ordering::SeqCst) >= 1);
@@ -225,35 +243,74 @@ fn the_callback_fires_when_records_arrive() -> Result<()> {
 }
 
 #[test]
-fn a_panicking_closure_loses_only_the_batch_it_was_lent() -> Result<()> {
+fn a_reader_that_panics_loses_only_what_it_had_taken() -> Result<()> {
     let s = setup(100)?;
     let queues = [
         PartitionQueue::split(&s.consumer, TOPIC, 0).context("split")?,
         PartitionQueue::split(&s.consumer, TOPIC, 1).context("split")?,
     ];
     assign_all(&s.consumer)?;
-    // Wait until partition 0 has at least 20 records queued, then panic on the fifth of them.
     let first = drain(&s.consumer, &queues[..1], &[1], 1)?;
     assert_eq!(first[0][0].offset, 0);
+    // Take up to 20 and panic on the fifth read; the messages are destroyed with the `Taken`.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = 0;
     let r = catch_unwind(AssertUnwindSafe(|| loop {
         assert!(Instant::now() < deadline, "records never came");
         let _ = s.consumer.poll(Duration::from_millis(1));
-        queues[0].take(20, |m| {
+        let mut t = queues[0].taken(20);
+        queues[0].take_into(20, &mut t);
+        for m in t.iter() {
             m.expect("a record");
             seen += 1;
-            if seen == 5 {
-                panic!("the closure fails");
-            }
-        });
+            assert!(seen < 5, "the reader fails");
+        }
     }));
     assert!(r.is_err());
-    // What comes next is whatever follows the batch the panic cut short, in order.
+    // What comes next is whatever follows the messages the panic dropped, in order.
     let next = drain(&s.consumer, &queues[..1], &[10], 1)?;
     let at = next[0][0].offset;
     assert!(at > 5 && at <= 21, "resumed at {at}");
     Ok(())
+}
+
+#[test]
+fn messages_are_read_on_another_thread_after_their_queue_and_consumer_are_gone() -> Result<()> {
+    const N: usize = 50;
+    let s = setup(N)?;
+    let q = PartitionQueue::split(&s.consumer, TOPIC, 1).context("split")?;
+    assign_all(&s.consumer)?;
+    let mut t = q.taken(N);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.len() < N {
+        ensure!(Instant::now() < deadline, "only {} records", t.len());
+        let _ = s.consumer.poll(Duration::from_millis(1));
+        q.take_into(N - t.len(), &mut t);
+    }
+    // The `Taken` holds the last reference to the client from here on.
+    drop(q);
+    let Setup { _cluster, consumer } = s;
+    drop(consumer);
+    let got = std::thread::spawn(move || {
+        t.iter()
+            .map(|m| m.map(|m| rec(&m)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .join()
+    .expect("the reader")?;
+    assert_eq!(got, (0..N).map(|i| record(1, i)).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[test]
+#[should_panic(expected = "another consumer")]
+fn messages_of_two_consumers_never_share_a_taken() {
+    let a = setup(1).expect("setup");
+    let b = setup(1).expect("setup");
+    let qa = PartitionQueue::split(&a.consumer, TOPIC, 0).expect("split");
+    let qb = PartitionQueue::split(&b.consumer, TOPIC, 0).expect("split");
+    let mut t = qa.taken(1);
+    qb.take_into(1, &mut t);
 }
 
 #[test]
@@ -280,10 +337,14 @@ fn the_end_of_a_partition_comes_as_an_error_after_its_records() -> Result<()> {
             "no end of partition after {offsets:?}"
         );
         let _ = consumer.poll(Duration::from_millis(1));
-        q.take(100, |m| match m {
-            Ok(m) => offsets.push(m.offset()),
-            Err(e) => eof = Some(e),
-        });
+        let mut t = q.taken(100);
+        q.take_into(100, &mut t);
+        for m in t.iter() {
+            match m {
+                Ok(m) => offsets.push(m.offset()),
+                Err(e) => eof = Some(e),
+            }
+        }
     }
     assert_eq!(offsets, (0..5).collect::<Vec<i64>>());
     assert!(

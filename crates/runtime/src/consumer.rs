@@ -96,11 +96,12 @@ impl Consumer {
             None
         };
         let (batch_tx, batch_rx) = mpsc::channel();
+        let (spent_tx, spent_rx) = mpsc::channel();
         let fetcher = {
             let hub = hub.clone();
             std::thread::Builder::new()
                 .name("kafkaesque-fetch".into())
-                .spawn(move || fetcher::run(&hub, &batch_tx))
+                .spawn(move || fetcher::run(&hub, &batch_tx, &spent_rx))
                 .map_err(|e| Error::Driver(e.to_string()))?
         };
         // Set before any partition gets a queue: each queue's callback wakes the fetcher.
@@ -110,6 +111,7 @@ impl Consumer {
             events: rx,
             hub: hub.clone(),
             batches: batch_rx,
+            spent: spent_tx,
         };
         let state = State::new(
             engine,

@@ -156,9 +156,10 @@ impl State {
             let Ok(batch) = self.batches.try_recv() else {
                 break;
             };
-            taken += batch.records.len();
-            self.take_batch(&batch.tap, batch.seq, batch.records, main);
+            taken += batch.len();
+            self.take_batch(&batch.tap, batch.seq, batch.records(), main);
             batch.tap.handed_over(&self.feeds.hub);
+            batch.spend(&self.spent);
             // Start the batch's work before taking the next: records taken faster than they
             // are dispatched pile up in their keys' lanes, and a key would look hot (reach its
             // cap, be diverted or coalesced) only because the driver had not started its work.
@@ -171,7 +172,7 @@ impl State {
         &mut self,
         tap: &Arc<Tap>,
         seq: u32,
-        records: Vec<Record>,
+        records: impl Iterator<Item = Record>,
         main: &BaseConsumer<C>,
     ) {
         let Some(i) = self.feeds.index(&tap.tp) else {

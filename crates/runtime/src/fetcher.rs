@@ -1,13 +1,18 @@
-//! The fetcher thread: takes records off the partitions' own queues and turns them into owned
-//! [`Record`]s, so that the driver only feeds the engine and runs handlers.
+//! The fetcher thread: takes messages off the partitions' own queues in batches and hands them
+//! to the driver, which copies out the records, feeds the engine and runs handlers; the driver
+//! sends each batch's messages back here to be destroyed.
 //!
-//! Why a second thread: taking a record from librdkafka, copying it out and destroying the
-//! message costs as much as everything the engine does for it, and one thread doing both was
-//! the consumer's ceiling (about half the rate of a bare poll loop). Split, the two halves run
-//! side by side, and the hand-over is one channel message per batch of up to
-//! [`PER_PARTITION`] records. The queues are `kafkaesque_rdqueue`'s, which take records from
-//! librdkafka a batch at a time rather than through `rdkafka`'s poll, one event per record (see
-//! that crate for why).
+//! Why a second thread, and why the work splits this way: taking a record from librdkafka,
+//! copying it out and destroying the message costs as much as everything the engine does for
+//! it, and one thread doing both was the consumer's ceiling. The fetcher does librdkafka's part
+//! (taking messages, parsing their headers, destroying them: allocations and frees with
+//! librdkafka's allocator), the driver the copy (allocated and, for a handler that finishes at
+//! once, freed on the driver: an allocator serves that from the thread's own free lists, while a
+//! buffer allocated on one thread and freed on another costs both). The two halves run side by
+//! side; the hand-over is one channel message per batch of up to [`PER_PARTITION`] records, and
+//! one back. The queues are `kafkaesque_rdqueue`'s, which take records from librdkafka a batch
+//! at a time rather than through `rdkafka`'s poll, one event per record (see that crate for
+//! why).
 //!
 //! What the fetcher may and may not do is decided by the driver, which owns the engine: a
 //! partition is polled only while its [`Tap`] is open, and at most [`BATCHES_PER_TAP`] batches
@@ -23,7 +28,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use kafkaesque_engine::TopicPartition;
-use kafkaesque_rdqueue::PartitionQueue;
+use kafkaesque_rdqueue::{PartitionQueue, Taken};
 use rdkafka::error::KafkaError;
 use tracing::{debug, warn};
 
@@ -94,11 +99,12 @@ impl Tap {
     }
 }
 
-/// Records of one partition, in order, taken in one go.
+/// Messages of one partition, in order, taken in one go: read on the driver (see
+/// [`Batch::records`]), destroyed on the fetcher (see [`Batch::spend`]).
 pub(crate) struct Batch {
     pub(crate) tap: Arc<Tap>,
     pub(crate) seq: u32,
-    pub(crate) records: Vec<Record>,
+    taken: Taken<GroupContext>,
 }
 
 /// What the driver and the fetcher share.
@@ -192,12 +198,20 @@ impl Drop for Closing {
 }
 
 /// The fetcher thread's loop: round-robin over the open taps, one batch from each per round.
-pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
+pub(crate) fn run(
+    hub: &Hub,
+    tx: &mpsc::Sender<Batch>,
+    spent: &mpsc::Receiver<Taken<GroupContext>>,
+) {
     let mut taps: Vec<Arc<Tap>> = Vec::new();
     let mut version = u64::MAX;
     let mut next = 0;
     let mut nap = MIN_NAP;
     while !hub.stop.load(Ordering::Acquire) {
+        // Destroyed here, where librdkafka's allocations for them were made or freed anyway.
+        while let Ok(taken) = spent.try_recv() {
+            drop(taken);
+        }
         let v = hub.version.load(Ordering::Acquire);
         if v != version {
             taps = hub.taps.lock().expect("taps lock").clone();
@@ -233,44 +247,60 @@ pub(crate) fn run(hub: &Hub, tx: &mpsc::Sender<Batch>) {
     }
 }
 
-/// Records taken from a queue per call while a batch grows, so that it stops not far past
+/// Messages taken from a queue per call while a batch grows, so that it stops not far past
 /// [`BATCH_BYTES`].
 const TAKE: usize = 32;
 
-/// One batch of a tap's records, if its queue has any.
+/// One batch of a tap's messages, if its queue has any.
 fn take(tap: &Arc<Tap>) -> Option<Batch> {
     let inner = tap.lock();
     let queue = inner.queue.as_ref()?;
-    let mut records = Vec::with_capacity(PER_PARTITION);
-    let mut bytes = 0;
-    let mut failed = false;
-    let shared = BatchShared::new(&tap.tp.topic);
-    while records.len() < PER_PARTITION && bytes < BATCH_BYTES && !failed {
-        let want = TAKE.min(PER_PARTITION - records.len());
-        // Every record lent must be kept: librdkafka has let go of it.
-        let taken = queue.take(want, |m| match m {
-            Ok(m) => {
-                let record = Record::from(RecordData::from_queued(&m, &shared));
-                bytes += record.weight();
-                records.push(record);
-            }
-            Err(KafkaError::PartitionEOF(_)) => {
-                debug!(topic = %tap.tp.topic, partition = tap.tp.partition, "end of partition");
-            }
-            Err(e) => {
-                warn!(topic = %tap.tp.topic, partition = tap.tp.partition, error = %e, "partition queue error (librdkafka will retry)");
-                failed = true;
-            }
-        });
-        if taken < want {
+    let mut taken = queue.taken(PER_PARTITION);
+    while taken.len() < PER_PARTITION && taken.bytes() < BATCH_BYTES && !taken.failed() {
+        let want = TAKE.min(PER_PARTITION - taken.len());
+        if queue.take_into(want, &mut taken) < want {
             break;
         }
     }
     let seq = inner.seq;
     drop(inner);
-    (!records.is_empty()).then(|| Batch {
+    (!taken.is_empty()).then(|| Batch {
         tap: tap.clone(),
         seq,
-        records,
+        taken,
     })
+}
+
+/// Where the driver sends the messages of batches it has read, for the fetcher to destroy.
+pub(crate) type Spent = mpsc::Sender<Taken<GroupContext>>;
+
+impl Batch {
+    /// Messages taken (records and errors).
+    pub(crate) fn len(&self) -> usize {
+        self.taken.len()
+    }
+
+    /// The batch's records, copied out of librdkafka's messages as they are asked for; errors
+    /// librdkafka queued are logged and skipped.
+    pub(crate) fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let shared = BatchShared::new(&self.tap.tp.topic);
+        let tp = &self.tap.tp;
+        self.taken.iter().filter_map(move |m| match m {
+            Ok(m) => Some(Record::from(RecordData::from_queued(&m, &shared))),
+            Err(KafkaError::PartitionEOF(_)) => {
+                debug!(topic = %tp.topic, partition = tp.partition, "end of partition");
+                None
+            }
+            Err(e) => {
+                warn!(topic = %tp.topic, partition = tp.partition, error = %e, "partition queue error (librdkafka will retry)");
+                None
+            }
+        })
+    }
+
+    /// Sends the batch's messages back to the fetcher, which destroys them (see the module
+    /// documentation); once the fetcher is gone, they are destroyed here.
+    pub(crate) fn spend(self, spent: &Spent) {
+        let _ = spent.send(self.taken);
+    }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use crate::config::{ConsumerConfig, Router};
 use crate::events::{Event, EventRx};
 use crate::feeds::Feeds;
-use crate::fetcher::{Batch, Hub};
+use crate::fetcher::{Batch, Hub, Spent};
 use crate::handler::FailureKind;
 use crate::observe::{self, Ages, Observer, SAMPLE_EVERY};
 use crate::record::headers as h;
@@ -34,6 +34,7 @@ pub(crate) struct Inputs {
     pub(crate) events: EventRx,
     pub(crate) hub: Arc<Hub>,
     pub(crate) batches: mpsc::Receiver<Batch>,
+    pub(crate) spent: Spent,
 }
 
 pub(crate) struct State {
@@ -60,6 +61,8 @@ pub(crate) struct State {
     pub(crate) feeds: Feeds,
     /// Their records, from the fetcher thread (see [`crate::fetcher`]).
     pub(crate) batches: mpsc::Receiver<Batch>,
+    /// Read batches' messages, back to the fetcher.
+    pub(crate) spent: Spent,
     /// Partitions held until the assign hook succeeds for them.
     pub(crate) gate: Option<crate::rebalance::Gate>,
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
@@ -81,6 +84,7 @@ impl State {
             events: rx,
             hub,
             batches,
+            spent,
         } = inputs;
         State {
             engine,
@@ -98,6 +102,7 @@ impl State {
             key: Vec::new(),
             feeds: Feeds::new(hub),
             batches,
+            spent,
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
         }

@@ -1,0 +1,140 @@
+//! Messages taken off a queue and not read yet: owned, so they can be read on another thread.
+
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+
+use crate::Message;
+
+/// Messages taken by [`PartitionQueue::take_into`](crate::PartitionQueue::take_into), in
+/// order, with their headers parsed; they are destroyed when this is dropped.
+///
+/// Why owned rather than lent: what it costs to consume a record splits into librdkafka's part
+/// (taking the message, parsing its headers, destroying it: allocations and frees in
+/// librdkafka) and the reader's (copying the key and payload into buffers of its own). Owned,
+/// the messages can be taken on one thread, read on another, and destroyed back on the first,
+/// so that each allocator's buffers are allocated and freed on one thread, and the two halves of
+/// the work run side by side.
+pub struct Taken<C: ConsumerContext + 'static> {
+    /// librdkafka's messages.
+    ptrs: Vec<*mut rd::rd_kafka_message_t>,
+    /// Each message's parsed headers, or null when it has none.
+    hdrs: Vec<*const rd::rd_kafka_headers_t>,
+    bytes: usize,
+    failed: bool,
+    /// librdkafka's messages must not outlive their client.
+    consumer: Arc<BaseConsumer<C>>,
+}
+
+// SAFETY: the messages are librdkafka's, which may be read and destroyed on any thread; only
+// the holder of the `Taken` reaches them, and the consumer is shared through an `Arc`.
+unsafe impl<C: ConsumerContext> Send for Taken<C> {}
+
+impl<C: ConsumerContext> fmt::Debug for Taken<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Taken")
+            .field("len", &self.ptrs.len())
+            .field("bytes", &self.bytes)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ConsumerContext> Taken<C> {
+    pub(crate) fn new(consumer: Arc<BaseConsumer<C>>, capacity: usize) -> Self {
+        Taken {
+            ptrs: Vec::with_capacity(capacity),
+            hdrs: Vec::with_capacity(capacity),
+            bytes: 0,
+            failed: false,
+            consumer,
+        }
+    }
+
+    pub(crate) fn is_of(&self, consumer: &Arc<BaseConsumer<C>>) -> bool {
+        Arc::ptr_eq(&self.consumer, consumer)
+    }
+
+    /// Appends up to `max` messages with `fill`, which writes pointers to the spare room it is
+    /// given and returns how many it wrote.
+    ///
+    /// # Safety
+    /// `fill` must write only messages from librdkafka, now owned by this `Taken`, and return
+    /// at most the number of pointers it was given room for.
+    pub(crate) unsafe fn append(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(*mut *mut rd::rd_kafka_message_t, usize) -> usize,
+    ) -> usize {
+        self.ptrs.reserve(max);
+        let len = self.ptrs.len();
+        // SAFETY: `reserve` made room for `max` more pointers after `len`.
+        let spare = unsafe { self.ptrs.as_mut_ptr().add(len) };
+        let n = fill(spare, max).min(max);
+        // SAFETY: the caller's promise: `fill` wrote `n` initialised pointers there.
+        unsafe { self.ptrs.set_len(len + n) };
+        for &p in &self.ptrs[len..] {
+            // SAFETY: a message just taken from librdkafka, alive until this `Taken` destroys
+            // it; only its public fields are read here.
+            let m = unsafe { &*p };
+            let mut hdrs = ptr::null_mut();
+            if m.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                self.bytes += m.key_len + m.len;
+                // SAFETY: the message is live; librdkafka parses its headers into a list it
+                // owns and frees with the message, or says there are none. Parsed now, on the
+                // taking thread: the parse allocates and frees with librdkafka's allocator.
+                let err = unsafe { rd::rd_kafka_message_headers(p, &mut hdrs) };
+                if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    hdrs = ptr::null_mut();
+                }
+            } else if m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                self.failed = true;
+            }
+            self.hdrs.push(hdrs.cast_const());
+        }
+        n
+    }
+
+    /// Messages taken (records and errors), read or not.
+    pub fn len(&self) -> usize {
+        self.ptrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ptrs.is_empty()
+    }
+
+    /// Bytes of the records' keys and payloads.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether it holds an error other than the end of a partition: what follows an error is
+    /// better taken once librdkafka has dealt with it.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The messages, in order: records, and errors librdkafka put in the queue.
+    pub fn iter(&self) -> impl Iterator<Item = Result<Message<'_>, KafkaError>> + '_ {
+        self.ptrs.iter().zip(&self.hdrs).filter_map(|(&p, &hdrs)| {
+            // SAFETY: a message this `Taken` owns, destroyed only when it is dropped, which
+            // the borrow of `self` rules out meanwhile; `hdrs` is its header list or null.
+            NonNull::new(p).map(|p| unsafe { Message::read(p, hdrs) })
+        })
+    }
+}
+
+impl<C: ConsumerContext> Drop for Taken<C> {
+    fn drop(&mut self) {
+        for p in self.ptrs.drain(..) {
+            // SAFETY: `p` came from librdkafka and, drained from the list, is destroyed exactly
+            // once; nothing borrows the messages any more.
+            unsafe { rd::rd_kafka_message_destroy(p) };
+        }
+    }
+}
