@@ -1,7 +1,8 @@
 //! A message lent by the queue, and its headers.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::CStr;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use rdkafka::bindings as rd;
@@ -11,35 +12,38 @@ use rdkafka::Timestamp;
 
 /// A record read from a [`Taken`](crate::Taken) (see [`Taken::iter`](crate::Taken::iter)).
 pub struct Message<'a> {
-    /// Kept as librdkafka's pointer (not a reference) for the calls that read more of it.
-    ptr: NonNull<rd::rd_kafka_message_t>,
-    /// Its headers, parsed when it was taken; null when it has none.
-    hdrs: *const rd::rd_kafka_headers_t,
+    read: Read,
+    _message: PhantomData<&'a rd::rd_kafka_message_t>,
+}
+
+/// Everything a reader asks of a message, read when it is taken.
+///
+/// Why then: librdkafka allocates each message on its own thread, wherever its allocator puts
+/// it, and the taking thread reads it anyway (to tell records from errors and to size a batch).
+/// The reader then finds the fields side by side in the [`Taken`](crate::Taken), and touches
+/// none of librdkafka's memory but the key and payload bytes, which lie in order in the fetched
+/// buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Read {
     partition: i32,
     offset: i64,
-    key: Option<&'a [u8]>,
-    payload: Option<&'a [u8]>,
+    key: *const u8,
+    key_len: usize,
+    payload: *const u8,
+    len: usize,
+    timestamp: Timestamp,
+    /// Parsed by librdkafka, which owns the list and frees it with the message; null when the
+    /// record has none.
+    hdrs: *const rd::rd_kafka_headers_t,
 }
 
-impl fmt::Debug for Message<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message")
-            .field("partition", &self.partition)
-            .field("offset", &self.offset)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> Message<'a> {
-    /// A record, or the error librdkafka queued in its place.
+impl Read {
+    /// A record's fields (its headers parsed), or the error librdkafka queued in its place.
     ///
     /// # Safety
-    /// `ptr` must be a message from librdkafka that is not destroyed during `'a`, and `hdrs`
-    /// its header list from `rd_kafka_message_headers`, or null.
-    pub(crate) unsafe fn read(
-        ptr: NonNull<rd::rd_kafka_message_t>,
-        hdrs: *const rd::rd_kafka_headers_t,
-    ) -> Result<Self, KafkaError> {
+    /// `ptr` must be a live message from librdkafka. What is read stays valid until the message
+    /// is destroyed.
+    pub(crate) unsafe fn of(ptr: NonNull<rd::rd_kafka_message_t>) -> Result<Self, KafkaError> {
         // SAFETY: the caller's promise; the public fields are only read.
         let m = unsafe { ptr.as_ref() };
         match m.err {
@@ -49,65 +53,107 @@ impl<'a> Message<'a> {
             }
             e => return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(e))),
         }
-        Ok(Message {
-            ptr,
-            hdrs,
+        let mut hdrs = ptr::null_mut();
+        // SAFETY: the message is live; librdkafka parses its headers into a list it owns (and
+        // frees with the message), or says there are none.
+        let err = unsafe { rd::rd_kafka_message_headers(ptr.as_ptr(), &mut hdrs) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            hdrs = ptr::null_mut();
+        }
+        Ok(Read {
             partition: m.partition,
             offset: m.offset,
-            // SAFETY: librdkafka's key and payload pointers, when set, point at `key_len` and
-            // `len` bytes that live as long as the message.
-            key: unsafe { bytes(m.key, m.key_len) },
-            // SAFETY: as for the key.
-            payload: unsafe { bytes(m.payload, m.len) },
+            key: m.key.cast_const().cast(),
+            key_len: m.key_len,
+            payload: m.payload.cast_const().cast(),
+            len: m.len,
+            // SAFETY: the message is live.
+            timestamp: unsafe { timestamp(ptr) },
+            hdrs: hdrs.cast_const(),
         })
     }
 
+    /// Bytes of the key and payload.
+    pub(crate) fn bytes(&self) -> usize {
+        self.key_len + self.len
+    }
+
+    /// The record as lent for `'a`.
+    ///
+    /// # Safety
+    /// The message it was read from must not be destroyed during `'a`.
+    pub(crate) unsafe fn lend<'a>(self) -> Message<'a> {
+        Message {
+            read: self,
+            _message: PhantomData,
+        }
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("partition", &self.read.partition)
+            .field("offset", &self.read.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Message<'a> {
     pub fn partition(&self) -> i32 {
-        self.partition
+        self.read.partition
     }
 
     pub fn offset(&self) -> i64 {
-        self.offset
+        self.read.offset
     }
 
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.key
+        // SAFETY: librdkafka's key pointer, when set, points at `key_len` bytes that live as
+        // long as the message, which outlives `'a`.
+        unsafe { bytes(self.read.key, self.read.key_len) }
     }
 
     pub fn payload(&self) -> Option<&'a [u8]> {
-        self.payload
+        // SAFETY: as for the key.
+        unsafe { bytes(self.read.payload, self.read.len) }
     }
 
     pub fn timestamp(&self) -> Timestamp {
-        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-        // SAFETY: the message is live and `kind` a valid place to write the type to.
-        let t = unsafe { rd::rd_kafka_message_timestamp(self.ptr.as_ptr(), &mut kind) };
-        match kind {
-            rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE => {
-                Timestamp::NotAvailable
-            }
-            rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_CREATE_TIME => {
-                Timestamp::CreateTime(t)
-            }
-            rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => {
-                Timestamp::LogAppendTime(t)
-            }
-        }
+        self.read.timestamp
     }
 
     /// The record's headers, in order (parsed by librdkafka when the message was taken).
     pub fn headers(&self) -> Headers<'a> {
-        let count = if self.hdrs.is_null() {
+        let hdrs = self.read.hdrs;
+        let count = if hdrs.is_null() {
             0
         } else {
             // SAFETY: `hdrs` is the message's live header list.
-            unsafe { rd::rd_kafka_header_cnt(self.hdrs) }
+            unsafe { rd::rd_kafka_header_cnt(hdrs) }
         };
         Headers {
-            hdrs: self.hdrs,
+            hdrs,
             next: 0,
             count,
-            _message: std::marker::PhantomData,
+            _message: PhantomData,
+        }
+    }
+}
+
+/// A message's timestamp and its kind.
+///
+/// # Safety
+/// `ptr` must be a live message.
+unsafe fn timestamp(ptr: NonNull<rd::rd_kafka_message_t>) -> Timestamp {
+    let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    // SAFETY: the caller's promise; `kind` is a valid place to write the type to.
+    let t = unsafe { rd::rd_kafka_message_timestamp(ptr.as_ptr(), &mut kind) };
+    match kind {
+        rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE => Timestamp::NotAvailable,
+        rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_CREATE_TIME => Timestamp::CreateTime(t),
+        rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => {
+            Timestamp::LogAppendTime(t)
         }
     }
 }
@@ -117,7 +163,7 @@ pub struct Headers<'a> {
     hdrs: *const rd::rd_kafka_headers_t,
     next: usize,
     count: usize,
-    _message: std::marker::PhantomData<&'a rd::rd_kafka_message_t>,
+    _message: PhantomData<&'a rd::rd_kafka_message_t>,
 }
 
 impl fmt::Debug for Headers<'_> {
@@ -158,7 +204,7 @@ impl<'a> Iterator for Headers<'a> {
         // SAFETY: librdkafka's header names are NUL-terminated and live as long as the list.
         let name = unsafe { CStr::from_ptr(name) }.to_bytes();
         // SAFETY: the value, when set, is `size` bytes living as long as the list.
-        let value = unsafe { bytes(value.cast_mut(), size) };
+        let value = unsafe { bytes(value.cast(), size) };
         Some(Header { name, value })
     }
 
@@ -174,10 +220,10 @@ impl ExactSizeIterator for Headers<'_> {}
 ///
 /// # Safety
 /// A non-null `p` must point at `len` readable bytes that live for `'a` and are not written.
-unsafe fn bytes<'a>(p: *mut c_void, len: usize) -> Option<&'a [u8]> {
+unsafe fn bytes<'a>(p: *const u8, len: usize) -> Option<&'a [u8]> {
     if p.is_null() {
         return None;
     }
     // SAFETY: the caller's promise.
-    Some(unsafe { std::slice::from_raw_parts(p as *const u8, len) })
+    Some(unsafe { std::slice::from_raw_parts(p, len) })
 }

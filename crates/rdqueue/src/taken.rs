@@ -1,17 +1,18 @@
 //! Messages taken off a queue and not read yet: owned, so they can be read on another thread.
 
 use std::fmt;
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 
+use crate::message::Read;
 use crate::Message;
 
 /// Messages taken by [`PartitionQueue::take_into`](crate::PartitionQueue::take_into), in
-/// order, with their headers parsed; they are destroyed when this is dropped.
+/// order, read as they were taken (see [`Message`]); they are destroyed when this is dropped.
 ///
 /// Why owned rather than lent: what it costs to consume a record splits into librdkafka's part
 /// (taking the message, parsing its headers, destroying it: allocations and frees in
@@ -22,16 +23,17 @@ use crate::Message;
 pub struct Taken<C: ConsumerContext + 'static> {
     /// librdkafka's messages.
     ptrs: Vec<*mut rd::rd_kafka_message_t>,
-    /// Each message's parsed headers, or null when it has none.
-    hdrs: Vec<*const rd::rd_kafka_headers_t>,
+    /// What was read of each, in the same order.
+    read: Vec<Result<Read, KafkaError>>,
     bytes: usize,
     failed: bool,
     /// librdkafka's messages must not outlive their client.
     consumer: Arc<BaseConsumer<C>>,
 }
 
-// SAFETY: the messages are librdkafka's, which may be read and destroyed on any thread; only
-// the holder of the `Taken` reaches them, and the consumer is shared through an `Arc`.
+// SAFETY: the messages are librdkafka's, which may be read and destroyed on any thread, and what
+// was read of them points into them; only the holder of the `Taken` reaches either, and the
+// consumer is shared through an `Arc`.
 unsafe impl<C: ConsumerContext> Send for Taken<C> {}
 
 impl<C: ConsumerContext> fmt::Debug for Taken<C> {
@@ -48,7 +50,7 @@ impl<C: ConsumerContext> Taken<C> {
     pub(crate) fn new(consumer: Arc<BaseConsumer<C>>, capacity: usize) -> Self {
         Taken {
             ptrs: Vec::with_capacity(capacity),
-            hdrs: Vec::with_capacity(capacity),
+            read: Vec::with_capacity(capacity),
             bytes: 0,
             failed: false,
             consumer,
@@ -78,23 +80,18 @@ impl<C: ConsumerContext> Taken<C> {
         // SAFETY: the caller's promise: `fill` wrote `n` initialised pointers there.
         unsafe { self.ptrs.set_len(len + n) };
         for &p in &self.ptrs[len..] {
-            // SAFETY: a message just taken from librdkafka, alive until this `Taken` destroys
-            // it; only its public fields are read here.
-            let m = unsafe { &*p };
-            let mut hdrs = ptr::null_mut();
-            if m.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                self.bytes += m.key_len + m.len;
-                // SAFETY: the message is live; librdkafka parses its headers into a list it
-                // owns and frees with the message, or says there are none. Parsed now, on the
-                // taking thread: the parse allocates and frees with librdkafka's allocator.
-                let err = unsafe { rd::rd_kafka_message_headers(p, &mut hdrs) };
-                if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    hdrs = ptr::null_mut();
-                }
-            } else if m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                self.failed = true;
+            let read = match NonNull::new(p) {
+                // SAFETY: a message just taken from librdkafka, alive until this `Taken`
+                // destroys it.
+                Some(p) => unsafe { Read::of(p) },
+                None => Err(KafkaError::NoMessageReceived),
+            };
+            match &read {
+                Ok(r) => self.bytes += r.bytes(),
+                Err(KafkaError::PartitionEOF(_)) => {}
+                Err(_) => self.failed = true,
             }
-            self.hdrs.push(hdrs.cast_const());
+            self.read.push(read);
         }
         n
     }
@@ -121,10 +118,11 @@ impl<C: ConsumerContext> Taken<C> {
 
     /// The messages, in order: records, and errors librdkafka put in the queue.
     pub fn iter(&self) -> impl Iterator<Item = Result<Message<'_>, KafkaError>> + '_ {
-        self.ptrs.iter().zip(&self.hdrs).filter_map(|(&p, &hdrs)| {
-            // SAFETY: a message this `Taken` owns, destroyed only when it is dropped, which
-            // the borrow of `self` rules out meanwhile; `hdrs` is its header list or null.
-            NonNull::new(p).map(|p| unsafe { Message::read(p, hdrs) })
+        self.read.iter().map(|r| match r {
+            // SAFETY: the messages are destroyed only when this `Taken` is dropped, which the
+            // borrow of `self` rules out meanwhile.
+            Ok(r) => Ok(unsafe { r.lend() }),
+            Err(e) => Err(e.clone()),
         })
     }
 }
