@@ -12,9 +12,11 @@ use tracing_subscriber::EnvFilter;
 mod bench;
 mod chaos;
 
-/// The consumer's fetcher thread allocates every record and the driver thread frees it: glibc's
-/// allocator serialises such cross-thread frees on an arena lock, mimalloc hands them back
-/// without one (the consumer's no-op rate rose by a third with it; see docs/benchmarks.md).
+/// Records, requests and their buffers are often freed on another thread than the one that
+/// allocated them (a consumer record whose handler waits is freed on a tokio worker): glibc's
+/// allocator serialises such frees on an arena lock, mimalloc hands them back without one (the
+/// consumer's no-op rate rose by a third with it, when its fetcher thread still allocated every
+/// record; see docs/benchmarks.md). librdkafka keeps the C allocator: see the same document.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
