@@ -1,4 +1,4 @@
-//! A message lent by the queue, and its headers.
+//! A message read from a [`Taken`](crate::Taken), and its headers.
 
 use std::ffi::CStr;
 use std::fmt;

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use crate::config::{client_config, ConsumerConfig};
 use crate::context::{GroupContext, OverflowContext};
 use crate::events::Event;
-use crate::fetcher::{self, Closing, Hub};
+use crate::fetcher::{self, Batches, Closing, Hub};
 use crate::observe::Observer;
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
@@ -110,7 +110,6 @@ impl Consumer {
         let inputs = Inputs {
             events: rx,
             hub: hub.clone(),
-            batches: batch_rx,
             spent: spent_tx,
         };
         let state = State::new(
@@ -136,7 +135,7 @@ impl Consumer {
                 // (and leave the group) when this thread ends.
                 let closing = Closing(hub.clone());
                 let _ = hub.driver.set(std::thread::current());
-                let r = drive(&consumer, &cfg);
+                let r = drive(&consumer, &cfg, &batch_rx);
                 drop(closing);
                 if fetcher.join().is_err() {
                     error!("the fetcher thread panicked");
@@ -167,7 +166,11 @@ const MAX_NAP: Duration = Duration::from_millis(2);
 const IDLE_NAP: Duration = Duration::from_millis(50);
 
 /// The driver loop. See the module documentation.
-fn drive(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
+fn drive(
+    consumer: &BaseConsumer<GroupContext>,
+    cfg: &ConsumerConfig,
+    batches: &Batches,
+) -> Result<()> {
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -195,7 +198,7 @@ fn drive(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<
         }
         let mut st = consumer.context().state();
         st.retry_assign_hook(consumer);
-        got += st.take_batches(consumer);
+        got += st.take_batches(batches, consumer);
         got += st.poll_overflow();
         let events = st.drain_events(consumer);
         let now_ms = st.now_ms();

@@ -29,7 +29,7 @@ use rdkafka::Offset;
 use tracing::{error, warn};
 
 use crate::context::GroupContext;
-use crate::fetcher::{Hub, Tap};
+use crate::fetcher::{Batches, Hub, Tap};
 use crate::state::{single, State};
 use crate::Record;
 
@@ -148,12 +148,16 @@ impl Feeds {
 impl State {
     /// Offers the records of the batches the fetcher has handed over, or keeps them for a
     /// partition the engine holds. Returns how many records it took.
-    pub(crate) fn take_batches<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) -> usize {
+    pub(crate) fn take_batches<C: ConsumerContext>(
+        &mut self,
+        batches: &Batches,
+        main: &BaseConsumer<C>,
+    ) -> usize {
         let mut taken = 0;
         // Enough for every partition to have its turn, not so much that the outcomes of the
         // work started meanwhile wait long.
         for _ in 0..64 {
-            let Ok(batch) = self.batches.try_recv() else {
+            let Ok(batch) = batches.try_recv() else {
                 break;
             };
             taken += batch.len();

@@ -274,6 +274,12 @@ fn take(tap: &Arc<Tap>) -> Option<Batch> {
 /// Where the driver sends the messages of batches it has read, for the fetcher to destroy.
 pub(crate) type Spent = mpsc::Sender<Taken<GroupContext>>;
 
+/// Where the driver receives batches. Owned by the driver thread, not by the driver state: a
+/// batch keeps its consumer alive, and the state belongs to the consumer's context, so a batch
+/// left in a channel the state owned would keep the consumer — and its group membership — for
+/// good. Dropped with the driver thread, however it ends, the channel drops what is left in it.
+pub(crate) type Batches = mpsc::Receiver<Batch>;
+
 impl Batch {
     /// Messages taken (records and errors).
     pub(crate) fn len(&self) -> usize {

@@ -4,7 +4,7 @@
 //! holding it.
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use crate::config::{ConsumerConfig, Router};
 use crate::events::{Event, EventRx};
 use crate::feeds::Feeds;
-use crate::fetcher::{Batch, Hub, Spent};
+use crate::fetcher::{Hub, Spent};
 use crate::handler::FailureKind;
 use crate::observe::{self, Ages, Observer, SAMPLE_EVERY};
 use crate::record::headers as h;
@@ -28,12 +28,12 @@ use crate::sinks::Sinks;
 use crate::spawn::{Spawner, Started, AT_ONCE};
 use crate::{HandlerError, Record, RecordData};
 
-/// What reaches the driver from other threads: events on one channel, records from the fetcher
-/// on another (with the hub it shares with the fetcher).
+/// What connects the driver state to other threads: events arrive on one channel; the hub is
+/// shared with the fetcher, and read batches go back to it. (The fetcher's batches arrive on a
+/// channel the driver thread owns: see [`crate::fetcher::Batches`].)
 pub(crate) struct Inputs {
     pub(crate) events: EventRx,
     pub(crate) hub: Arc<Hub>,
-    pub(crate) batches: mpsc::Receiver<Batch>,
     pub(crate) spent: Spent,
 }
 
@@ -59,8 +59,6 @@ pub(crate) struct State {
     key: Vec<u8>,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
     pub(crate) feeds: Feeds,
-    /// Their records, from the fetcher thread (see [`crate::fetcher`]).
-    pub(crate) batches: mpsc::Receiver<Batch>,
     /// Read batches' messages, back to the fetcher.
     pub(crate) spent: Spent,
     /// Partitions held until the assign hook succeeds for them.
@@ -83,7 +81,6 @@ impl State {
         let Inputs {
             events: rx,
             hub,
-            batches,
             spent,
         } = inputs;
         State {
@@ -101,7 +98,6 @@ impl State {
             actions: Vec::new(),
             key: Vec::new(),
             feeds: Feeds::new(hub),
-            batches,
             spent,
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),

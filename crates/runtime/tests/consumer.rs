@@ -1,4 +1,5 @@
-//! The runtime against the real broker: everything processed, in key order, committed to the end.
+//! The runtime against the real broker: everything processed, in key order, committed to the end;
+//! a stopped consumer leaves nothing behind.
 
 mod common;
 
@@ -192,6 +193,81 @@ async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_
         took < Duration::from_secs(15),
         "shut down {took:?} after being asked"
     );
+}
+
+/// Stopped while records still stream in, with batches taken and not yet read, a consumer leaves
+/// the group — the next consumer of the group gets every partition at once, not after the first
+/// one's poll interval (five minutes) has run out — and lets go of its client: once `run` has
+/// returned, its librdkafka client's threads are gone (Linux: `/proc/self/task`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stopped_mid_stream_leaves_the_group_and_drops_its_client() {
+    const KEYS: usize = 1_000;
+    const PER_KEY: usize = 50;
+    const PARTITIONS: i32 = 4;
+    let broker = require_broker().await;
+    let topic = broker
+        .create_topic("runtime-leave", PARTITIONS)
+        .await
+        .expect("topic");
+    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
+    // The clients alive before (the test broker's own): each has one `rdk:main` thread.
+    let clients_before = librdkafka_clients();
+    let group = unique_name("runtime-leave");
+    // Each run stops once its handler has seen records of every partition, `enough` in all.
+    let run = |enough: usize| {
+        let consumer = builder(&broker, &group, &topic)
+            .concurrency(100)
+            .build()
+            .expect("valid config");
+        let seen = Arc::new(std::sync::Mutex::new((
+            0usize,
+            [false; PARTITIONS as usize],
+        )));
+        let done = Arc::new(Notify::new());
+        let (s, d) = (seen.clone(), done.clone());
+        let handler = move |r: Record| {
+            let (s, d) = (s.clone(), d.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let mut s = s.lock().unwrap();
+                s.0 += 1;
+                s.1[r.partition as usize] = true;
+                if s.0 >= enough && s.1.iter().all(|&p| p) {
+                    d.notify_one();
+                }
+                Ok::<(), HandlerError>(())
+            }
+        };
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                consumer.run(handler, async move { done.notified().await }),
+            )
+            .await
+            .expect("saw every partition in time")
+            .expect("consumer ran cleanly");
+        }
+    };
+    run(2_000).await;
+    run(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while librdkafka_clients() > clients_before {
+        assert!(
+            Instant::now() < deadline,
+            "{} librdkafka clients left after run returned, {clients_before} before it",
+            librdkafka_clients()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// librdkafka clients alive in this process: each runs one thread called `rdk:main`.
+fn librdkafka_clients() -> usize {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "rdk:main")
+        .count()
 }
 
 /// A consumer of `topic` in `group`, with the session settings the local broker needs.
