@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::codec;
 use crate::config::{HotKeyPolicy, Ordering};
 use crate::engine::{Engine, SinkKind, SinkWait};
-use crate::lane::{Diversion, Item, LaneKind, Offsets};
+use crate::lane::{Diversion, Item, LaneKind};
 use crate::offsets::Fetch;
 use crate::types::*;
 use crate::Offset;
@@ -150,15 +150,7 @@ impl<P: Clone> Engine<P> {
                 Route::Key(_, Some(l)) => l,
                 Route::Key(key, None) => self.key_lane(lane_part, key),
             };
-            let item = Item {
-                src: slot,
-                offsets: Offsets::One(offset),
-                payload,
-                bytes,
-                attempts: 0,
-                tries: 0,
-                last_error: None,
-            };
+            let item = Item::fetched(slot, offset, payload, bytes);
             self.place(lane, item, from_overflow, offset);
         }
         self.routed = routed;

@@ -69,6 +69,21 @@ pub(crate) struct Item<P> {
     pub(crate) last_error: Option<String>,
 }
 
+impl<P> Item<P> {
+    /// A record just fetched from partition slot `src`: not yet attempted.
+    pub(crate) fn fetched(src: u32, offset: Offset, payload: P, bytes: usize) -> Self {
+        Item {
+            src,
+            offsets: Offsets::One(offset),
+            payload,
+            bytes,
+            attempts: 0,
+            tries: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// How many items of a lane may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LaneKind {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Ordering;
 use crate::engine::Engine;
-use crate::lane::{Item, LaneKind, Offsets};
+use crate::lane::{Item, LaneKind};
 use crate::types::*;
 use crate::{codec, Offset};
 
@@ -73,15 +73,7 @@ impl<P: Clone> Engine<P> {
         self.counters.dispatched += 1;
         self.part_mut(slot).tracker.fetch(offset, 1);
         self.hold(slot, 1, bytes);
-        let item = Item {
-            src: slot,
-            offsets: Offsets::One(offset),
-            payload,
-            bytes,
-            attempts: 0,
-            tries: 0,
-            last_error: None,
-        };
+        let item = Item::fetched(slot, offset, payload, bytes);
         Now::Run(RunNow {
             engine: self,
             key,

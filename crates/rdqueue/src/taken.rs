@@ -129,7 +129,8 @@ impl<C: ConsumerContext> Taken<C> {
 
 impl<C: ConsumerContext> Drop for Taken<C> {
     fn drop(&mut self) {
-        for p in self.ptrs.drain(..) {
+        // A null entry (which librdkafka never writes) was read as an error, and is skipped.
+        for p in self.ptrs.drain(..).filter(|p| !p.is_null()) {
             // SAFETY: `p` came from librdkafka and, drained from the list, is destroyed exactly
             // once; nothing borrows the messages any more.
             unsafe { rd::rd_kafka_message_destroy(p) };
