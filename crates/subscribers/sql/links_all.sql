@@ -1,1 +1,1 @@
-SELECT child_id, parent_id FROM links
+SELECT app_id, child_id, parent_id FROM links

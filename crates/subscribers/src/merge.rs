@@ -13,13 +13,11 @@ use bytes::Bytes;
 use kafkaesque_runtime::{Header, Record};
 use uuid::Uuid;
 
-use crate::message::{Batch, Change, Message, BATCH_HEADER};
+use crate::message::{parse_row_key, Batch, Change, Message, BATCH_HEADER};
 
 /// The merge the consumer gives the engine: `key` is the row (the delivery's route).
 pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
-    let row = std::str::from_utf8(key)
-        .ok()
-        .and_then(|k| Uuid::parse_str(k).ok());
+    let row = parse_row_key(key).map(|(_, row)| row);
     let mut batch = into_batch(older);
     match (row, change_of(&newer)) {
         (Some(row), Some(change)) => match batch.pop() {

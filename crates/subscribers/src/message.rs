@@ -189,8 +189,40 @@ pub fn email_parent_id(app_id: Uuid, email: &str) -> Uuid {
     Uuid::new_v5(&app_id, email.trim().to_lowercase().as_bytes())
 }
 
+/// The ordering key a delivery of `row` runs under: the row *and the app of the record*,
+/// `<app>:<row>`.
+///
+/// **Why the app is part of it.** A row belongs to one app, but a record names its row by an id
+/// any caller can write. Keyed by the record's app, another app's changes naming a row never
+/// share that row's queue: they cannot be coalesced with the owner's changes (and dead-lettered
+/// with them), cannot fill the owner's per-key limits, and cannot trip its hot-key policy. Two
+/// deliveries of one row can then run at once only when one is another app's, which the handler
+/// refuses without writing (`foreign_player`).
+pub fn row_key(app_id: Uuid, row: Uuid) -> Bytes {
+    let mut key = BytesMut::with_capacity(73);
+    key.extend_from_slice(
+        app_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    key.extend_from_slice(b":");
+    key.extend_from_slice(
+        row.hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    key.freeze()
+}
+
+/// The app and the row of a [`row_key`]; `None` for anything else.
+pub fn parse_row_key(key: &[u8]) -> Option<(Uuid, Uuid)> {
+    let (app, row) = std::str::from_utf8(key).ok()?.split_once(':')?;
+    Some((Uuid::parse_str(app).ok()?, Uuid::parse_str(row).ok()?))
+}
+
 /// The record the consumer sees for `m` at `offset` (keyed by its app, as the API writes it),
-/// running under `route`: for the consumer's unit tests.
+/// running under `route` (a row of the message's app): for the consumer's unit tests.
 #[cfg(test)]
 pub(crate) fn test_record(
     m: &Message,
@@ -206,5 +238,5 @@ pub(crate) fn test_record(
         headers: std::sync::Arc::from(Vec::new()),
         timestamp: None,
     })
-    .with_route(route.map(|r| Bytes::from(r.to_string())))
+    .with_route(route.map(|r| row_key(m.app_id(), r)))
 }

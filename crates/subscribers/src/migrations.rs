@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "subscribers",
         sql: include_str!("../migrations/0002_subscribers.sql"),
     },
+    Migration {
+        version: 3,
+        name: "links_by_app",
+        sql: include_str!("../migrations/0003_links_by_app.sql"),
+    },
 ];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several

@@ -2,8 +2,9 @@
 //! order, without asking the database.
 //!
 //! A create writes its subscription. An update writes its subscription and, mirrored, the
-//! parents it is linked to — so it runs under each of those ids, and no two writes ever touch one
-//! row at once. The router knows the links from a [`LinkCache`]: loaded from PostgreSQL whenever
+//! parents it is linked to — so it runs under each of those rows' keys, and no two writes ever
+//! touch one row at once. A key names the record's app with the row ([`row_key`]), and the cache
+//! knows links by app: a record of one app never runs under, nor routes to, another app's rows. The router knows the links from a [`LinkCache`]: loaded from PostgreSQL whenever
 //! partitions are assigned, and kept current by the router itself as it routes updates that carry
 //! `email` (routing order is partition order, so a child's later records see its new link).
 //!
@@ -24,7 +25,7 @@ use kafkaesque_runtime::{AssignHook, Record, Router, TopicPartition};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::message::email_parent_id;
+use crate::message::{email_parent_id, row_key};
 use crate::skip::SkipList;
 use crate::store::Store;
 use crate::top::Top;
@@ -33,19 +34,24 @@ use crate::top::Top;
 /// row, and are dead-lettered by the handler.
 pub const MALFORMED_KEY: &[u8] = b"malformed";
 
-/// Child → the parents it may be linked to (one, except briefly after a crash, when the
-/// database can hold an old link whose unlink had not been applied yet).
+/// (App, child) → the parents it may be linked to (one, except briefly after a crash, when the
+/// database can hold an old link whose unlink had not been applied yet). Keyed by the app as
+/// well: an update names its child by an id any app can write, and only the child's own app may
+/// reach its parents.
 #[derive(Debug, Clone, Default)]
 pub struct LinkCache {
-    inner: Arc<Mutex<HashMap<Uuid, Vec<Uuid>>>>,
+    inner: Arc<Mutex<Links>>,
 }
 
+/// (App, child) → parents.
+type Links = HashMap<(Uuid, Uuid), Vec<Uuid>>;
+
 impl LinkCache {
-    /// Adds links read from the database to what the cache knows.
-    pub fn absorb(&self, links: impl IntoIterator<Item = (Uuid, Uuid)>) {
+    /// Adds links read from the database, `(app, child, parent)`, to what the cache knows.
+    pub fn absorb(&self, links: impl IntoIterator<Item = (Uuid, Uuid, Uuid)>) {
         let mut map = self.inner.lock().expect("link cache lock");
-        for (child, parent) in links {
-            let parents = map.entry(child).or_default();
+        for (app, child, parent) in links {
+            let parents = map.entry((app, child)).or_default();
             if !parents.contains(&parent) {
                 parents.push(parent);
             }
@@ -114,7 +120,7 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Top, record: &Record) -> Vec
     let mut rows = vec![player];
     if view.op == "update" {
         let mut map = links.inner.lock().expect("link cache lock");
-        if let Some(parents) = map.get(&player) {
+        if let Some(parents) = map.get(&(app, player)) {
             rows.extend(parents.iter().filter(|p| **p != player));
         }
         if let Some(email) = &view.email {
@@ -123,7 +129,7 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Top, record: &Record) -> Vec
                 if !rows.contains(&parent) {
                     rows.push(parent);
                 }
-                map.insert(player, vec![parent]);
+                map.insert((app, player), vec![parent]);
             }
         }
     }
@@ -135,9 +141,7 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Top, record: &Record) -> Vec
         }
         None => true,
     });
-    rows.into_iter()
-        .map(|row| Bytes::from(row.to_string()))
-        .collect()
+    rows.into_iter().map(|row| row_key(app, row)).collect()
 }
 
 #[cfg(test)]

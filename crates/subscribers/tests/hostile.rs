@@ -6,6 +6,9 @@
 //! - The authentication matrix: every endpoint refuses a missing credential, a wrong one and
 //!   another app's key; admin endpoints refuse app keys; a refused request writes nothing, to
 //!   Kafka or to PostgreSQL. (`api.rs` covers validation refusals and the happy paths.)
+//! - Another app's attack: with a valid key and `app_id` of its own, an app names the victim
+//!   app's subscriptions. Nothing of the victim's changes; every attacking record is
+//!   dead-lettered with a reason.
 
 mod support;
 
@@ -376,4 +379,121 @@ async fn strings_holding_nul_are_refused_at_the_edge_rather_than_lost_in_the_con
     assert_eq!(rig.written(), written_before, "records in the topic");
     assert_eq!(rows(&rig).await, rows_before, "apps, players, skips");
     service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_apps_updates_never_touch_the_victims_rows_or_links_and_are_dead_lettered() {
+    // One partition: the attacker's offsets are above every offset the victim's rows hold, which
+    // is what once let the attacker's tags onto the victim's email parent.
+    let rig = Rig::new("tenant", 1).await;
+    let service = Running::start(&rig.config, Roles::ALL).await;
+    let c = service.client();
+    let (victim, attacker) = (c.create_app("victim").await, c.create_app("attacker").await);
+    let child = c
+        .create_player(&victim, json!({"app_id": victim.id, "device_type": 1}))
+        .await;
+    let linking = json!({"app_id": victim.id, "email": "owner@example.com", "tags": {"own": "1"}});
+    c.update(&victim, child, &linking).await;
+    let (_, linked) = eventually("the victim's child linked", WITHIN, || async {
+        let (s, v) = c.player(&victim, child).await;
+        (s == StatusCode::OK && v["parent_player_id"].is_string()).then_some((s, v))
+    })
+    .await;
+    let parent: Uuid = linked["parent_player_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, parent_before) = c.player(&victim, parent).await;
+    assert_eq!(parent_before["tags"], json!({"own": "1"}), "mirrored");
+
+    // The attacks: through the API, which cannot tell whose the id is without a read of its own
+    // (and answers 200 as for any update not yet applied), and straight into the topic.
+    let mine = |body: Value| {
+        let mut body = body;
+        body["app_id"] = json!(attacker.id);
+        body
+    };
+    c.update(
+        &attacker,
+        child,
+        &mine(json!({"tags": {"pwned": "tags"}, "language": "xx"})),
+    )
+    .await;
+    c.update(
+        &attacker,
+        child,
+        &mine(json!({"email": "attacker@example.com"})),
+    )
+    .await;
+    c.update(
+        &attacker,
+        parent,
+        &mine(json!({"tags": {"pwned": "parent"}})),
+    )
+    .await;
+    let create =
+        json!({"op": "create", "player_id": parent, "app_id": attacker.id, "device_type": 1});
+    let key = attacker.id.to_string();
+    produce(&rig, key.as_bytes(), create.to_string().as_bytes()).await;
+
+    // The victim's own update behind them applies: its rows' replay guards were not moved.
+    let after = json!({"app_id": victim.id, "tags": {"after": "attack"}});
+    c.update(&victim, child, &after).await;
+    eventually("the victim's update behind the attack", WITHIN, || async {
+        let (s, v) = c.player(&victim, parent).await;
+        (s == StatusCode::OK && v["tags"]["after"] == "attack").then_some(())
+    })
+    .await;
+    let (_, child_after) = c.player(&victim, child).await;
+    assert_eq!(child_after["tags"], json!({"own": "1", "after": "attack"}));
+    assert_eq!(child_after["language"], Value::Null);
+    assert_eq!(
+        child_after["parent_player_id"],
+        json!(parent),
+        "still linked"
+    );
+    let (_, parent_after) = c.player(&victim, parent).await;
+    assert_eq!(parent_after["tags"], json!({"own": "1", "after": "attack"}));
+    assert_eq!(parent_after["device_type"], parent_before["device_type"]);
+
+    // Not silently dropped: each attack is a dead letter naming why.
+    let dl = tokio::task::block_in_place(|| foreign_dead_letters(&rig, attacker.id, 4));
+    assert_eq!(dl.len(), 4, "{dl:?}");
+    assert!(dl.iter().all(|r| r == "foreign_player"), "{dl:?}");
+    // And the attacker's app gained no row and no link.
+    let db = rig.database.connect().await.expect("database");
+    let theirs: i64 = db
+        .query_one(
+            "SELECT count(*) FROM players WHERE app_id = $1",
+            &[&attacker.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(theirs, 0, "the attacker's app holds no row");
+    service.stop().await;
+}
+
+/// The reasons of the first `n` dead letters of `app`'s records.
+fn foreign_dead_letters(rig: &Rig, app: Uuid, n: usize) -> Vec<String> {
+    let c = rig.dead_letter_reader();
+    let app = app.to_string();
+    let mut reasons = Vec::new();
+    let deadline = Instant::now() + WITHIN;
+    while reasons.len() < n && Instant::now() < deadline {
+        let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        if m.key() != Some(app.as_bytes()) {
+            continue;
+        }
+        let reason = m
+            .headers()
+            .and_then(|hs| hs.iter().find(|h| h.key == headers::REASON))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        reasons.push(reason.unwrap_or_default());
+    }
+    reasons
 }

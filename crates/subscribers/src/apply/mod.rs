@@ -31,7 +31,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::merge::{change_of, is_batch};
-use crate::message::{Batch, Change, Message};
+use crate::message::{parse_row_key, Batch, Change, Message};
 use crate::skip::SkipList;
 use crate::store::{rows, Store};
 use plan::{Child, Known, Plan, Stop};
@@ -85,8 +85,7 @@ impl Applier {
 
     /// The handler the runtime calls, once per row a record touches.
     pub async fn handle(&self, record: Record) -> Result<(), HandlerError> {
-        let (row, changes) = decode(&record)?;
-        let app = changes[0].message.app_id();
+        let (app, row, changes) = decode(&record)?;
         let span = tracing::info_span!(
             "apply",
             app_id = %app,
@@ -124,7 +123,10 @@ impl Applier {
                     return Ok(());
                 }
                 Err(Failed::Stop(Stop::Unknown { offset })) => {
-                    return Err(self.unknown(app, row, offset).await)
+                    return Err(self.unknown(app, row, offset, Unknown::Missing).await)
+                }
+                Err(Failed::Stop(Stop::Foreign { offset })) => {
+                    return Err(self.unknown(app, row, offset, Unknown::Foreign).await)
                 }
                 Err(Failed::Stop(Stop::Pending { child })) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -157,8 +159,8 @@ impl Applier {
         if let Some(saved) = &plan.save {
             rows::save(&tx, id, saved).await?;
         }
-        rows::unlink(&tx, id, &plan.unlink).await?;
-        rows::link(&tx, id, &plan.link).await?;
+        rows::unlink(&tx, app, id, &plan.unlink).await?;
+        rows::link(&tx, app, id, &plan.link).await?;
         tx.commit().await?;
         Ok(plan)
     }
@@ -193,7 +195,7 @@ impl Applier {
         asking.sort_unstable();
         asking.dedup();
         let linked = if exists {
-            rows::linked(tx, id, &children).await?
+            rows::linked(tx, app, id, &children).await?
         } else {
             Default::default()
         };
@@ -237,6 +239,13 @@ impl Applier {
         }
         metrics::counter!("subscribers_links_total").increment(plan.link.len() as u64);
         metrics::counter!("subscribers_replayed_changes_total").increment(plan.replayed as u64);
+        if plan.foreign > 0 {
+            metrics::counter!("subscribers_foreign_changes_total").increment(plan.foreign as u64);
+            tracing::warn!(
+                foreign = plan.foreign,
+                "another app's changes reached this row as a parent: ignored"
+            );
+        }
         if plan.save.is_some() {
             metrics::counter!("subscribers_row_writes_total").increment(1);
         }
@@ -249,8 +258,9 @@ impl Applier {
         );
     }
 
-    /// Records the verdict a waiting parent needs, and dead-letters the delivery.
-    async fn unknown(&self, app: Uuid, row: Uuid, offset: i64) -> HandlerError {
+    /// Records the verdict a waiting parent needs — the row is not one of `app`'s — and
+    /// dead-letters the delivery.
+    async fn unknown(&self, app: Uuid, row: Uuid, offset: i64, why: Unknown) -> HandlerError {
         let recorded = async {
             let client = self.store.client().await?;
             rows::record_rejected(&client, app, row, offset).await?;
@@ -260,24 +270,44 @@ impl Applier {
             return e.into_handler_error();
         }
         self.settled.notify_waiters();
-        metrics::counter!("subscribers_unknown_player_total").increment(1);
-        tracing::warn!("update of a subscription that does not exist: dead-lettered");
-        HandlerError::rejected(
-            "unknown_player",
-            format!("subscription {row} does not exist in app {app}"),
-        )
+        match why {
+            Unknown::Missing => {
+                metrics::counter!("subscribers_unknown_player_total").increment(1);
+                tracing::warn!("update of a subscription that does not exist: dead-lettered");
+                HandlerError::rejected(
+                    "unknown_player",
+                    format!("subscription {row} does not exist in app {app}"),
+                )
+            }
+            Unknown::Foreign => {
+                metrics::counter!("subscribers_foreign_player_total").increment(1);
+                tracing::warn!("change of another app's subscription: dead-lettered");
+                HandlerError::rejected(
+                    "foreign_player",
+                    format!("subscription {row} is not in app {app}: it belongs to another app"),
+                )
+            }
+        }
     }
 }
 
-/// The row a delivery runs under and the changes it carries; a record that is not ours to
-/// understand is dead-lettered as `malformed`.
-fn decode(record: &Record) -> Result<(Uuid, Vec<Change>), HandlerError> {
+/// Why a row is not one a delivery's app may change.
+#[derive(Debug, Clone, Copy)]
+enum Unknown {
+    /// No such row.
+    Missing,
+    /// The row is another app's.
+    Foreign,
+}
+
+/// The app and row a delivery runs under (its route, a [`crate::message::row_key`]) and the
+/// changes it carries; a record that is not ours to understand, or whose changes are not all of
+/// the route's app, is dead-lettered as `malformed`.
+fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), HandlerError> {
     let malformed = |why: &str| HandlerError::rejected("malformed", why);
-    let row = record
+    let (app, row) = record
         .route()
-        .map(|r| &r[..])
-        .and_then(|r| std::str::from_utf8(r).ok())
-        .and_then(|r| Uuid::parse_str(r).ok())
+        .and_then(|r| parse_row_key(r))
         .ok_or_else(|| malformed("not a subscription update"))?;
     let changes = if is_batch(record) {
         Batch::parse(record.payload.as_deref().unwrap_or_default())
@@ -289,11 +319,13 @@ fn decode(record: &Record) -> Result<(Uuid, Vec<Change>), HandlerError> {
         .key
         .as_deref()
         .and_then(|k| std::str::from_utf8(k).ok());
-    let app = changes[0].message.app_id();
-    if changes.iter().any(|c| c.message.app_id() != app) || key != Some(&app.to_string()) {
+    if changes.is_empty()
+        || changes.iter().any(|c| c.message.app_id() != app)
+        || key != Some(&app.to_string())
+    {
         return Err(malformed("the record's key is not its app id"));
     }
-    Ok((row, changes))
+    Ok((app, row, changes))
 }
 
 #[cfg(test)]

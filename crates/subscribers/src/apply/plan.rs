@@ -2,6 +2,10 @@
 //! so that a batch of any length costs one write. No I/O here.
 //!
 //! The rules, change by change, in offset order:
+//! - **Another app's change**: a row is written only by changes of its own app. A change of
+//!   another app naming the row itself stops the delivery (`foreign_player`, dead-lettered);
+//!   one reaching the row as a child's parent is ignored and counted. Neither moves the row's
+//!   offset, which is comparable only with offsets of its own app's partition.
 //! - **Replay**: a change at or below the row's `source_offset` was applied before: skipped.
 //! - **Create** of the row: inserts it unless it exists.
 //! - **Update of the row itself**: fields last-writer-wins, tags set or deleted; `email` plays no
@@ -101,6 +105,8 @@ pub struct Plan {
     pub refused: Vec<(Uuid, i64)>,
     /// Changes skipped because the row had them already.
     pub replayed: usize,
+    /// Mirrored changes of another app's child, ignored.
+    pub foreign: usize,
 }
 
 /// Why a delivery cannot be planned.
@@ -108,6 +114,8 @@ pub struct Plan {
 pub enum Stop {
     /// An update of the row, which does not exist in the app.
     Unknown { offset: i64 },
+    /// A create or update of the row by another app than the row's.
+    Foreign { offset: i64 },
     /// A child asks to be linked but its own queue has not yet created it (or found it unknown).
     Pending { child: Uuid },
 }
@@ -173,6 +181,16 @@ pub fn plan(
     let mut touched = false;
     for change in changes {
         let offset = change.offset;
+        if row
+            .as_ref()
+            .is_some_and(|r| r.app_id != change.message.app_id())
+        {
+            if change.message.player_id() == id {
+                return Err(Stop::Foreign { offset });
+            }
+            plan.foreign += 1;
+            continue;
+        }
         if row.as_ref().is_some_and(|r| offset <= r.source_offset) {
             plan.replayed += 1;
             continue;
@@ -183,8 +201,8 @@ pub fn plan(
             }
             Message::Create(_) => {}
             Message::Update(u) if u.player_id == id => match row.as_mut() {
-                Some(r) if r.app_id == u.app_id => r.apply(&u.fields, &u.tags),
-                _ => return Err(Stop::Unknown { offset }),
+                Some(r) => r.apply(&u.fields, &u.tags),
+                None => return Err(Stop::Unknown { offset }),
             },
             Message::Update(u) => {
                 let child = u.player_id;

@@ -222,19 +222,22 @@ async fn a_batch_applied_in_part_before_applies_only_its_newer_changes() {
 }
 
 #[tokio::test]
-async fn an_update_of_a_missing_or_foreign_row_is_dead_lettered_as_unknown() {
+async fn an_update_of_a_missing_or_foreign_row_is_dead_lettered_naming_which() {
     let db = Db::new("apply_unknown").await;
     let id = db.create(1).await;
     let row = db.row(id).await;
     let missing = Uuid::new_v4();
     let foreign = Uuid::new_v4();
-    for (app, target) in [(db.app, missing), (foreign, id)] {
+    for (app, target, reason) in [
+        (db.app, missing, "unknown_player"),
+        (foreign, id, "foreign_player"),
+    ] {
         let e = db
             .applier
             .handle(record(&update(app, target, 7, "xx", &[]), target))
             .await
-            .expect_err("unknown");
-        assert_eq!((e.kind, e.reason), (FailureKind::Fatal, "unknown_player"));
+            .expect_err("refused");
+        assert_eq!((e.kind, e.reason), (FailureKind::Fatal, reason));
     }
     assert_eq!(db.row(id).await, row);
     assert_eq!(db.row(missing).await, None);

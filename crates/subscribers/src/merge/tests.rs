@@ -1,5 +1,5 @@
 use super::*;
-use crate::message::{email_parent_id, test_record, Fields, Update};
+use crate::message::{email_parent_id, row_key, test_record, Fields, Update};
 
 fn record(
     app: Uuid,
@@ -32,15 +32,11 @@ fn changes(r: &Record) -> Vec<Change> {
 #[test]
 fn updates_of_the_row_itself_fold_into_one_last_writer_wins_with_deletions_kept() {
     let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
-    let key = id.to_string();
+    let key = row_key(app, id);
     let mut older = record(app, id, 1, &[("a", Some("1")), ("b", Some("1"))], None);
-    let w = merge(
-        key.as_bytes(),
-        &mut older,
-        record(app, id, 2, &[("a", None)], None),
-    );
+    let w = merge(&key, &mut older, record(app, id, 2, &[("a", None)], None));
     merge(
-        key.as_bytes(),
+        &key,
         &mut older,
         record(app, id, 3, &[("c", Some("3"))], None),
     );
@@ -65,13 +61,13 @@ fn updates_of_the_row_itself_fold_into_one_last_writer_wins_with_deletions_kept(
 fn on_a_parent_children_stay_apart_and_a_new_link_request_does_not_fold() {
     let app = Uuid::new_v4();
     let parent = email_parent_id(app, "p@example.com");
-    let key = parent.to_string();
+    let key = row_key(app, parent);
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let mut older = record(app, a, 1, &[], Some("p@example.com"));
-    merge(key.as_bytes(), &mut older, record(app, a, 2, &[], None));
-    merge(key.as_bytes(), &mut older, record(app, b, 3, &[], None));
+    merge(&key, &mut older, record(app, a, 2, &[], None));
+    merge(&key, &mut older, record(app, b, 3, &[], None));
     merge(
-        key.as_bytes(),
+        &key,
         &mut older,
         record(app, b, 4, &[], Some("q@example.com")),
     );

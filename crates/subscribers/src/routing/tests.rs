@@ -1,5 +1,5 @@
 use super::*;
-use crate::message::{test_record, Fields, Message, Update};
+use crate::message::{parse_row_key, row_key, test_record, Fields, Message, Update};
 use crate::skip::SkipTarget;
 
 fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
@@ -13,9 +13,14 @@ fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
     test_record(&m, offset, None)
 }
 
-fn ids(keys: Vec<Bytes>) -> Vec<Uuid> {
+/// The rows of `keys`, each checked to be of `app`.
+fn rows_of(app: Uuid, keys: Vec<Bytes>) -> Vec<Uuid> {
     keys.iter()
-        .map(|k| Uuid::parse_str(std::str::from_utf8(k).unwrap()).unwrap())
+        .map(|k| {
+            let (of, row) = parse_row_key(k).expect("a row key");
+            assert_eq!(of, app, "a row key of the record's app");
+            row
+        })
         .collect()
 }
 
@@ -23,17 +28,23 @@ fn ids(keys: Vec<Bytes>) -> Vec<Uuid> {
 fn a_child_runs_under_its_parents_and_a_new_email_reaches_old_and_new_parent() {
     let r = router(LinkCache::default(), SkipList::default(), Top::default());
     let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(ids(r(&record(app, child, None, 0))), vec![child]);
+    assert_eq!(rows_of(app, r(&record(app, child, None, 0))), vec![child]);
 
     let a = email_parent_id(app, "A@example.com");
     let linking = record(app, child, Some("a@example.com"), 1);
-    assert_eq!(ids(r(&linking)), vec![child, a]);
-    assert_eq!(ids(r(&record(app, child, None, 2))), vec![child, a]);
+    assert_eq!(rows_of(app, r(&linking)), vec![child, a]);
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 2))),
+        vec![child, a]
+    );
 
     let b = email_parent_id(app, "b@example.com");
     let moving = record(app, child, Some("b@example.com"), 3);
-    assert_eq!(ids(r(&moving)), vec![child, a, b]);
-    assert_eq!(ids(r(&record(app, child, None, 4))), vec![child, b]);
+    assert_eq!(rows_of(app, r(&moving)), vec![child, a, b]);
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 4))),
+        vec![child, b]
+    );
 }
 
 #[test]
@@ -43,8 +54,11 @@ fn loaded_links_are_added_never_replace_routed_ones() {
     let (app, child, old) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let new = email_parent_id(app, "x@example.com");
     r(&record(app, child, Some("x@example.com"), 0));
-    links.absorb([(child, old)]);
-    assert_eq!(ids(r(&record(app, child, None, 1))), vec![child, new, old]);
+    links.absorb([(app, child, old)]);
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 1))),
+        vec![child, new, old]
+    );
 }
 
 #[test]
@@ -55,7 +69,7 @@ fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
     let parent = email_parent_id(app, "p@example.com");
     skips.insert(SkipTarget::Player(parent));
     let linking = record(app, child, Some("p@example.com"), 0);
-    assert_eq!(ids(r(&linking)), vec![child]);
+    assert_eq!(rows_of(app, r(&linking)), vec![child]);
     skips.insert(SkipTarget::App(app));
     assert!(r(&record(app, child, None, 1)).is_empty());
 
@@ -65,4 +79,35 @@ fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
     let mut wrong_key = record(app, child, None, 3);
     wrong_key.key = Some(Bytes::from(Uuid::new_v4().to_string()));
     assert_eq!(r(&wrong_key), vec![Bytes::from_static(MALFORMED_KEY)]);
+}
+
+#[test]
+fn another_apps_update_naming_a_linked_child_reaches_neither_its_parent_nor_its_links() {
+    let r = router(LinkCache::default(), SkipList::default(), Top::default());
+    let (victim, attacker, child) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(victim, "p@example.com");
+    r(&record(victim, child, Some("p@example.com"), 0));
+
+    // The attacker's keys name its own app: it can never share a queue with the victim's rows.
+    let app = attacker;
+    assert_eq!(rows_of(app, r(&record(app, child, None, 1))), vec![child]);
+    let theirs = email_parent_id(attacker, "p@example.com");
+    let moving = record(app, child, Some("p@example.com"), 2);
+    assert_eq!(rows_of(app, r(&moving)), vec![child, theirs]);
+
+    // The victim's links are as they were.
+    let app = victim;
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 3))),
+        vec![child, parent]
+    );
+}
+
+#[test]
+fn row_keys_round_trip_and_refuse_anything_else() {
+    let (app, row) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(parse_row_key(&row_key(app, row)), Some((app, row)));
+    for bad in [&b"malformed"[..], row.to_string().as_bytes(), b"", b"x:y"] {
+        assert_eq!(parse_row_key(bad), None, "{bad:?}");
+    }
 }

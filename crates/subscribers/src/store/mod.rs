@@ -121,13 +121,16 @@ impl Store {
         }))
     }
 
-    /// Every link, child first: what the consumer's router starts from.
-    pub async fn links(&self) -> Result<Vec<(Uuid, Uuid)>> {
+    /// Every link as `(app, child, parent)`: what the consumer's router starts from.
+    pub async fn links(&self) -> Result<Vec<(Uuid, Uuid, Uuid)>> {
         let c = self.client().await?;
         let rows = c
             .query(include_str!("../../sql/links_all.sql"), &[])
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     pub async fn skips(&self) -> Result<HashSet<SkipTarget>> {

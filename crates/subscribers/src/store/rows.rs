@@ -125,9 +125,10 @@ pub async fn update_own(
     Ok(rows.iter().map(|r| (r.get("id"), from_pg(r))).collect())
 }
 
-/// Which of `children` are linked to `parent`.
+/// Which of `children` are linked to `parent` within `app`.
 pub async fn linked(
     c: &impl GenericClient,
+    app: Uuid,
     parent: Uuid,
     children: &[Uuid],
 ) -> Result<HashSet<Uuid>> {
@@ -138,13 +139,18 @@ pub async fn linked(
         .query(
             &c.prepare_cached(include_str!("../../sql/links_of.sql"))
                 .await?,
-            &[&parent, &children],
+            &[&app, &parent, &children],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-pub async fn link(c: &impl GenericClient, parent: Uuid, children: &[(Uuid, i64)]) -> Result<()> {
+pub async fn link(
+    c: &impl GenericClient,
+    app: Uuid,
+    parent: Uuid,
+    children: &[(Uuid, i64)],
+) -> Result<()> {
     if children.is_empty() {
         return Ok(());
     }
@@ -152,20 +158,25 @@ pub async fn link(c: &impl GenericClient, parent: Uuid, children: &[(Uuid, i64)]
     c.execute(
         &c.prepare_cached(include_str!("../../sql/links_insert.sql"))
             .await?,
-        &[&parent, &ids, &offsets],
+        &[&app, &parent, &ids, &offsets],
     )
     .await?;
     Ok(())
 }
 
-pub async fn unlink(c: &impl GenericClient, parent: Uuid, children: &[Uuid]) -> Result<()> {
+pub async fn unlink(
+    c: &impl GenericClient,
+    app: Uuid,
+    parent: Uuid,
+    children: &[Uuid],
+) -> Result<()> {
     if children.is_empty() {
         return Ok(());
     }
     c.execute(
         &c.prepare_cached(include_str!("../../sql/links_delete.sql"))
             .await?,
-        &[&parent, &children],
+        &[&app, &parent, &children],
     )
     .await?;
     Ok(())

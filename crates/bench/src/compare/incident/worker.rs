@@ -21,7 +21,7 @@ use bytes::Bytes;
 use kafkaesque_runtime::{headers, HandlerError, HotKeyPolicy, Record};
 use kafkaesque_subscribers::apply::Applier;
 use kafkaesque_subscribers::merge::is_batch;
-use kafkaesque_subscribers::message::Batch;
+use kafkaesque_subscribers::message::{row_key, Batch};
 use kafkaesque_subscribers::skip::SkipList;
 use kafkaesque_subscribers::store::Store;
 use kafkaesque_subscribers::top::Top;
@@ -140,13 +140,16 @@ pub async fn run(job: &str) -> Result<()> {
         }
         let _ = stop.send(());
     });
-    let hot_row = Bytes::from(job.hot_row.to_string());
+    // The hot row's ordering key: it belongs to the flooding app.
+    let hot_row = job.flood_app.map(|app| row_key(app, job.hot_row));
     let flood_app = job.flood_app.map(|a| Bytes::from(a.to_string()));
     let slow = Duration::from_millis(job.hot_write_ms);
     let seen = Arc::clone(&outcome);
     let handler = move |record: Record| {
         let (applier, seen) = (applier.clone(), Arc::clone(&seen));
-        let hot = record.route() == Some(&hot_row) && flooding.load(Ordering::Relaxed);
+        let hot = hot_row.is_some()
+            && record.route() == hot_row.as_ref()
+            && flooding.load(Ordering::Relaxed);
         let other = record.key.is_some() && record.key != flood_app;
         async move {
             if hot {

@@ -218,3 +218,94 @@ fn only_own_updates_in_rising_order_fold() {
     );
     assert_eq!(own_update(id, &[]), None);
 }
+
+// Another app's changes, as an attacker with a valid key of its own sends them: naming a row of
+// the victim app, with offsets above the victim row's (another partition, or later in the same
+// one). None of them may touch the victim's row, its offset or its links.
+
+fn create(app: Uuid, player: Uuid, offset: i64) -> Change {
+    Change {
+        offset,
+        message: Message::Create(crate::message::NewPlayer {
+            player_id: player,
+            app_id: app,
+            device_type: 1,
+            identifier: None,
+            fields: Fields::default(),
+            tags: BTreeMap::new(),
+        }),
+    }
+}
+
+#[test]
+fn another_apps_update_of_a_linked_child_is_not_mirrored_onto_the_parent() {
+    let (victim, attacker) = (Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(victim, "p@example.com");
+    let child = Uuid::new_v4();
+    let changes = [update(attacker, child, 900, "pwned", None)];
+    let p = plan(
+        parent,
+        Some(row(victim, 10, 1)),
+        &changes,
+        &known(&[child], &[child]),
+    )
+    .unwrap();
+    assert_eq!(p.save, None, "the victim's parent row is not written");
+    assert_eq!((p.link, p.unlink), (vec![], vec![]));
+    assert_eq!(p.foreign, 1);
+}
+
+#[test]
+fn another_apps_email_does_not_unlink_a_child_from_its_parent() {
+    let (victim, attacker) = (Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(victim, "p@example.com");
+    let child = Uuid::new_v4();
+    let changes = [update(attacker, child, 900, "pwned", Some("p@example.com"))];
+    let p = plan(
+        parent,
+        Some(row(victim, 10, 1)),
+        &changes,
+        &known(&[child], &[child]),
+    )
+    .unwrap();
+    assert_eq!((p.save, p.unlink), (None, vec![]));
+    let changes = [update(attacker, child, 901, "pwned", Some("a@example.com"))];
+    let p = plan(
+        parent,
+        Some(row(victim, 10, 1)),
+        &changes,
+        &known(&[child], &[]),
+    )
+    .unwrap();
+    assert_eq!((p.save, p.unlink), (None, vec![]));
+}
+
+#[test]
+fn another_apps_update_or_create_of_a_row_stops_as_foreign_and_leaves_it_alone() {
+    let (victim, attacker) = (Uuid::new_v4(), Uuid::new_v4());
+    let id = Uuid::new_v4();
+    let mut r = row(victim, 10, 0);
+    r.device_type = 1;
+    let attacks = [
+        update(attacker, id, 900, "pwned", None),
+        create(attacker, id, 901),
+    ];
+    for change in attacks {
+        let offset = change.offset;
+        assert_eq!(
+            plan(id, Some(r.clone()), &[change], &known(&[], &[])),
+            Err(Stop::Foreign { offset })
+        );
+    }
+    // Behind the victim's own change in one delivery, the attack still stops it all: the
+    // delivery is dead-lettered, and the victim's change applies on its own when retried alone
+    // is not needed — the engine delivers each record's own row separately.
+    assert!(own_update(
+        id,
+        &[
+            update(victim, id, 11, "en", None),
+            update(attacker, id, 12, "x", None)
+        ]
+    )
+    .is_none());
+}

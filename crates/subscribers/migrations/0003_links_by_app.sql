@@ -1,0 +1,10 @@
+-- Links carry their app. A child is named by an id any app can write in an update; a link is
+-- found, and followed, only within the app that owns both rows, whatever a message claims.
+ALTER TABLE links ADD COLUMN app_id uuid;
+UPDATE links l SET app_id = p.app_id FROM players p WHERE p.id = l.parent_id;
+-- A link whose child is of another app than its parent was written by the cross-app bug this
+-- migration closes: it was never the child's link.
+DELETE FROM links l USING players c WHERE c.id = l.child_id AND c.app_id <> l.app_id;
+ALTER TABLE links ALTER COLUMN app_id SET NOT NULL;
+DROP INDEX links_by_child;
+CREATE INDEX links_by_child ON links (app_id, child_id, source_offset DESC);
