@@ -66,6 +66,7 @@ impl Rig {
             topic: topic.name().to_owned(),
             partitions,
             group_id: unique_name(prefix),
+            single_node_broker: self.broker.brokers() == 1,
             consumer_properties: GROUP_PROPERTIES
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

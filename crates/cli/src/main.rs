@@ -91,6 +91,17 @@ struct ServiceArgs {
     /// Deliveries one row may hold before its queue coalesces [default: 64]
     #[arg(long, env = "KAFKAESQUE_KEY_MAX_RECORDS")]
     key_max_records: Option<usize>,
+    /// Copies of each partition of the topics the service creates [default: min(3, brokers)]
+    #[arg(long, env = "KAFKAESQUE_REPLICATION_FACTOR")]
+    replication_factor: Option<i32>,
+    /// min.insync.replicas of the topics the service creates [default: 2 where the factor is 3
+    /// or more, else 1]
+    #[arg(long, env = "KAFKAESQUE_MIN_INSYNC_REPLICAS")]
+    min_insync_replicas: Option<i32>,
+    /// The broker is a one-node development broker: start even though acknowledged writes
+    /// then live on one replica (refused otherwise)
+    #[arg(long, env = "KAFKAESQUE_SINGLE_NODE_BROKER")]
+    single_node_broker: Option<bool>,
     /// A librdkafka property for the producer, NAME=VALUE (repeatable).
     #[arg(long = "producer-set", value_parser = property)]
     producer_properties: Vec<(String, String)>,
@@ -126,6 +137,9 @@ impl ServiceArgs {
             link_limit: self.link_limit,
             concurrency: self.concurrency,
             key_max_records: self.key_max_records,
+            replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
+            single_node_broker: self.single_node_broker,
             producer_properties: self.producer_properties.into_iter().collect(),
             consumer_properties: self.consumer_properties.into_iter().collect(),
         };

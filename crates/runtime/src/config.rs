@@ -12,7 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 
-use crate::{Error, Record, Result};
+use crate::{Error, Record, Replication, Result};
 
 /// Maps a record to the ordering keys it must run under. The default is the record's key; a
 /// router may return several (an update also mirrored onto a linked parent row runs once under
@@ -45,6 +45,7 @@ pub struct ConsumerConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) router: Option<Router>,
     pub(crate) on_assign: Option<AssignHook>,
+    pub(crate) replication: Replication,
     pub(crate) properties: Vec<(String, String)>,
 }
 
@@ -82,6 +83,7 @@ impl Default for ConsumerBuilder {
                 drain_timeout: Duration::from_secs(10),
                 router: None,
                 on_assign: None,
+                replication: Replication::default(),
                 properties: Vec::new(),
             },
             group_set: false,
@@ -160,6 +162,13 @@ impl ConsumerBuilder {
     /// many partitions as `t` and is created with as many if missing.
     pub fn overflow_suffix(mut self, suffix: impl Into<String>) -> Self {
         self.cfg.overflow_suffix = suffix.into();
+        self
+    }
+
+    /// How the dead-letter and overflow topics are replicated when the consumer creates them
+    /// (default: min(3, brokers) copies, two in sync where three or more; see [`Replication`]).
+    pub fn replication(mut self, replication: Replication) -> Self {
+        self.cfg.replication = replication;
         self
     }
 

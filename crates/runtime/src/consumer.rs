@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{Engine, HotKeyPolicy};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
@@ -298,11 +298,13 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
         .map_err(Error::kafka("creating a metadata client"))?;
     let divert = matches!(cfg.engine.hot_key, HotKeyPolicy::Divert);
     let mut wanted = Vec::new();
+    let mut brokers = 1;
     for topic in &cfg.topics {
         let meta = tokio::task::block_in_place(|| {
             meta_consumer.fetch_metadata(Some(topic), Duration::from_secs(10))
         })
         .map_err(Error::kafka("reading topic metadata"))?;
+        brokers = meta.brokers().len();
         let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
         if partitions == 0 {
             continue; // auto-created later; sinks then rely on auto-creation too
@@ -312,9 +314,10 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
             wanted.push((format!("{topic}{}", cfg.overflow_suffix), partitions));
         }
     }
+    let replication = cfg.replication.resolve(brokers);
     let new: Vec<NewTopic<'_>> = wanted
         .iter()
-        .map(|(name, p)| NewTopic::new(name, *p, TopicReplication::Fixed(1)))
+        .map(|(name, p)| replication.new_topic(name, *p))
         .collect();
     if new.is_empty() {
         return Ok(());

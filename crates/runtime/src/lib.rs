@@ -42,6 +42,7 @@ mod handler;
 mod observe;
 mod rebalance;
 mod record;
+pub mod replication;
 mod sinks;
 mod spawn;
 mod state;
@@ -56,3 +57,4 @@ pub use kafkaesque_engine::{
 };
 pub use observe::{Observer, PartitionView, Snapshot};
 pub use record::{headers, Header, Record, RecordData};
+pub use replication::Replication;

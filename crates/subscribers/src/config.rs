@@ -57,6 +57,15 @@ pub struct Config {
     pub concurrency: usize,
     /// Deliveries one row may hold before its queue coalesces.
     pub key_max_records: usize,
+    /// Copies of each partition of the topics the service creates (`KAFKAESQUE_REPLICATION_FACTOR`;
+    /// `None`: min(3, brokers)).
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of the topics the service creates
+    /// (`KAFKAESQUE_MIN_INSYNC_REPLICAS`; `None`: 2 where the factor is 3 or more, else 1).
+    pub min_insync_replicas: Option<i32>,
+    /// The broker is a one-node development broker (`KAFKAESQUE_SINGLE_NODE_BROKER`): only then
+    /// does the service start with its topic keeping acknowledged writes on one replica.
+    pub single_node_broker: bool,
     /// librdkafka properties for the producer, e.g. `linger.ms`.
     pub producer_properties: Vec<(String, String)>,
     /// librdkafka properties for the consumer, e.g. `session.timeout.ms`.
@@ -82,6 +91,9 @@ impl Default for Config {
             link_limit: 10_000,
             concurrency: 256,
             key_max_records: 64,
+            replication_factor: None,
+            min_insync_replicas: None,
+            single_node_broker: false,
             producer_properties: Vec::new(),
             consumer_properties: Vec::new(),
         }
@@ -104,6 +116,9 @@ pub struct Settings {
     pub link_limit: Option<u32>,
     pub concurrency: Option<usize>,
     pub key_max_records: Option<usize>,
+    pub replication_factor: Option<i32>,
+    pub min_insync_replicas: Option<i32>,
+    pub single_node_broker: Option<bool>,
     #[serde(default)]
     pub producer_properties: BTreeMap<String, String>,
     #[serde(default)]
@@ -137,6 +152,9 @@ impl Settings {
             link_limit: self.link_limit.or(weaker.link_limit),
             concurrency: self.concurrency.or(weaker.concurrency),
             key_max_records: self.key_max_records.or(weaker.key_max_records),
+            replication_factor: self.replication_factor.or(weaker.replication_factor),
+            min_insync_replicas: self.min_insync_replicas.or(weaker.min_insync_replicas),
+            single_node_broker: self.single_node_broker.or(weaker.single_node_broker),
             producer_properties,
             consumer_properties,
         }
@@ -164,6 +182,9 @@ impl Settings {
             link_limit: self.link_limit.unwrap_or(d.link_limit),
             concurrency: self.concurrency.unwrap_or(d.concurrency),
             key_max_records: self.key_max_records.unwrap_or(d.key_max_records),
+            replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
+            single_node_broker: self.single_node_broker.unwrap_or(d.single_node_broker),
             producer_properties: self.producer_properties.into_iter().collect(),
             consumer_properties: self.consumer_properties.into_iter().collect(),
         };
@@ -173,6 +194,14 @@ impl Settings {
 }
 
 impl Config {
+    /// The replication of the topics the service creates.
+    pub fn replication(&self) -> kafkaesque_runtime::Replication {
+        kafkaesque_runtime::Replication {
+            factor: self.replication_factor,
+            min_insync: self.min_insync_replicas,
+        }
+    }
+
     /// Refuses settings that cannot work, naming the field.
     pub fn check(&self) -> Result<()> {
         let bad = [
@@ -190,6 +219,16 @@ impl Config {
                 self.key_max_records < 2,
                 "key_max_records",
                 "must be at least 2",
+            ),
+            (
+                self.replication_factor.is_some_and(|f| f < 1),
+                "replication_factor",
+                "must be at least 1",
+            ),
+            (
+                self.min_insync_replicas.is_some_and(|m| m < 1),
+                "min_insync_replicas",
+                "must be at least 1",
             ),
         ];
         match bad.into_iter().find(|b| b.0) {

@@ -66,6 +66,7 @@ pub fn builder(config: &Config, store: &Store, skips: &SkipList, top: &Top) -> C
             ..Limits::default()
         })
         .hot_key(HotKeyPolicy::Coalesce(merge))
+        .replication(config.replication())
         .router(routing::router(links.clone(), skips.clone(), top.clone()))
         .on_assign(links.loader(store.clone(), tokio::runtime::Handle::current()));
     for (k, v) in &config.consumer_properties {

@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
@@ -133,23 +134,90 @@ impl Producer {
     }
 }
 
-/// Creates the topic with `partitions` partitions unless it exists.
-pub async fn ensure_topic(config: &Config) -> Result<(), KafkaError> {
+/// How the service's topic is replicated, as the broker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicReplicas {
+    pub factor: i32,
+    pub min_insync: i32,
+}
+
+impl TopicReplicas {
+    /// Whether a write acknowledged by the broker can exist on one broker alone.
+    pub fn single_copy(&self) -> bool {
+        self.factor < 2 || self.min_insync < 2
+    }
+}
+
+/// Creates the topic with `partitions` partitions and the configured replication unless it
+/// exists, and reads back how it is replicated.
+pub async fn ensure_topic(config: &Config) -> Result<TopicReplicas, KafkaError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka_brokers);
-    let admin: AdminClient<DefaultClientContext> = c.create()?;
-    let topic = NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1));
+    let admin: Arc<Admin> = Arc::new(c.create()?);
+    let brokers = metadata(&admin, None).await?.brokers().len();
+    let replication = config.replication().resolve(brokers);
+    let topic = replication.new_topic(&config.topic, config.partitions);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&topic], &opts).await? {
         match result {
-            Ok(_) => {
-                tracing::info!(topic = %config.topic, partitions = config.partitions, "created topic")
-            }
+            Ok(_) => tracing::info!(
+                topic = %config.topic,
+                partitions = config.partitions,
+                replication_factor = replication.factor,
+                min_insync_replicas = replication.min_insync,
+                "created topic"
+            ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => return Err(KafkaError::AdminOp(code)),
         }
     }
-    Ok(())
+    replicas(&admin, &config.topic).await
+}
+
+type Admin = AdminClient<DefaultClientContext>;
+
+/// The cluster's metadata (of `topic` alone, if given), asked on a thread where the blocking
+/// call stalls no task.
+async fn metadata(admin: &Arc<Admin>, topic: Option<&str>) -> Result<Metadata, KafkaError> {
+    let (admin, topic) = (Arc::clone(admin), topic.map(str::to_owned));
+    tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(topic.as_deref(), METADATA_TIMEOUT)
+    })
+    .await
+    .expect("a metadata request does not panic")
+}
+
+/// How long one metadata request may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The topic's replication factor (from its partitions' replica lists) and its effective
+/// `min.insync.replicas` (from the broker's description of its configuration).
+async fn replicas(admin: &Arc<Admin>, topic: &str) -> Result<TopicReplicas, KafkaError> {
+    let factor = metadata(admin, Some(topic))
+        .await?
+        .topics()
+        .first()
+        .and_then(|t| t.partitions().iter().map(|p| p.replicas().len()).min())
+        .ok_or(KafkaError::AdminOp(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ))?;
+    let opts = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await?;
+    let min_insync = described
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.entries)
+        .find(|e| e.name == "min.insync.replicas")
+        .and_then(|e| e.value?.parse().ok())
+        .ok_or(KafkaError::AdminOp(RDKafkaErrorCode::InvalidConfig))?;
+    Ok(TopicReplicas {
+        factor: i32::try_from(factor).unwrap_or(i32::MAX),
+        min_insync,
+    })
 }
 
 #[cfg(test)]

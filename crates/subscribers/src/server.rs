@@ -96,7 +96,7 @@ pub async fn run(
     let skips = SkipList::default();
     let follow = tokio::spawn(skips.clone().follow(store.clone(), stopped()));
     let (ready_tx, topic_ready) = watch::channel(false);
-    tokio::spawn(create_topic(Arc::clone(&config), ready_tx, stopped()));
+    let mut topic_task = tokio::spawn(create_topic(Arc::clone(&config), ready_tx, stopped()));
 
     let view = roles.consumer.then(ConsumerView::default);
     let mut consumer_task = view.clone().map(|view| {
@@ -137,6 +137,17 @@ pub async fn run(
             outcome = r.unwrap_or_else(|e| Err(Error::Config(format!("HTTP task: {e}"))));
             tracing::error!("the HTTP server stopped by itself");
         }
+        // Only a topic that cannot be used ends the service; one ready goes on serving.
+        e = async {
+            match (&mut topic_task).await {
+                Ok(Ok(())) => std::future::pending().await,
+                Ok(Err(e)) => e,
+                Err(e) => Error::Config(format!("topic task: {e}")),
+            }
+        } => {
+            tracing::error!(error = %e, "the topic cannot be used as configured");
+            outcome = Err(e);
+        }
         r = async { consumer_task.as_mut().expect("guarded").await }, if consumer_task.is_some() => {
             consumer_task = None;
             outcome = r.unwrap_or_else(|e| Err(Error::Config(format!("consumer task: {e}"))));
@@ -161,24 +172,38 @@ pub async fn run(
 }
 
 /// Creates the topic once the broker answers, then says so.
+///
+/// # Errors
+/// When the topic keeps acknowledged writes on a single replica and the configuration does not
+/// say that the broker is a one-node development broker: an acknowledged update would then be
+/// lost with one disk, which the service promises never happens.
 async fn create_topic(
     config: Arc<Config>,
     ready: watch::Sender<bool>,
     stopped: impl Future<Output = ()>,
-) {
+) -> Result<()> {
     tokio::pin!(stopped);
     loop {
         match producer::ensure_topic(&config).await {
-            Ok(()) => {
+            Ok(replicas) if replicas.single_copy() && !config.single_node_broker => {
+                return Err(Error::Config(format!(
+                    "topic {}: acknowledged writes would live on a single replica (replication \
+                     factor {}, min.insync.replicas {}); give the topic more replicas, or set \
+                     single_node_broker (KAFKAESQUE_SINGLE_NODE_BROKER=true) if this is a \
+                     one-node development broker",
+                    config.topic, replicas.factor, replicas.min_insync
+                )));
+            }
+            Ok(_) => {
                 let _ = ready.send(true);
-                return;
+                return Ok(());
             }
             Err(error) => {
                 tracing::warn!(%error, topic = %config.topic, "cannot create the topic yet")
             }
         }
         tokio::select! {
-            () = &mut stopped => return,
+            () = &mut stopped => return Ok(()),
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }

@@ -32,6 +32,8 @@ impl Running {
             listen: addr,
             topic: unique_name("service"),
             partitions: 1,
+            // Whatever the local broker is: these tests are about the HTTP side.
+            single_node_broker: true,
             ..Config::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -177,6 +179,54 @@ async fn start_fails_at_once_naming_an_unreachable_postgres() -> anyhow::Result<
     .await?;
     let error = outcome.expect_err("no PostgreSQL, no service").to_string();
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_keeping_acknowledged_writes_on_one_replica_is_refused_unless_told_so(
+) -> anyhow::Result<()> {
+    let broker = require_broker().await;
+    let postgres = require_postgres().await;
+    let database = postgres.reserve_database("single");
+    let topic = unique_name("single");
+    let config = Config {
+        kafka_brokers: broker.bootstrap_servers().to_owned(),
+        database: database.config().clone(),
+        listen: "127.0.0.1:0".parse()?,
+        topic: topic.clone(),
+        partitions: 1,
+        // One copy, whatever the cluster's size: what the check is for.
+        replication_factor: Some(1),
+        min_insync_replicas: Some(1),
+        ..Config::default()
+    };
+    let refused = tokio::time::timeout(
+        WITHIN,
+        kafkaesque_subscribers::serve(config.clone(), Roles::ALL, std::future::pending()),
+    )
+    .await?
+    .expect_err("a single copy is refused")
+    .to_string();
+    assert!(refused.contains(&topic), "{refused}");
+    assert!(refused.contains("single replica"), "{refused}");
+    assert!(
+        refused.contains("KAFKAESQUE_SINGLE_NODE_BROKER"),
+        "{refused}"
+    );
+
+    // Told that the broker is a one-node development broker, the same topic serves.
+    let told = Config {
+        single_node_broker: true,
+        ..config
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let service = tokio::spawn(kafkaesque_subscribers::serve(told, Roles::ALL, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!service.is_finished(), "it serves");
+    let _ = stop.send(());
+    tokio::time::timeout(WITHIN, service).await???;
     Ok(())
 }
 

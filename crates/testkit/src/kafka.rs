@@ -46,6 +46,9 @@ pub async fn require_broker_at(bootstrap: &str) -> Broker {
 #[derive(Clone)]
 pub struct Broker {
     bootstrap: String,
+    /// How many brokers the cluster's metadata listed: test topics are replicated on up to
+    /// three of them, as users' topics are.
+    brokers: usize,
     /// Shared with every [`TestTopic`] so that a topic can delete itself when dropped.
     admin: Arc<Admin>,
 }
@@ -80,13 +83,29 @@ impl Broker {
             .map_err(|e| unreachable(format!("cannot create a client: {e}")))?;
         let admin = Arc::new(admin);
         let probe = Arc::clone(&admin);
-        blocking(move || probe.inner().fetch_metadata(None, REACHABILITY_TIMEOUT))
-            .await
-            .map_err(|e| unreachable(format!("no answer to a metadata request: {e}")))?;
+        let brokers = blocking(move || {
+            probe
+                .inner()
+                .fetch_metadata(None, REACHABILITY_TIMEOUT)
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| unreachable(format!("no answer to a metadata request: {e}")))?;
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
+            brokers,
             admin,
         })
+    }
+
+    /// How many brokers the cluster has.
+    pub fn brokers(&self) -> usize {
+        self.brokers
+    }
+
+    /// The replication factor of test topics: every broker's, up to three.
+    pub fn replication_factor(&self) -> i32 {
+        self.brokers.clamp(1, 3) as i32
     }
 
     /// The bootstrap list this broker was reached at, for `bootstrap.servers`.
@@ -104,9 +123,8 @@ impl Broker {
     /// A client configuration for a member of consumer group `group`.
     ///
     /// Sets a short session timeout (6 s, heartbeat every second) besides `bootstrap.servers`
-    /// and `group.id`: nisshi 0.6.0 holds every JoinGroup request for half the member's session
-    /// timeout to let other members join, which with librdkafka's default of 45 s makes each
-    /// rebalance take about 23 s; with 6 s it takes about 3 s.
+    /// and `group.id`, so that a test that kills a member sees its partitions handed over in
+    /// seconds rather than librdkafka's default 45 s.
     pub fn group_config(&self, group: &str) -> ClientConfig {
         let mut config = self.client_config();
         config
@@ -125,7 +143,8 @@ impl Broker {
     pub async fn create_topic(&self, prefix: &str, partitions: i32) -> Result<TestTopic> {
         let name = unique_name(prefix);
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let new_topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        let replication = TopicReplication::Fixed(self.replication_factor());
+        let new_topic = NewTopic::new(&name, partitions, replication);
         for result in self.admin.create_topics([&new_topic], &options).await? {
             result.map_err(|(topic, code)| Error::TopicRefused { topic, code })?;
         }
@@ -226,9 +245,7 @@ impl Drop for TestTopic {
 ///
 /// A group hands out partitions only while its members poll: this function therefore keeps
 /// polling `consumer`, and returns the records that arrived while it waited (in the order they
-/// arrived), so that the caller loses none of them. It waits up to `timeout`; give it a generous
-/// one, since this broker holds every join for half the session timeout (see
-/// [`Broker::group_config`]).
+/// arrived), so that the caller loses none of them. It waits up to `timeout`.
 ///
 /// # Errors
 /// [`Error::Timeout`] when the assignment is not complete in time, or the consumer's error.

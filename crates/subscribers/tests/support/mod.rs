@@ -52,6 +52,8 @@ impl Rig {
             group_id: unique_name(prefix),
             pool_size: 8,
             concurrency: 128,
+            // The local broker may be one node; a cluster's topics get its replication.
+            single_node_broker: broker.brokers() == 1,
             // Acknowledge at once: the tests send one update after another.
             producer_properties: vec![("linger.ms".into(), "0".into())],
             // This broker holds every group join for half the session timeout.
