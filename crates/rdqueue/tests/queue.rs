@@ -77,8 +77,10 @@ fn record(partition: i32, i: usize) -> Rec {
 }
 
 fn produce(bootstrap: &str, partition: i32, n: usize) -> Result<()> {
+    // Idempotent: the partition holds the records in the order they were sent.
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
         .create()?;
     for i in 0..n {
         let r = record(partition, i);

@@ -22,7 +22,12 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
     let broker = require_broker().await;
     let topic = broker.create_topic("rt-poison", 1).await.expect("topic");
     tokio::task::block_in_place(|| {
-        let p: BaseProducer = broker.client_config().create().unwrap();
+        // Idempotent: the partition holds the records in the order they were sent.
+        let p: BaseProducer = broker
+            .client_config()
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
         let send = |k: &str, v: &str| {
             p.send(BaseRecord::<str, str>::to(topic.name()).key(k).payload(v))
                 .unwrap();

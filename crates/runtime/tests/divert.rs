@@ -1,10 +1,6 @@
-//! `HotKeyPolicy::Divert` end to end, on librdkafka's mock cluster: a key whose queue is full
-//! goes, in order, to `<topic>.overflow` and comes back from it, while the partition's other
-//! keys carry on.
-//!
-//! On the mock cluster because the local broker (nisshi 0.6.0) answers the many pause-and-seeks
-//! of a diverting consumer with Fetch responses that crash librdkafka 2.12.1 (see
-//! `docs/consumer.md`, "Against the local broker").
+//! `HotKeyPolicy::Divert` end to end: a key whose queue is full goes, in order, to
+//! `<topic>.overflow` and comes back from it, while the partition's other keys carry on. The
+//! same test body runs on Apache Kafka and on librdkafka's mock cluster.
 
 mod common;
 
@@ -20,20 +16,20 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
-const TOPIC: &str = "diverted";
 const HOT: usize = 100;
 const OTHERS: usize = 100;
 const PER_OTHER: usize = 10;
 
 /// One hot key's records, with ten records of each of the other keys spread among them.
-fn produce(bootstrap: &str) {
+fn produce(bootstrap: &str, topic: &str) {
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
         .create()
         .unwrap();
     let send = |key: &str, value: String| {
         while p
-            .send(BaseRecord::<str, str>::to(TOPIC).key(key).payload(&value))
+            .send(BaseRecord::<str, str>::to(topic).key(key).payload(&value))
             .is_err()
         {
             p.poll(Duration::from_millis(10));
@@ -54,14 +50,14 @@ fn produce(bootstrap: &str) {
 }
 
 /// Records in the overflow topic: proof that the hot key went through it.
-fn overflowed(bootstrap: &str) -> usize {
+fn overflowed(bootstrap: &str, topic: &str) -> usize {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "diverted-reader")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&format!("{TOPIC}.overflow"), 0, Offset::Beginning)
+    tpl.add_partition_offset(&format!("{topic}.overflow"), 0, Offset::Beginning)
         .unwrap();
     c.assign(&tpl).unwrap();
     let mut n = 0;
@@ -79,12 +75,27 @@ fn overflowed(bootstrap: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry_on() {
+async fn on_apache_kafka_a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry_on(
+) {
+    logs();
+    let broker = kafkaesque_testkit::require_broker().await;
+    let topic = broker.create_topic("diverted", 1).await.expect("topic");
+    let group = kafkaesque_testkit::unique_name("diverting");
+    flooded_key_goes_through_the_overflow(broker.bootstrap_servers(), topic.name(), &group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_mock_cluster_a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry_on(
+) {
     logs();
     let mock = MockCluster::new(1).unwrap();
-    mock.create_topic(TOPIC, 1, 1).unwrap();
-    let bootstrap = mock.bootstrap_servers();
-    tokio::task::block_in_place(|| produce(&bootstrap));
+    mock.create_topic("diverted", 1, 1).unwrap();
+    flooded_key_goes_through_the_overflow(&mock.bootstrap_servers(), "diverted", "diverting").await;
+}
+
+async fn flooded_key_goes_through_the_overflow(bootstrap: &str, topic: &str, group: &str) {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::block_in_place(|| produce(&bootstrap, topic));
 
     let (hot, others) = (Ledger::default(), Ledger::default());
     let hot_done = Arc::new(AtomicUsize::new(0));
@@ -119,8 +130,8 @@ async fn a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry
     };
     let consumer = Consumer::builder()
         .brokers(&bootstrap)
-        .group_id("diverting")
-        .topics([TOPIC])
+        .group_id(group)
+        .topics([topic])
         .concurrency(50)
         .limits(Limits {
             key_max_records: 5,
@@ -147,6 +158,6 @@ async fn a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry
         waited_for < HOT / 2,
         "the other keys finished only after {waited_for} of the hot key's {HOT} records"
     );
-    let diverted = tokio::task::block_in_place(|| overflowed(&bootstrap));
+    let diverted = tokio::task::block_in_place(|| overflowed(&bootstrap, topic));
     assert!(diverted > 0, "nothing went through the overflow topic");
 }

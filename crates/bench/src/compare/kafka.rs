@@ -66,6 +66,7 @@ impl Mark {
 pub fn produce(broker: &Broker, topic: &str, records: usize, keys: usize) -> Result<()> {
     let p: BaseProducer = broker
         .client_config()
+        .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "2000000")
         .create()?;

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Group settings for this broker: it holds every join for half the session timeout.
+/// Group settings of the tests: a killed member's partitions move within seconds.
 pub const SESSION: [(&str, &str); 2] = [
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),
@@ -24,9 +24,14 @@ pub fn key(k: usize) -> String {
 
 /// Produces `per_key` records for each of `keys` keys, interleaved (seq 0 of every key, then
 /// seq 1...), each carrying `"<key>:<seq>"`.
+///
+/// Idempotent, so that each partition holds the records in the order they were sent: without
+/// it a retried request (a slow broker on a loaded machine) lands after the ones sent behind it,
+/// and the topic itself holds a key's seq 1 before its seq 0.
 pub fn produce(broker: &Broker, topic: &TestTopic, keys: usize, per_key: usize) {
     let producer: BaseProducer = broker
         .client_config()
+        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()
