@@ -246,7 +246,6 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("statistics.interval.ms", "5000")
         // librdkafka's default (1 s) idles a partition's fetcher for a whole second whenever
         // its local queue is full, which a consumer that holds work back hits all the time.
@@ -255,6 +254,17 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         // each: librdkafka's default of 64 MiB per partition is more prefetch than a consumer
         // with memory caps of its own should hold on top of them.
         .set("queued.max.messages.kbytes", "8192");
+    // Under the classic group protocol, cooperative-sticky: a rebalance revokes only the
+    // partitions that move, so the others keep their in-flight work. Under KIP-848
+    // (`group.protocol=consumer`) the broker assigns, incrementally, and librdkafka refuses an
+    // assignment strategy of the client's.
+    let kip848 = cfg
+        .properties
+        .iter()
+        .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
+    if !kip848 {
+        c.set("partition.assignment.strategy", "cooperative-sticky");
+    }
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

@@ -29,6 +29,7 @@ fn child_consumer() {
     };
     let topic = std::env::var("CHILD_TOPIC").unwrap();
     let group = std::env::var("CHILD_GROUP").unwrap();
+    let protocol = std::env::var("CHILD_PROTOCOL").unwrap();
     let ledger = PathBuf::from(std::env::var("CHILD_LEDGER").unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -42,7 +43,7 @@ fn child_consumer() {
             .topics([topic])
             .concurrency(CONCURRENCY)
             .commit_interval(Duration::from_millis(200));
-        for (k, v) in SESSION {
+        for (k, v) in group_protocol(&protocol) {
             b = b.set(k, v);
         }
         let file = Arc::new(Mutex::new(
@@ -81,6 +82,16 @@ async fn consumer_run<H: kafkaesque_runtime::Handler>(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     b.build().unwrap().run(handler, shutdown).await.unwrap();
+}
+
+/// The settings of a member under `protocol`: the classic protocol with the tests' short
+/// session, or KIP-848's, whose session timeout and heartbeats the broker sets.
+fn group_protocol(protocol: &str) -> Vec<(&'static str, &'static str)> {
+    match protocol {
+        "classic" => SESSION.to_vec(),
+        "consumer" => vec![("group.protocol", "consumer")],
+        other => panic!("unknown group protocol {other}"),
+    }
 }
 
 struct Children {
@@ -173,7 +184,26 @@ fn distinct(lines: &[Line]) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_that_grows_and_shrinks_loses_nothing() {
+async fn under_the_classic_protocol_a_group_that_grows_and_shrinks_loses_nothing() {
+    a_group_that_grows_and_shrinks_loses_nothing("classic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kip_848_a_group_that_grows_and_shrinks_loses_nothing() {
+    a_group_that_grows_and_shrinks_loses_nothing("consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_classic_protocol_a_killed_consumer_loses_nothing_and_replays_only_its_window() {
+    a_killed_consumer_loses_nothing_and_replays_only_its_window("classic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kip_848_a_killed_consumer_loses_nothing_and_replays_only_its_window() {
+    a_killed_consumer_loses_nothing_and_replays_only_its_window("consumer").await;
+}
+
+async fn a_group_that_grows_and_shrinks_loses_nothing(protocol: &str) {
     const KEYS: usize = 2_000;
     const PER_KEY: usize = 20;
     let broker = require_broker().await;
@@ -187,6 +217,7 @@ async fn a_group_that_grows_and_shrinks_loses_nothing() {
             ("CHILD_TOPIC", topic.name().to_owned()),
             ("CHILD_GROUP", unique_name("rt-rebalance")),
             ("CHILD_LEDGER", ledger.display().to_string()),
+            ("CHILD_PROTOCOL", protocol.to_owned()),
         ],
         running: Vec::new(),
     };
@@ -218,8 +249,7 @@ async fn a_group_that_grows_and_shrinks_loses_nothing() {
     assert!(duplicates <= bound, "{duplicates} duplicates > {bound}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_consumer_loses_nothing_and_replays_only_its_window() {
+async fn a_killed_consumer_loses_nothing_and_replays_only_its_window(protocol: &str) {
     const KEYS: usize = 2_000;
     const PER_KEY: usize = 10;
     let broker = require_broker().await;
@@ -234,6 +264,7 @@ async fn a_killed_consumer_loses_nothing_and_replays_only_its_window() {
             ("CHILD_TOPIC", topic.name().to_owned()),
             ("CHILD_GROUP", group.clone()),
             ("CHILD_LEDGER", ledger.display().to_string()),
+            ("CHILD_PROTOCOL", protocol.to_owned()),
         ],
         running: Vec::new(),
     };
