@@ -263,7 +263,15 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .iter()
         .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
     if !kip848 {
-        c.set("partition.assignment.strategy", "cooperative-sticky");
+        c.set("partition.assignment.strategy", "cooperative-sticky")
+            // A crashed member's partitions sit unowned until its session times out:
+            // librdkafka's 45 s default left them so for most of a minute after a SIGKILL.
+            // Six seconds (the broker's default minimum) with a heartbeat every 1.5 s gives
+            // them to the restarted or remaining members within about ten; heartbeats come
+            // from librdkafka's own thread, so a busy driver does not miss them. Under KIP-848
+            // the broker sets both (`group.consumer.session.timeout.ms`).
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1500");
     }
     for (k, v) in &cfg.properties {
         c.set(k, v);
