@@ -70,8 +70,9 @@ impl Consumer {
         let spawn = Spawner::new(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+        let (budget, from_broker) = budget;
         engine_cfg.limits.metadata_max_bytes = budget;
-        info!(bytes = budget, "commit metadata budget");
+        info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
         let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
         let mut consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
@@ -366,27 +367,61 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     Ok(())
 }
 
-/// The broker's `offset.metadata.max.bytes`, or Kafka's default of 4096 when it does not say.
-async fn metadata_budget(cfg: &ConsumerConfig) -> usize {
+/// The commit-metadata budget: `offset.metadata.max.bytes` as the first broker that answers
+/// says, and that broker's id; 4096 (Kafka's default) and `None` when none says.
+///
+/// Asked of every broker in the cluster's metadata in turn rather than of one fixed id: broker
+/// ids are whatever the cluster was given (KRaft clusters often start at 1), and any one broker
+/// may be down when the consumer starts.
+async fn metadata_budget(cfg: &ConsumerConfig) -> (usize, Option<i32>) {
     use rdkafka::admin::ResourceSpecifier;
     const DEFAULT: usize = 4096;
     let Ok(admin) = client_config(cfg, &cfg.group_id).create::<AdminClient<DefaultClientContext>>()
     else {
-        return DEFAULT;
+        return (DEFAULT, None);
     };
+    let ids: Vec<i32> =
+        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, Duration::from_secs(5)))
+            .map(|m| m.brokers().iter().map(|b| b.id()).collect())
+            .unwrap_or_default();
     // Brokers that do not implement DescribeConfigs simply do not answer: do not wait long.
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_millis(1500)));
-    let Ok(results) = admin
-        .describe_configs(&[ResourceSpecifier::Broker(0)], &opts)
-        .await
-    else {
-        return DEFAULT;
-    };
-    results
-        .into_iter()
-        .flatten()
-        .flat_map(|r| r.entries)
-        .find(|e| e.name == "offset.metadata.max.bytes")
-        .and_then(|e| e.value?.parse().ok())
-        .unwrap_or(DEFAULT)
+    for id in ids {
+        let Ok(results) = admin
+            .describe_configs(&[ResourceSpecifier::Broker(id)], &opts)
+            .await
+        else {
+            continue;
+        };
+        let budget = results
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r.entries)
+            .find(|e| e.name == "offset.metadata.max.bytes")
+            .and_then(|e| e.value?.parse().ok());
+        if let Some(bytes) = budget {
+            return (bytes, Some(id));
+        }
+    }
+    (DEFAULT, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_metadata_budget_is_read_from_a_broker_that_answers() {
+        let broker = kafkaesque_testkit::require_broker().await;
+        let cfg = Consumer::builder()
+            .brokers(broker.bootstrap_servers())
+            .group_id("budget")
+            .topics(["budget"])
+            .build()
+            .unwrap()
+            .cfg;
+        let (bytes, from) = metadata_budget(&cfg).await;
+        assert!(from.is_some(), "no broker answered DescribeConfigs");
+        assert!(bytes >= 1024, "{bytes} bytes from broker {from:?}");
+    }
 }
