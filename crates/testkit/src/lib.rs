@@ -1,6 +1,6 @@
 //! Fixtures shared by every kafkaesque test that talks to a real broker or a real database.
 //!
-//! Every end-to-end test in this workspace runs against a real Kafka-protocol broker and a real
+//! Every end-to-end test in this workspace runs against a real Apache Kafka broker and a real
 //! PostgreSQL. This crate keeps those tests short and independent of each other:
 //!
 //! - [`require_broker`] and [`require_postgres`] check that the service is there, within a few
@@ -10,9 +10,8 @@
 //!   run in parallel and again and again against the same broker and server.
 //! - [`Broker::create_topic`] and [`Postgres::create_database`] hand out a [`TestTopic`] and a
 //!   [`TestDatabase`] that are deleted again when they go out of scope, even when the test fails.
-//! - [`wait_for_assignment`] waits for a consumer group to hand partitions to a consumer, which
-//!   this broker holds for half the session timeout on every join, instead of sleeping; and
-//!   [`Broker::group_config`] keeps that hold short.
+//! - [`wait_for_assignment`] waits for a consumer group to hand partitions to a consumer,
+//!   instead of sleeping; [`Broker::group_config`] keeps a departed member's session short.
 //!
 //! Where the services are: `KAFKA_BROKERS` (default [`DEFAULT_KAFKA_BROKERS`]) and `DATABASE_URL`
 //! (default [`DEFAULT_DATABASE_URL`]); the same variables the service itself reads. Test databases

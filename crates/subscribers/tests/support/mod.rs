@@ -56,7 +56,7 @@ impl Rig {
             single_node_broker: broker.brokers() == 1,
             // Acknowledge at once: the tests send one update after another.
             producer_properties: vec![("linger.ms".into(), "0".into())],
-            // This broker holds every group join for half the session timeout.
+            // A killed consumer's partitions move within seconds.
             consumer_properties: vec![
                 ("session.timeout.ms".into(), "6000".into()),
                 ("heartbeat.interval.ms".into(), "1000".into()),
