@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -29,6 +29,27 @@ pub async fn require_broker() -> Broker {
     let bootstrap =
         std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| crate::DEFAULT_KAFKA_BROKERS.to_owned());
     require_broker_at(&bootstrap).await
+}
+
+/// Checks that a cluster of at least three brokers answers at `KAFKA_CLUSTER_BROKERS` (or
+/// [`crate::DEFAULT_KAFKA_CLUSTER_BROKERS`]): for the tests that need replication or failover.
+///
+/// # Panics
+/// As [`require_broker`], naming `scripts/broker start --nodes 3`; and when the cluster has
+/// fewer than three brokers.
+pub async fn require_cluster() -> Broker {
+    let bootstrap = std::env::var("KAFKA_CLUSTER_BROKERS")
+        .unwrap_or_else(|_| crate::DEFAULT_KAFKA_CLUSTER_BROKERS.to_owned());
+    let cluster = match Broker::connect(&bootstrap).await {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("{e} (the three-broker cluster: `scripts/broker start --nodes 3`)"),
+    };
+    assert!(
+        cluster.brokers() >= 3,
+        "the cluster at {bootstrap} has {} brokers, not three",
+        cluster.brokers()
+    );
+    cluster
 }
 
 /// [`require_broker`] for an explicit bootstrap list.
@@ -157,6 +178,67 @@ impl Broker {
         };
         self.wait_for_partitions(&topic.name, partitions).await?;
         Ok(topic)
+    }
+
+    /// The id of the broker leading `partition` of `topic`, if it has a leader.
+    ///
+    /// # Errors
+    /// When the broker does not answer.
+    pub async fn leader_of(&self, topic: &str, partition: i32) -> Result<Option<i32>> {
+        let admin = Arc::clone(&self.admin);
+        let name = topic.to_owned();
+        blocking(move || {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some(&name), REACHABILITY_TIMEOUT)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name)
+                .and_then(|t| t.partitions().iter().find(|p| p.id() == partition))
+                .map(|p| p.leader())
+                .filter(|l| *l >= 0))
+        })
+        .await
+    }
+
+    /// How `topic` is replicated: the fewest replicas of any of its partitions, and its
+    /// effective `min.insync.replicas`; `None` while the topic does not exist.
+    ///
+    /// # Errors
+    /// When the broker does not answer.
+    pub async fn replication_of(&self, topic: &str) -> Result<Option<(i32, i32)>> {
+        let admin = Arc::clone(&self.admin);
+        let name = topic.to_owned();
+        let replicas = blocking(move || {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some(&name), REACHABILITY_TIMEOUT)?;
+            Ok::<_, rdkafka::error::KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == name && t.error().is_none())
+                    .and_then(|t| t.partitions().iter().map(|p| p.replicas().len()).min()),
+            )
+        })
+        .await?;
+        let Some(replicas) = replicas else {
+            return Ok(None);
+        };
+        let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+        let described = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+            .await?;
+        let min_insync = described
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r.entries)
+            .find(|e| e.name == "min.insync.replicas")
+            .and_then(|e| e.value?.parse().ok())
+            .unwrap_or(1);
+        Ok(Some((replicas as i32, min_insync)))
     }
 
     /// Waits until the broker's metadata lists `topic` with `partitions` partitions, each with a

@@ -24,12 +24,18 @@ use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-pub use kafka::{require_broker, require_broker_at, wait_for_assignment, Broker, TestTopic};
+pub use kafka::{
+    require_broker, require_broker_at, require_cluster, wait_for_assignment, Broker, TestTopic,
+};
 pub use postgres::{require_postgres, require_postgres_at, Postgres, TestDatabase};
 
 /// Where the broker listens when `KAFKA_BROKERS` is not set: the address `scripts/broker start`
 /// binds.
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
+
+/// Default for `KAFKA_CLUSTER_BROKERS`: the three-broker cluster `scripts/broker start --nodes 3`
+/// runs, for the tests that need replication or failover.
+pub const DEFAULT_KAFKA_CLUSTER_BROKERS: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094";
 
 /// The PostgreSQL server used when `DATABASE_URL` is not set: the one `scripts/db ensure` brings
 /// up, with trust authentication for the `postgres` user.

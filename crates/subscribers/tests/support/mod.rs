@@ -35,7 +35,11 @@ pub struct Rig {
 
 impl Rig {
     pub async fn new(prefix: &str, partitions: i32) -> Rig {
-        let broker = require_broker().await;
+        Rig::on(require_broker().await, prefix, partitions).await
+    }
+
+    /// A rig on `broker`: the local broker, or the three-broker cluster.
+    pub async fn on(broker: Broker, prefix: &str, partitions: i32) -> Rig {
         let postgres = require_postgres().await;
         let topic = broker
             .create_topic(prefix, partitions)
