@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::broker::Broker;
-use crate::postgres::Cluster;
+use crate::rig::Rig;
 use crate::schedule::Fault;
-use crate::service::Service;
-use crate::verdict::Verdict;
+use crate::verdict::{Hit, Verdict};
 use crate::{Error, Result};
+
+/// How long the replicas have to be back in sync after a broker fault.
+const RESYNC_LIMIT: Duration = Duration::from_secs(120);
 
 /// Progress lines for the person watching, with the time since the run began.
 #[derive(Debug)]
@@ -30,21 +31,16 @@ impl Say {
 }
 
 /// Waits until `deadline`, checking every second for processes that ended on their own.
-pub async fn watch_until(
-    deadline: Instant,
-    service: &mut Service,
-    broker: &mut Broker,
-    say: &Say,
-) -> Result<()> {
+pub async fn watch_until(deadline: Instant, rig: &mut Rig, say: &Say) -> Result<()> {
     loop {
-        for crash in service.reap()? {
+        for crash in rig.service.reap()? {
             say.line(format_args!(
                 "{} ended on its own ({}); replaced",
                 crash.name, crash.how
             ));
         }
-        if let Some(how) = broker.exited() {
-            return Err(Error::Setup(format!("the broker ended on its own ({how})")));
+        if let Some(how) = rig.broker.exited() {
+            return Err(Error::Setup(format!("a broker ended on its own: {how}")));
         }
         let now = Instant::now();
         if now >= deadline {
@@ -54,14 +50,10 @@ pub async fn watch_until(
     }
 }
 
-pub async fn fault(
-    f: &Fault,
-    service: &mut Service,
-    broker: &mut Broker,
-    db: &Cluster,
-    verdict: &mut Verdict,
-    say: &Say,
-) -> Result<()> {
+/// Carries out one fault; returns when it is over (a broker fault: when every replica is back
+/// in sync, so that the next one cannot take the last in-sync copy of a partition).
+pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -> Result<()> {
+    let service = &mut rig.service;
     match f {
         Fault::Kill { pick } => {
             let (killed, started) = service.kill(*pick).await?;
@@ -82,35 +74,96 @@ pub async fn fault(
             ));
         }
         Fault::FreezeBroker(d) => {
-            say.line(format_args!("broker frozen (SIGSTOP) for {d:?}"));
-            broker.freeze(*d).await?;
-            verdict.broker_freeze = Some(*d);
-            say.line("broker thawed (SIGCONT)");
+            let busiest = rig.topic.busiest().await?;
+            let node = busiest.leader as u32;
+            say.line(format_args!(
+                "node {node} (leader of partition {}) frozen (SIGSTOP) for {d:?}",
+                busiest.id
+            ));
+            rig.broker.freeze(node, *d).await?;
+            verdict.broker_freeze = Some(Hit {
+                node,
+                partition: busiest.id,
+                took: *d,
+            });
+            say.line(format_args!("node {node} thawed (SIGCONT)"));
         }
         Fault::RestartBroker(down) => {
             say.line(format_args!(
-                "broker stopping, to be down for {down:?}, then restarted on durable storage"
+                "every broker node stopping, to be down for {down:?}, then started again"
             ));
             let t = Instant::now();
-            broker.restart(*down).await?;
+            rig.broker.stop().await?;
+            tokio::time::sleep(*down).await;
+            rig.broker.start_missing().await?;
             verdict.broker_restarts += 1;
             verdict.broker_restart_took = Some(t.elapsed());
             say.line(format_args!(
-                "broker back after {:.1} s",
+                "brokers back after {:.1} s",
                 t.elapsed().as_secs_f64()
             ));
         }
+        Fault::KillLeader(down) => {
+            let busiest = rig.topic.busiest().await?;
+            let node = busiest.leader as u32;
+            let t = Instant::now();
+            rig.broker.kill(node).await?;
+            say.line(format_args!(
+                "SIGKILL node {node} (leader of partition {}); down for {down:?}",
+                busiest.id
+            ));
+            tokio::time::sleep(*down).await;
+            rig.broker.start_missing().await?;
+            verdict.leader_kills.push(Hit {
+                node,
+                partition: busiest.id,
+                took: t.elapsed(),
+            });
+            say.line(format_args!(
+                "node {node} back after {:.1} s",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        Fault::RollingRestart => {
+            for node in 1..=rig.broker.nodes() {
+                let t = Instant::now();
+                let clean = rig.broker.stop_node(node).await?;
+                rig.broker.start_missing().await?;
+                let synced = rig.topic.wait_in_sync(RESYNC_LIMIT).await;
+                verdict.rolling_restart.push(t.elapsed());
+                say.line(format_args!(
+                    "rolling restart: node {node} stopped ({}), started, {} after {:.1} s",
+                    if clean { "clean" } else { "needed SIGKILL" },
+                    if synced { "in sync" } else { "NOT in sync" },
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+        }
         Fault::StopDatabase(d) => {
-            db.stop().await?;
+            rig.db.stop().await?;
             let t = Instant::now();
             say.line(format_args!("PostgreSQL stopped for {d:?}"));
             tokio::time::sleep(*d).await;
-            db.start().await?;
+            rig.db.start().await?;
             verdict.database_outage = Some(t.elapsed());
             say.line(format_args!(
                 "PostgreSQL back after {:.1} s",
                 t.elapsed().as_secs_f64()
             ));
+        }
+    }
+    if f.on_brokers() {
+        let t = Instant::now();
+        if rig.topic.wait_in_sync(RESYNC_LIMIT).await {
+            say.line(format_args!(
+                "every replica in sync again ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
+        } else {
+            let note =
+                format!("after {f:?}, the replicas were not all in sync within {RESYNC_LIMIT:?}");
+            say.line(&note);
+            verdict.notes.push(note);
         }
     }
     Ok(())

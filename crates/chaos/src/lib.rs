@@ -1,21 +1,25 @@
 //! The chaos run: proves the subscriber service's promise — no acknowledged update lost, per-row
 //! order never broken, duplicates only inside the in-flight window — while its processes are
-//! killed, its consumer group reshuffled, its broker frozen and restarted and its database stopped.
+//! killed, its consumer group reshuffled, its brokers frozen, killed and restarted and its
+//! database stopped.
 //!
-//! `kafkaesque chaos [--quick]` starts everything it needs as child processes of its own, so it
-//! never disturbs the shared broker and PostgreSQL that other tests use: a nisshi broker on a free
-//! port, a PostgreSQL cluster of its own for the service (the one it stops), the API and three
-//! consumers (`kafkaesque api` / `kafkaesque consume`, this same executable). Layers, each
-//! knowing only those below it:
+//! `kafkaesque chaos [--quick]` starts everything it needs of its own, so it never disturbs the
+//! shared broker and PostgreSQL that other tests use: an Apache Kafka cluster (three nodes, or
+//! one in the quick run) through `scripts/broker` with its own state folder and ports, a
+//! PostgreSQL cluster for the service (the one it stops), the API and three consumers
+//! (`kafkaesque api` / `kafkaesque consume`, this same executable). Layers, each knowing only
+//! those below it:
 //!
 //! - [`process`]: starting, signalling and reaping child processes;
-//! - [`postgres`], [`broker`]: the PostgreSQL cluster and the nisshi broker, with the faults
-//!   they suffer (stop; freeze and restart);
+//! - [`postgres`], [`broker`]: the PostgreSQL cluster and the Kafka cluster, with the faults
+//!   they suffer (stop; freeze, kill, restart); [`metadata`]: which node leads the busiest
+//!   partition, and whether every replica is in sync;
 //! - [`service`]: the supervisor of the API and the consumer group (kill, join, leave, crashes);
 //! - [`schedule`]: the seeded list of faults, and [`profile`] the sizes of a quick and a full run;
 //!   [`faults`] carries them out;
 //! - [`traffic`]: updates through the HTTP API, each carrying a per-subscription sequence number;
 //! - [`history`], [`logs`], [`verify`]: what was applied, in which order, how often;
+//!   [`ownership`]: how long partitions went without an owner;
 //! - [`verdict`]: the table and whether the run passed;
 //! - [`rig`]: brings it all up; [`run`] puts everything together.
 
@@ -23,6 +27,8 @@ pub mod broker;
 pub mod faults;
 pub mod history;
 pub mod logs;
+pub mod metadata;
+pub mod ownership;
 pub mod postgres;
 pub mod process;
 pub mod profile;
@@ -35,7 +41,7 @@ pub mod verdict;
 pub mod verify;
 
 pub use profile::Profile;
-pub use run::{run, Options};
+pub use run::{run, Options, BROKER_SCRIPT};
 pub use verdict::Verdict;
 
 /// Errors that stop a chaos run before it can give a verdict.

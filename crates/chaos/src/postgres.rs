@@ -123,18 +123,6 @@ impl Cluster {
         c.args(["-m", "fast"]);
         run_logged(&mut c, &self.data.with_extension("ctl.log")).await
     }
-
-    /// Creates `name` and runs `sql` in it.
-    pub async fn create_database(&self, name: &str, sql: Option<&str>) -> Result<()> {
-        let admin = connect(&self.url("postgres")).await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await?;
-        if let Some(sql) = sql {
-            connect(&self.url(name)).await?.batch_execute(sql).await?;
-        }
-        Ok(())
-    }
 }
 
 impl Drop for Cluster {

@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::faults::{fault, watch_until, Say};
-use crate::rig::{Rig, DATABASE, READY_LIMIT};
+use crate::rig::{Rig, DATABASE, READY_LIMIT, TOPIC};
 use crate::schedule::Schedule;
+use crate::service::epoch_ms;
 use crate::traffic::{self, Sent};
 use crate::verdict::Verdict;
-use crate::{history, logs, verify, Error, Profile, Result};
+use crate::{history, logs, ownership, verify, Error, Profile, Result};
+
+/// Where `scripts/broker` is in the source tree this was built from.
+pub const BROKER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/broker");
 
 /// What the command line decides.
 #[derive(Debug, Clone)]
@@ -22,10 +26,8 @@ pub struct Options {
     pub seed: u64,
     /// The `kafkaesque` executable whose `api` and `consume` are run.
     pub binary: PathBuf,
-    /// The nisshi broker executable.
-    pub nisshi: PathBuf,
-    /// nisshi's PostgreSQL schema, needed for the durable broker restart; read at run time.
-    pub broker_schema: PathBuf,
+    /// `scripts/broker`, which starts and stops the run's Kafka nodes ([`BROKER_SCRIPT`]).
+    pub broker_script: PathBuf,
     /// PostgreSQL's server programs (`initdb`, `pg_ctl`); found under /usr/lib/postgresql if unset.
     pub pg_bin: Option<PathBuf>,
     /// Where logs and data go; a fresh temporary folder if unset.
@@ -54,24 +56,16 @@ pub async fn run(o: Options) -> Result<Verdict> {
         .map_err(Error::io(format!("creating {}", logs_dir.display())))?;
     say.line(format_args!("work folder {}", work.display()));
 
-    let rig = Rig::bring_up(&o, &profile, &work, &say).await?;
-    let Rig {
-        db,
-        broker_db,
-        mut broker,
-        mut service,
-        token,
-        restart_skipped,
-    } = rig;
+    let mut rig = Rig::bring_up(&o, &profile, &work, &say).await?;
     let subs = traffic::set_up(
-        &service.api_url,
-        &token,
+        &rig.service.api_url,
+        &rig.token,
         profile.apps,
         profile.subscriptions,
     )
     .await?;
     let created: Vec<_> = subs.iter().map(|s| (s.clone(), Sent::default())).collect();
-    if verify::catch_up(&db.url(DATABASE), &created, READY_LIMIT)
+    if verify::catch_up(&rig.db.url(DATABASE), &created, READY_LIMIT)
         .await
         .is_none()
     {
@@ -83,61 +77,61 @@ pub async fn run(o: Options) -> Result<Verdict> {
     }
     say.line(format_args!(
         "API and {} consumers up; {} subscriptions in {} apps",
-        service.consumers(),
+        rig.service.consumers(),
         subs.len(),
         profile.apps
     ));
 
-    let schedule = Schedule::new(&profile, o.seed, restart_skipped.is_none());
+    let schedule = Schedule::new(&profile, o.seed);
     let mut verdict = Verdict {
         mode: if o.quick { "quick" } else { "full" },
         seed: o.seed,
-        broker_restart_skipped: restart_skipped,
+        brokers: profile.brokers,
         ..Verdict::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = tokio::spawn(traffic::drive(
-        service.api_url.clone(),
+        rig.service.api_url.clone(),
         subs,
         profile.rate_per_subscription,
         stop.clone(),
     ));
     say.line(format_args!(
-        "traffic for {:.0} s, {} faults (seed {})",
+        "traffic for {:.0} s or more, {} faults (seed {})",
         schedule.traffic.as_secs_f64(),
         schedule.steps.len(),
         o.seed
     ));
     let start = Instant::now();
     let traffic_began = epoch_ms();
-    let mut most_consumers = service.consumers();
+    let mut most_consumers = rig.service.consumers();
+    // A fault that took longer than the schedule thought moves the rest back: at least the
+    // smallest gap after each fault, for the group to settle.
+    let mut ended = start;
     for step in &schedule.steps {
-        watch_until(start + step.at, &mut service, &mut broker, &say).await?;
-        fault(
-            &step.fault,
-            &mut service,
-            &mut broker,
-            &db,
-            &mut verdict,
-            &say,
-        )
-        .await?;
-        most_consumers = most_consumers.max(service.consumers());
+        let at = (start + step.at).max(ended + profile.gap.0);
+        watch_until(at, &mut rig, &say).await?;
+        fault(&step.fault, &mut rig, &mut verdict, &say).await?;
+        ended = Instant::now();
+        most_consumers = most_consumers.max(rig.service.consumers());
     }
-    watch_until(start + schedule.traffic, &mut service, &mut broker, &say).await?;
+    let until = (start + schedule.traffic).max(ended + profile.warm_up);
+    watch_until(until, &mut rig, &say).await?;
     stop.store(true, Ordering::Relaxed);
     let traffic_ended = epoch_ms();
     let ledger = traffic
         .await
         .map_err(|e| Error::Setup(format!("the traffic task failed: {e}")))??;
     say.line("traffic stopped; waiting for the consumers to catch up");
-    verdict.caught_up = verify::catch_up(&db.url(DATABASE), &ledger, profile.catch_up).await;
-    service.reap()?;
+    verdict.caught_up = verify::catch_up(&rig.db.url(DATABASE), &ledger, profile.catch_up).await;
+    rig.service.reap()?;
 
-    let pg = crate::postgres::connect(&db.url(DATABASE)).await?;
+    let pg = crate::postgres::connect(&rig.db.url(DATABASE)).await?;
     let ids: Vec<_> = ledger.iter().map(|(s, _)| s.id).collect();
     let rows = verify::rows(&pg, &ids).await?;
     let writes = history::read(&pg).await?;
+    // Closed before the cluster is stopped, which would cut it and log a warning.
+    drop(pg);
     verdict.checks = verify::judge(&ledger, &rows, &writes, (traffic_began, traffic_ended));
     verdict.sent = ledger.iter().map(|(_, s)| s.requests).sum();
     verdict.resent = ledger
@@ -145,13 +139,20 @@ pub async fn run(o: Options) -> Result<Verdict> {
         .flat_map(|(_, s)| s.resends.values())
         .map(|r| u64::from(*r))
         .sum();
+    verdict.resent_after_503 = ledger.iter().map(|(_, s)| s.unavailable).sum();
     verdict.group_concurrency = (most_consumers * profile.concurrency) as u64;
-    service.stop().await?;
-    broker.stop().await?;
+    rig.service.stop().await?;
+    rig.broker.stop().await?;
+    let service = &rig.service;
     verdict.logs = logs::read(&service.consumer_logs);
+    verdict.unowned =
+        ownership::longest(&service.consumer_logs, &service.ended, TOPIC).map(|mut u| {
+            u.from_ms -= traffic_began;
+            u
+        });
     verdict.crashes = service.crashes.clone();
     verdict.took = say.elapsed();
-    drop((db, broker_db));
+    drop(rig);
     if verdict.passed() && !o.keep {
         let _ = std::fs::remove_dir_all(&work);
     } else {
@@ -160,10 +161,4 @@ pub async fn run(o: Options) -> Result<Verdict> {
             .push(format!("logs and data kept in {}", work.display()));
     }
     Ok(verdict)
-}
-
-/// Now, in milliseconds since the Unix epoch: the clock the history's times are on.
-fn epoch_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| d.as_millis() as i64)
 }

@@ -22,23 +22,41 @@ pub enum Fault {
     Join,
     /// Stop the newest consumer cleanly (SIGTERM: it finishes, commits and leaves).
     Leave,
-    /// SIGSTOP the broker for this long, then SIGCONT.
+    /// SIGSTOP the node leading the busiest partition for this long, then SIGCONT.
     FreezeBroker(Duration),
-    /// Stop the broker, leave it down this long, start it again on its durable storage.
+    /// Stop every node, leave the cluster down this long, start it again on its storage.
     RestartBroker(Duration),
+    /// SIGKILL the node leading the busiest partition, start it again after this long.
+    KillLeader(Duration),
+    /// Stop (SIGTERM) and start each node in turn, each back in sync before the next.
+    RollingRestart,
     /// Stop PostgreSQL for this long, then start it again.
     StopDatabase(Duration),
 }
 
 impl Fault {
-    /// How long the fault lasts (what the schedule waits before the next gap).
+    /// About how long the fault lasts (what the schedule waits before the next gap). The run
+    /// keeps the smallest gap after a fault that took longer.
     fn lasts(&self) -> Duration {
         match self {
             Fault::FreezeBroker(d) | Fault::StopDatabase(d) => *d,
-            // nisshi takes a few seconds to exit on SIGTERM.
-            Fault::RestartBroker(d) => *d + Duration::from_secs(5),
+            // A stop takes a few seconds, a start of the nodes about ten.
+            Fault::RestartBroker(d) | Fault::KillLeader(d) => *d + Duration::from_secs(20),
+            Fault::RollingRestart => Duration::from_secs(60),
             _ => Duration::ZERO,
         }
+    }
+
+    /// Whether the fault is done to the brokers (after which the run waits for every replica to
+    /// be back in sync).
+    pub fn on_brokers(&self) -> bool {
+        matches!(
+            self,
+            Fault::FreezeBroker(_)
+                | Fault::RestartBroker(_)
+                | Fault::KillLeader(_)
+                | Fault::RollingRestart
+        )
     }
 }
 
@@ -57,16 +75,17 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// `broker_restart`: whether the restart is possible (the broker is on durable storage).
-    pub fn new(profile: &Profile, seed: u64, broker_restart: bool) -> Schedule {
+    pub fn new(profile: &Profile, seed: u64) -> Schedule {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut faults: Vec<Fault> = (0..profile.kills)
             .map(|_| Fault::Kill { pick: rng.gen() })
             .collect();
         faults.extend(profile.broker_freeze.map(Fault::FreezeBroker));
         faults.extend(profile.database_outage.map(Fault::StopDatabase));
-        if let Some(down) = profile.broker_restart.filter(|_| broker_restart) {
-            faults.push(Fault::RestartBroker(down));
+        faults.extend(profile.broker_restart.map(Fault::RestartBroker));
+        faults.extend((0..profile.leader_kills).map(|_| Fault::KillLeader(profile.leader_down)));
+        if profile.rolling_restart {
+            faults.push(Fault::RollingRestart);
         }
         faults.shuffle(&mut rng);
         // Joins and leaves alternate, each leave after its join (a leave removes the newest
@@ -110,15 +129,17 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_schedule_and_every_fault_is_in_it() {
         let p = Profile::full();
-        let a = Schedule::new(&p, 7, true);
-        assert_eq!(a, Schedule::new(&p, 7, true));
-        assert_ne!(a, Schedule::new(&p, 8, true));
+        let a = Schedule::new(&p, 7);
+        assert_eq!(a, Schedule::new(&p, 7));
+        assert_ne!(a, Schedule::new(&p, 8));
         assert_eq!(a.count(|f| matches!(f, Fault::Kill { .. })), 10);
         assert_eq!(a.count(|f| *f == Fault::Join), 2);
         assert_eq!(a.count(|f| *f == Fault::Leave), 2);
         assert_eq!(a.count(|f| matches!(f, Fault::RestartBroker(_))), 1);
         assert_eq!(a.count(|f| matches!(f, Fault::FreezeBroker(_))), 1);
         assert_eq!(a.count(|f| matches!(f, Fault::StopDatabase(_))), 1);
+        assert_eq!(a.count(|f| matches!(f, Fault::KillLeader(_))), 2);
+        assert_eq!(a.count(|f| *f == Fault::RollingRestart), 1);
         assert!(a.steps.windows(2).all(|w| w[0].at < w[1].at));
         assert!(a.traffic > a.steps.last().unwrap().at);
     }
@@ -126,7 +147,7 @@ mod tests {
     #[test]
     fn a_leave_always_follows_a_join_so_the_group_never_shrinks_below_its_start() {
         for seed in 0..200 {
-            let s = Schedule::new(&Profile::quick(), seed, false);
+            let s = Schedule::new(&Profile::quick(), seed);
             let mut extra = 0i32;
             for step in &s.steps {
                 match step.fault {

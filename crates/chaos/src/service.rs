@@ -6,6 +6,7 @@
 //! down) is a finding: [`Service::reap`] records how it ended and the tail of its log, and starts
 //! a new one in its place so the run goes on.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ pub struct Service {
     started: usize,
     /// Every consumer log, including those of killed processes.
     pub consumer_logs: Vec<PathBuf>,
+    /// When each consumer that is gone ended (milliseconds since the Unix epoch), by its log:
+    /// a killed process logs no revocation, its partitions are without owner from then on.
+    pub ended: HashMap<PathBuf, i64>,
     pub crashes: Vec<Crash>,
 }
 
@@ -62,6 +66,7 @@ impl Service {
             consumers: Vec::new(),
             started: 0,
             consumer_logs: Vec::new(),
+            ended: HashMap::new(),
             crashes: Vec::new(),
         };
         let mut c = service.command("api");
@@ -75,7 +80,8 @@ impl Service {
         let mut c = Command::new(&self.binary);
         c.arg(role).envs(self.env.vars.iter().cloned());
         if role == "consume" {
-            // nisshi holds every group join for half the session timeout: keep it short.
+            // A killed member's partitions move after its session times out: 6 s (the least
+            // the broker allows) rather than librdkafka's 45 s.
             c.args(["--consumer-set", "session.timeout.ms=6000"])
                 .args(["--consumer-set", "heartbeat.interval.ms=1000"])
                 .env("KAFKAESQUE_LISTEN", "127.0.0.1:0");
@@ -104,6 +110,7 @@ impl Service {
         let i = (pick % self.consumers.len().max(1) as u64) as usize;
         let mut victim = self.consumers.remove(i);
         victim.kill().await?;
+        self.ended.insert(victim.log.clone(), epoch_ms());
         let name = self.join()?;
         Ok((victim.name, name))
     }
@@ -115,6 +122,7 @@ impl Service {
             return Ok((String::new(), true));
         };
         let clean = p.terminate(LEAVE_GRACE).await?;
+        self.ended.insert(p.log.clone(), epoch_ms());
         Ok((p.name, clean))
     }
 
@@ -126,6 +134,7 @@ impl Service {
             match self.consumers[i].exited() {
                 Some(status) => {
                     let p = self.consumers.remove(i);
+                    self.ended.insert(p.log.clone(), epoch_ms());
                     found.push(crash(&p, describe(status)));
                 }
                 None => i += 1,
@@ -159,6 +168,12 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// Now, in milliseconds since the Unix epoch: the clock of the processes' logs.
+pub fn epoch_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_millis() as i64)
 }
 
 fn crash(p: &Proc, how: String) -> Crash {

@@ -44,6 +44,8 @@ pub struct Sent {
     pub requests: u64,
     /// Update → times it was sent again after a failure.
     pub resends: BTreeMap<u64, u32>,
+    /// Answers 503 (the API could not write to Kafka), each followed by a re-send.
+    pub unavailable: u64,
     /// Updates the API refused with a 4xx (it never should): `(n, status, body)`.
     pub refused: Vec<(u64, u16, String)>,
     /// The update still failing [`GIVE_UP`] after the traffic stopped, given up on.
@@ -177,7 +179,10 @@ async fn send_all(
                 }
                 // 5xx (Kafka unreachable) or no answer: the update may or may not be in the
                 // topic; send it again, as a client would.
-                _ => {
+                answer => {
+                    if answer.is_ok_and(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE) {
+                        sent.unavailable += 1;
+                    }
                     *sent.resends.entry(n).or_default() += 1;
                     tokio::time::sleep(RESEND_PAUSE).await;
                 }

@@ -14,12 +14,22 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::logs::Totals;
+use crate::ownership::Unowned;
 use crate::service::Crash;
 use crate::verify::Checks;
 
-/// How much longer than the longest outage a pause in writes may last: a rebalance on this
-/// broker takes about 3 s (half the 6 s session timeout), a reconnect a few more.
+/// How much longer than the longest outage a pause in writes may last: a dead member is noticed
+/// after the 6 s session timeout, a dead broker fenced after 9 s, a reconnect takes a few more.
 pub const STALL_MARGIN: Duration = Duration::from_secs(30);
+
+/// A broker fault aimed at the leader of the busiest partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub node: u32,
+    pub partition: i32,
+    /// Frozen this long, or from the SIGKILL until the node answered again.
+    pub took: Duration,
+}
 
 /// Everything the run measured.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +40,10 @@ pub struct Verdict {
     /// HTTP requests made, re-sends included.
     pub sent: u64,
     pub resent: u64,
+    /// Of the re-sends, those after a 503 (the API could not write to Kafka: a leader gone, say).
+    pub resent_after_503: u64,
+    /// Nodes of the run's Kafka cluster.
+    pub brokers: u32,
     pub checks: Checks,
     pub logs: Totals,
     /// Handlers running at once, summed over the most consumers the group had.
@@ -37,12 +51,15 @@ pub struct Verdict {
     pub kills: u32,
     pub joins: u32,
     pub leaves: u32,
-    pub broker_freeze: Option<Duration>,
+    pub broker_freeze: Option<Hit>,
     pub broker_restarts: u32,
-    /// From the SIGTERM of the broker to the new process listening.
+    /// From the SIGTERM of every node to all of them answering again.
     pub broker_restart_took: Option<Duration>,
-    /// Why the durable restart did not happen, when it did not.
-    pub broker_restart_skipped: Option<String>,
+    pub leader_kills: Vec<Hit>,
+    /// Each node's turn of the rolling restart, from its SIGTERM to its replicas in sync.
+    pub rolling_restart: Vec<Duration>,
+    /// The longest time a partition had no owner in the group.
+    pub unowned: Option<Unowned>,
     pub database_outage: Option<Duration>,
     /// How long the consumers took to apply everything after the traffic stopped.
     pub caught_up: Option<Duration>,
@@ -52,10 +69,13 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Faults after which a new owner may replay changes.
+    /// Faults after which a new owner may replay changes (each node of a rolling restart is
+    /// one: its leaderships and perhaps the group's coordinator move).
     pub fn disruptions(&self) -> u64 {
         u64::from(self.kills + self.joins + self.leaves + self.broker_restarts)
             + u64::from(self.broker_freeze.is_some())
+            + self.leader_kills.len() as u64
+            + self.rolling_restart.len() as u64
             + self.crashes.len() as u64
     }
 
@@ -129,9 +149,11 @@ impl Verdict {
     /// [`STALL_MARGIN`] for the group to notice and recover.
     pub fn stall_limit(&self) -> Duration {
         let outages = [
-            self.broker_freeze,
+            self.broker_freeze.map(|h| h.took),
             self.database_outage,
             self.broker_restart_took,
+            self.leader_kills.iter().map(|h| h.took).max(),
+            self.rolling_restart.iter().copied().max(),
         ];
         outages.into_iter().flatten().max().unwrap_or_default() + STALL_MARGIN
     }
@@ -148,14 +170,45 @@ fn secs(d: Option<Duration>) -> String {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.checks;
-        let restarts = match &self.broker_restart_skipped {
-            Some(why) => format!("{} (skipped: {why})", self.broker_restarts),
-            None => format!(
-                "{} ({})",
-                self.broker_restarts,
-                secs(self.broker_restart_took)
+        let restarts = format!(
+            "{} ({})",
+            self.broker_restarts,
+            secs(self.broker_restart_took)
+        );
+        let freeze = self.broker_freeze.map_or_else(
+            || "-".to_owned(),
+            |h| format!("{} (node {})", secs(Some(h.took)), h.node),
+        );
+        let leader_kills = match self.leader_kills.as_slice() {
+            [] => "-".to_owned(),
+            hits => {
+                let each: Vec<String> = hits
+                    .iter()
+                    .map(|h| format!("node {} back after {}", h.node, secs(Some(h.took))))
+                    .collect();
+                format!("{} ({})", hits.len(), each.join(", "))
+            }
+        };
+        let rolling = match self.rolling_restart.as_slice() {
+            [] => "-".to_owned(),
+            steps => format!(
+                "{} nodes in {} (longest {})",
+                steps.len(),
+                secs(Some(steps.iter().sum())),
+                secs(steps.iter().copied().max())
             ),
         };
+        let unowned = self.unowned.as_ref().map_or_else(
+            || "-".to_owned(),
+            |u| {
+                format!(
+                    "{:.1} s (partition {}, from {:.1} s into the traffic)",
+                    u.ms as f64 / 1000.0,
+                    u.partition,
+                    u.from_ms as f64 / 1000.0
+                )
+            },
+        );
         let rows: Vec<(&str, String)> = vec![
             (
                 "run",
@@ -166,10 +219,12 @@ impl fmt::Display for Verdict {
                     self.took.as_secs_f64()
                 ),
             ),
+            ("broker nodes", self.brokers.to_string()),
             (
                 "updates sent (requests)",
                 format!("{} ({} re-sent)", self.sent, self.resent),
             ),
+            ("re-sent after a 503", self.resent_after_503.to_string()),
             ("acknowledged", c.acknowledged.to_string()),
             ("never acknowledged (given up)", c.abandoned.to_string()),
             ("applied", c.applied.to_string()),
@@ -211,8 +266,11 @@ impl fmt::Display for Verdict {
                 "rebalances (assignments / lost)",
                 format!("{} / {}", self.logs.assignments, self.logs.lost_assignments),
             ),
-            ("broker freeze", secs(self.broker_freeze)),
-            ("broker restarts (durable)", restarts),
+            ("longest partition without owner", unowned),
+            ("broker freeze (SIGSTOP of a leader)", freeze),
+            ("broker restarts (all nodes)", restarts),
+            ("leader kills (SIGKILL)", leader_kills),
+            ("rolling restart", rolling),
             ("database outage", secs(self.database_outage)),
             ("catch-up after traffic", secs(self.caught_up)),
             (
