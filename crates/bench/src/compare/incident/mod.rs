@@ -44,14 +44,9 @@ const PARTITIONS: i32 = 4;
 /// Handlers at once in every variant's consumer.
 const CONCURRENCY: usize = 256;
 
-/// How long the replay's producer gathers records into one batch (`linger.ms`; the API's own
-/// producer waits 1 ms). Why: the local broker's storage lists every batch a partition holds on
-/// each fetch, so its cost per fetch grows with the number of batches. With batches of about one
-/// record, a minute at 1,000 updates/s had the broker on a whole core after about 30 s, every
-/// consumer's fetches waiting on it, and the other apps' delay measuring the broker (3-7× the
-/// baseline) rather than the consumer; batched for 20 ms it stays near a tenth of a core. A
-/// Kafka broker finds a fetch's offset through an index: its cost does not grow so.
-const PRODUCER_LINGER_MS: &str = "20";
+/// How long the replay's producer gathers records into one batch (`linger.ms`): as long as the
+/// API's own producer, so that the other apps' delay is what a client of the service sees.
+const PRODUCER_LINGER_MS: &str = "1";
 
 /// How long the set-up (creating and linking the subscriptions) may take to be committed.
 const SETUP_LIMIT: Duration = Duration::from_secs(180);
