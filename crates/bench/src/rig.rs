@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use kafkaesque_subscribers::config::RateLimit;
 use kafkaesque_subscribers::store::Store;
 use kafkaesque_subscribers::{db, migrations, Config, Roles};
 use kafkaesque_testkit::{unique_name, Broker, Postgres, TestDatabase, TestTopic};
@@ -18,7 +19,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The admin token of the services the benchmarks start.
-pub const ADMIN_TOKEN: &str = "bench-admin-token";
+/// At least `MIN_ADMIN_TOKEN_CHARS` long, like every admin token the service accepts.
+pub const ADMIN_TOKEN: &str = "bench-admin-token-of-the-benchmarks";
 
 /// The session settings of every group the benchmarks run, the runtime's own defaults: the plain
 /// rdkafka consumers they are compared with get the same, so that no side waits longer for a
@@ -64,6 +66,12 @@ impl Rig {
             database: database.config().clone(),
             listen: "127.0.0.1:0".parse().expect("a socket address"),
             admin_token: Some(ADMIN_TOKEN.into()),
+            // The benchmarks measure the service at full speed: no app may be refused for its
+            // rate (the HTTP edge sends tens of thousands a second from one app).
+            rate_limit: RateLimit {
+                per_second: 10_000_000,
+                burst: 10_000_000,
+            },
             topic: topic.name().to_owned(),
             partitions,
             group_id: unique_name(prefix),

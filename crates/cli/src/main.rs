@@ -64,9 +64,27 @@ struct ServiceArgs {
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "KAFKAESQUE_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Bearer token of the admin endpoints; while unset they refuse every request.
+    /// Bearer token of the admin endpoints, at least 24 characters; while unset they refuse
+    /// every request.
     #[arg(long, env = "KAFKAESQUE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// How long a process trusts what it learnt of an app key, in ms: a rotated or revoked key
+    /// stops working everywhere within this [default: 5000]
+    #[arg(long, env = "KAFKAESQUE_KEY_CACHE_TTL_MS")]
+    key_cache_ttl_ms: Option<u64>,
+    /// Requests per second each app may make (token bucket); more get 429 [default: 1000]
+    #[arg(long, env = "KAFKAESQUE_RATE_LIMIT_PER_SECOND")]
+    rate_limit_per_second: Option<u32>,
+    /// Requests each app may make at once [default: 2000]
+    #[arg(long, env = "KAFKAESQUE_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u32>,
+    /// An app's own limit, APP_ID=RATE[/BURST] (repeatable; in the environment, comma-separated)
+    #[arg(long = "app-rate-limit", env = "KAFKAESQUE_APP_RATE_LIMITS", value_delimiter = ',',
+          value_parser = kafkaesque_subscribers::config::app_rate_limit)]
+    app_rate_limits: Vec<kafkaesque_subscribers::config::AppRateLimit>,
+    /// Longest a write waits for Kafka before it is answered 503, in ms [default: 5000]
+    #[arg(long, env = "KAFKAESQUE_WRITE_TIMEOUT_MS")]
+    write_timeout_ms: Option<u64>,
     /// The updates topic, created on start if missing [default: player-updates]
     #[arg(long, env = "KAFKAESQUE_TOPIC")]
     topic: Option<String>,
@@ -126,9 +144,14 @@ impl ServiceArgs {
         };
         let flags = Settings {
             kafka_brokers: self.kafka_brokers,
-            database_url: self.database_url,
+            database_url: self.database_url.map(Into::into),
             listen: self.listen,
-            admin_token: self.admin_token,
+            admin_token: self.admin_token.map(Into::into),
+            key_cache_ttl_ms: self.key_cache_ttl_ms,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            rate_limits: self.app_rate_limits.into_iter().collect(),
+            write_timeout_ms: self.write_timeout_ms,
             topic: self.topic,
             partitions: self.partitions,
             group_id: self.group_id,

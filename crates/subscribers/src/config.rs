@@ -8,9 +8,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
+use uuid::Uuid;
 
+use crate::secret::{self, Secret};
 use crate::{Error, Result};
 
 /// Default for `KAFKA_BROKERS`: the broker `scripts/broker start` runs.
@@ -26,8 +30,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default for `KAFKAESQUE_TOPIC`.
 pub const DEFAULT_TOPIC: &str = "player-updates";
 
-/// The service's settings.
-#[derive(Debug, Clone)]
+/// The shortest admin token the service starts with: a short one can be guessed, and the admin
+/// token creates apps and re-keys them.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
+
+/// The service's settings. Its `Debug` output shows no secret.
+#[derive(Clone)]
 pub struct Config {
     /// Kafka bootstrap servers, `host:port[,host:port...]` (`KAFKA_BROKERS`).
     pub kafka_brokers: String,
@@ -36,9 +44,22 @@ pub struct Config {
     pub database: tokio_postgres::Config,
     /// Where the HTTP server listens (`KAFKAESQUE_LISTEN`); port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Bearer token of the admin endpoints (`KAFKAESQUE_ADMIN_TOKEN`). While unset, they refuse
-    /// every request: an operator control with no password is not a control.
-    pub admin_token: Option<String>,
+    /// Bearer token of the admin endpoints (`KAFKAESQUE_ADMIN_TOKEN`), at least
+    /// [`MIN_ADMIN_TOKEN_CHARS`] characters. While unset, they refuse every request: an operator
+    /// control with no password is not a control.
+    pub admin_token: Option<Secret>,
+    /// How long a process trusts what it learnt of an app key (`KAFKAESQUE_KEY_CACHE_TTL_MS`):
+    /// a key rotated or revoked through another process stops working here within this.
+    pub key_cache_ttl: Duration,
+    /// Each app's requests per second and burst at the HTTP edge
+    /// (`KAFKAESQUE_RATE_LIMIT_PER_SECOND`, `KAFKAESQUE_RATE_LIMIT_BURST`); more get 429.
+    pub rate_limit: RateLimit,
+    /// Apps with a limit of their own (`--app-rate-limit APP=RATE[/BURST]`, `[rate_limits]` in
+    /// the file).
+    pub rate_limits: BTreeMap<Uuid, RateLimit>,
+    /// Longest a write waits for Kafka, topic included, before it is answered 503
+    /// (`KAFKAESQUE_WRITE_TIMEOUT_MS`): an outage costs a client this, not half a minute.
+    pub write_timeout: Duration,
     /// The updates topic (`KAFKAESQUE_TOPIC`), created on start if missing.
     pub topic: String,
     /// Partitions of the topic when it is created (`KAFKAESQUE_PARTITIONS`). Fixed for the
@@ -83,6 +104,13 @@ impl Default for Config {
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address"),
             admin_token: None,
+            key_cache_ttl: Duration::from_secs(5),
+            rate_limit: RateLimit {
+                per_second: 1000,
+                burst: 2000,
+            },
+            rate_limits: BTreeMap::new(),
+            write_timeout: Duration::from_secs(5),
             topic: DEFAULT_TOPIC.to_owned(),
             partitions: 8,
             group_id: "kafkaesque-subscribers".to_owned(),
@@ -100,14 +128,117 @@ impl Default for Config {
     }
 }
 
-/// Settings from one source; a field left out takes its value from a weaker source.
-#[derive(Debug, Clone, Default, Deserialize)]
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field named, so that a new one cannot be printed by accident.
+        let Config {
+            kafka_brokers,
+            database,
+            listen,
+            admin_token,
+            key_cache_ttl,
+            rate_limit,
+            rate_limits,
+            write_timeout,
+            topic,
+            partitions,
+            group_id,
+            body_limit,
+            pool_size,
+            link_limit,
+            concurrency,
+            key_max_records,
+            replication_factor,
+            min_insync_replicas,
+            single_node_broker,
+            producer_properties,
+            consumer_properties,
+        } = self;
+        f.debug_struct("Config")
+            .field("kafka_brokers", kafka_brokers)
+            .field("database", &crate::db::describe(database))
+            .field("listen", listen)
+            .field("admin_token", admin_token)
+            .field("key_cache_ttl", key_cache_ttl)
+            .field("rate_limit", rate_limit)
+            .field("rate_limits", rate_limits)
+            .field("write_timeout", write_timeout)
+            .field("topic", topic)
+            .field("partitions", partitions)
+            .field("group_id", group_id)
+            .field("body_limit", body_limit)
+            .field("pool_size", pool_size)
+            .field("link_limit", link_limit)
+            .field("concurrency", concurrency)
+            .field("key_max_records", key_max_records)
+            .field("replication_factor", replication_factor)
+            .field("min_insync_replicas", min_insync_replicas)
+            .field("single_node_broker", single_node_broker)
+            .field(
+                "producer_properties",
+                &secret::redacted(producer_properties),
+            )
+            .field(
+                "consumer_properties",
+                &secret::redacted(consumer_properties),
+            )
+            .finish()
+    }
+}
+
+/// A token bucket: `per_second` requests a second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// `RATE` or `RATE/BURST` (a burst of one second's rate when left out).
+impl FromStr for RateLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let number = |n: &str| {
+            n.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{n:?} is not a count ({e})"))
+        };
+        let (per_second, burst) = match s.split_once('/') {
+            Some((r, b)) => (number(r)?, number(b)?),
+            None => (number(s)?, number(s)?),
+        };
+        Ok(RateLimit { per_second, burst })
+    }
+}
+
+/// An app and its own rate limit.
+pub type AppRateLimit = (Uuid, RateLimit);
+
+/// `APP=RATE[/BURST]`: an app's own rate limit, as a flag gives it.
+pub fn app_rate_limit(s: &str) -> Result<AppRateLimit, String> {
+    let (app, limit) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not APP_ID=RATE[/BURST]"))?;
+    let app = Uuid::parse_str(app.trim()).map_err(|e| format!("{app:?}: {e}"))?;
+    Ok((app, limit.parse()?))
+}
+
+/// Settings from one source; a field left out takes its value from a weaker source. Its `Debug`
+/// output shows no secret.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub kafka_brokers: Option<String>,
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     pub listen: Option<SocketAddr>,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
+    pub key_cache_ttl_ms: Option<u64>,
+    pub rate_limit_per_second: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    /// App id → its own limit; an app given by the stronger source replaces the weaker's.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<Uuid, RateLimit>,
+    pub write_timeout_ms: Option<u64>,
     pub topic: Option<String>,
     pub partitions: Option<i32>,
     pub group_id: Option<String>,
@@ -125,6 +256,68 @@ pub struct Settings {
     pub consumer_properties: BTreeMap<String, String>,
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Settings {
+            kafka_brokers,
+            database_url,
+            listen,
+            admin_token,
+            key_cache_ttl_ms,
+            rate_limit_per_second,
+            rate_limit_burst,
+            rate_limits,
+            write_timeout_ms,
+            topic,
+            partitions,
+            group_id,
+            body_limit,
+            pool_size,
+            link_limit,
+            concurrency,
+            key_max_records,
+            replication_factor,
+            min_insync_replicas,
+            single_node_broker,
+            producer_properties,
+            consumer_properties,
+        } = self;
+        let properties = |p: &BTreeMap<String, String>| -> Vec<(String, String)> {
+            p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        f.debug_struct("Settings")
+            .field("kafka_brokers", kafka_brokers)
+            .field("database_url", database_url)
+            .field("listen", listen)
+            .field("admin_token", admin_token)
+            .field("key_cache_ttl_ms", key_cache_ttl_ms)
+            .field("rate_limit_per_second", rate_limit_per_second)
+            .field("rate_limit_burst", rate_limit_burst)
+            .field("rate_limits", rate_limits)
+            .field("write_timeout_ms", write_timeout_ms)
+            .field("topic", topic)
+            .field("partitions", partitions)
+            .field("group_id", group_id)
+            .field("body_limit", body_limit)
+            .field("pool_size", pool_size)
+            .field("link_limit", link_limit)
+            .field("concurrency", concurrency)
+            .field("key_max_records", key_max_records)
+            .field("replication_factor", replication_factor)
+            .field("min_insync_replicas", min_insync_replicas)
+            .field("single_node_broker", single_node_broker)
+            .field(
+                "producer_properties",
+                &secret::redacted(&properties(producer_properties)),
+            )
+            .field(
+                "consumer_properties",
+                &secret::redacted(&properties(consumer_properties)),
+            )
+            .finish()
+    }
+}
+
 impl Settings {
     /// Reads a TOML file with the fields of [`Settings`].
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -139,11 +332,18 @@ impl Settings {
         producer_properties.extend(self.producer_properties);
         let mut consumer_properties = weaker.consumer_properties;
         consumer_properties.extend(self.consumer_properties);
+        let mut rate_limits = weaker.rate_limits;
+        rate_limits.extend(self.rate_limits);
         Settings {
             kafka_brokers: self.kafka_brokers.or(weaker.kafka_brokers),
             database_url: self.database_url.or(weaker.database_url),
             listen: self.listen.or(weaker.listen),
             admin_token: self.admin_token.or(weaker.admin_token),
+            key_cache_ttl_ms: self.key_cache_ttl_ms.or(weaker.key_cache_ttl_ms),
+            rate_limit_per_second: self.rate_limit_per_second.or(weaker.rate_limit_per_second),
+            rate_limit_burst: self.rate_limit_burst.or(weaker.rate_limit_burst),
+            rate_limits,
+            write_timeout_ms: self.write_timeout_ms.or(weaker.write_timeout_ms),
             topic: self.topic.or(weaker.topic),
             partitions: self.partitions.or(weaker.partitions),
             group_id: self.group_id.or(weaker.group_id),
@@ -174,6 +374,19 @@ impl Settings {
             database,
             listen: self.listen.unwrap_or(d.listen),
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
+            key_cache_ttl: self
+                .key_cache_ttl_ms
+                .map_or(d.key_cache_ttl, Duration::from_millis),
+            rate_limit: RateLimit {
+                per_second: self
+                    .rate_limit_per_second
+                    .unwrap_or(d.rate_limit.per_second),
+                burst: self.rate_limit_burst.unwrap_or(d.rate_limit.burst),
+            },
+            rate_limits: self.rate_limits,
+            write_timeout: self
+                .write_timeout_ms
+                .map_or(d.write_timeout, Duration::from_millis),
             topic: self.topic.unwrap_or(d.topic),
             partitions: self.partitions.unwrap_or(d.partitions),
             group_id: self.group_id.unwrap_or(d.group_id),
@@ -204,7 +417,35 @@ impl Config {
 
     /// Refuses settings that cannot work, naming the field.
     pub fn check(&self) -> Result<()> {
+        let zero_limit = |l: &RateLimit| l.per_second == 0 || l.burst == 0;
         let bad = [
+            (
+                self.admin_token
+                    .as_ref()
+                    .is_some_and(|t| t.chars() < MIN_ADMIN_TOKEN_CHARS),
+                "admin_token (KAFKAESQUE_ADMIN_TOKEN)",
+                "must be at least 24 characters",
+            ),
+            (
+                self.key_cache_ttl.is_zero(),
+                "key_cache_ttl_ms",
+                "must be at least 1",
+            ),
+            (
+                zero_limit(&self.rate_limit),
+                "rate_limit_per_second, rate_limit_burst",
+                "must be at least 1",
+            ),
+            (
+                self.rate_limits.values().any(zero_limit),
+                "rate_limits",
+                "every rate and burst must be at least 1",
+            ),
+            (
+                self.write_timeout < Duration::from_millis(100),
+                "write_timeout_ms",
+                "must be at least 100",
+            ),
             (self.topic.trim().is_empty(), "topic", "must not be empty"),
             (self.partitions < 1, "partitions", "must be at least 1"),
             (
@@ -289,5 +530,72 @@ mod tests {
         };
         let e = zero.resolve().unwrap_err().to_string();
         assert!(e.contains("partitions"), "{e}");
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_naming_the_setting() {
+        let short = Settings {
+            admin_token: Some("x".repeat(MIN_ADMIN_TOKEN_CHARS - 1).into()),
+            ..Settings::default()
+        };
+        let e = short.resolve().unwrap_err().to_string();
+        assert!(
+            e.contains("KAFKAESQUE_ADMIN_TOKEN") && e.contains("24"),
+            "{e}"
+        );
+        let long = Settings {
+            admin_token: Some("x".repeat(MIN_ADMIN_TOKEN_CHARS).into()),
+            ..Settings::default()
+        };
+        assert!(long.resolve().is_ok());
+    }
+
+    #[test]
+    fn no_debug_output_shows_a_secret() {
+        let (token, password, sasl) = (
+            "admin-token-that-must-never-be-printed",
+            "db-password-never-printed",
+            "sasl-password-never-printed",
+        );
+        let url = format!("postgres://postgres:{password}@db.example:5432/subs");
+        let file: Settings = toml::from_str(&format!(
+            "admin_token = \"{token}\"\ndatabase_url = \"{url}\"\n\
+             [producer_properties]\n\"sasl.password\" = \"{sasl}\"\n"
+        ))
+        .unwrap();
+        let config = file.clone().resolve().unwrap();
+        assert_eq!(config.admin_token.as_deref(), Some(token));
+        let shown = [
+            format!("{file:?}"),
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{:?}", config.database),
+        ];
+        for text in &shown {
+            for secret in [token, password, sasl] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert!(shown[1].contains("db.example:5432/subs"), "{}", shown[1]);
+    }
+
+    #[test]
+    fn rate_limits_come_from_flags_and_the_file() {
+        let app = Uuid::new_v4();
+        let file: Settings = toml::from_str(&format!(
+            "rate_limit_per_second = 50\n[rate_limits]\n\"{app}\" = {{ per_second = 5, burst = 7 }}\n"
+        ))
+        .unwrap();
+        let config = file.resolve().unwrap();
+        assert_eq!(config.rate_limit.per_second, 50);
+        assert_eq!(config.rate_limit.burst, 2000);
+        let own = RateLimit {
+            per_second: 5,
+            burst: 7,
+        };
+        assert_eq!(config.rate_limits[&app], own);
+        assert_eq!(app_rate_limit(&format!("{app}=5/7")), Ok((app, own)));
+        assert_eq!(app_rate_limit(&format!("{app}=5")).unwrap().1.burst, 5);
+        assert!(app_rate_limit("nope=5").is_err());
     }
 }

@@ -5,7 +5,8 @@
 //! applies the updates to PostgreSQL at a rate the database can take (see `BRIEF.md`). Layers,
 //! each knowing only those below it:
 //!
-//! - [`config`]: where Kafka, PostgreSQL and the HTTP listener are, and the limits;
+//! - [`config`]: where Kafka, PostgreSQL and the HTTP listener are, and the limits ([`secret`]:
+//!   settings no `Debug` output shows);
 //! - [`db`], [`migrations`], [`store`]: the database, its numbered migrations, every statement
 //!   (in `sql/`) behind a bounded pool;
 //! - [`message`]: what travels through the topic, and why it is keyed by app;
@@ -27,6 +28,7 @@ pub mod message;
 pub mod migrations;
 pub mod producer;
 pub mod routing;
+pub mod secret;
 pub mod server;
 pub mod skip;
 pub mod store;

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "links_by_app",
         sql: include_str!("../migrations/0003_links_by_app.sql"),
     },
+    Migration {
+        version: 4,
+        name: "revocable_keys",
+        sql: include_str!("../migrations/0004_revocable_keys.sql"),
+    },
 ];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several

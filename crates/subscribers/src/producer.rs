@@ -15,9 +15,6 @@ use rdkafka::ClientConfig;
 use crate::message::Message;
 use crate::{Config, Result};
 
-/// How long a write may wait in the producer's queue for the broker before the request fails.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A handle on the producer, cheap to clone.
 #[derive(Clone)]
 pub struct Producer {
@@ -26,6 +23,8 @@ pub struct Producer {
     inner: Arc<RwLock<(u64, FutureProducer)>>,
     config: ClientConfig,
     topic: String,
+    /// How long a write may wait for the broker (`Config::write_timeout`).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Producer {
@@ -44,9 +43,11 @@ impl Producer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
+            // A record the broker has not acknowledged by the time the client is answered 503
+            // expires too, rather than being written later behind the client's retry.
             .set(
                 "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
+                config.write_timeout.as_millis().to_string(),
             );
         for (k, v) in &config.producer_properties {
             c.set(k, v);
@@ -55,6 +56,7 @@ impl Producer {
             inner: Arc::new(RwLock::new((0, c.create()?))),
             config: c,
             topic: config.topic.clone(),
+            timeout: config.write_timeout,
         })
     }
 
@@ -67,7 +69,7 @@ impl Producer {
             .payload(&payload[..]);
         let (generation, producer) = self.inner.read().expect("producer lock").clone();
         let sent = producer
-            .send(record, DELIVERY_TIMEOUT)
+            .send(record, self.timeout)
             .await
             .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| e);

@@ -110,18 +110,26 @@ pub async fn run(
             consumer::run(&config, store, skips, view, stopped()).await
         })
     });
+    // A long-lived client for the readiness checks: librdkafka keeps its broker connections
+    // open and re-establishes them, so a check costs one metadata round trip.
     let kafka: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_brokers)
         .create()?;
+    let kafka = Arc::new(kafka);
+    let (readiness, checks) =
+        api::health::Readiness::start(Arc::clone(&kafka), config.database.clone(), stopped());
+    let limits = api::limit::Limits::new(&config);
+    let shrink = tokio::spawn(shrink_buckets(limits.clone(), stopped()));
     let state = AppState {
         config: Arc::clone(&config),
         store,
-        keys: Default::default(),
+        keys: api::auth::Keys::new(config.key_cache_ttl),
+        limits,
+        readiness,
         skips,
         producer: roles.api.then(|| Producer::new(&config)).transpose()?,
         topic_ready,
         consumer: view,
-        kafka: Arc::new(kafka),
         metrics: telemetry::prometheus(),
     };
     let addr = listener.local_addr().map_err(Error::Serve)?;
@@ -167,6 +175,8 @@ pub async fn run(
         }
     }
     let _ = follow.await;
+    let _ = checks.await;
+    let _ = shrink.await;
     tracing::info!("shut down");
     outcome
 }
@@ -205,6 +215,17 @@ async fn create_topic(
         tokio::select! {
             () = &mut stopped => return Ok(()),
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Every minute, forgets the rate-limit buckets of apps gone quiet.
+async fn shrink_buckets(limits: api::limit::Limits, stopped: impl Future<Output = ()>) {
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => limits.shrink(),
         }
     }
 }

@@ -242,6 +242,7 @@ async fn every_endpoint_answers_and_every_refusal_writes_nothing() {
     assert_eq!(s, StatusCode::OK);
     for p in [
         "/api/v1/apps",
+        "/api/v1/apps/{id}/key",
         "/api/v1/players",
         "/api/v1/players/{id}",
         "/admin/skip",
@@ -290,6 +291,16 @@ async fn admin_endpoints_refuse_everything_while_no_token_is_set() {
         (Method::DELETE, "/admin/skip", Some(target)),
         (Method::GET, "/admin/skip", None),
         (Method::GET, "/admin/top", None),
+        (
+            Method::POST,
+            "/api/v1/apps/00000000-0000-0000-0000-000000000000/key",
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/apps/00000000-0000-0000-0000-000000000000/key",
+            None,
+        ),
     ] {
         let got = c.must(method, path, any, body.as_ref()).await;
         assert_refused(got, StatusCode::FORBIDDEN, "KAFKAESQUE_ADMIN_TOKEN");

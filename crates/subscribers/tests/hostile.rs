@@ -230,6 +230,7 @@ async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes
 
     // Admin endpoints: every body below would be accepted with the admin token.
     let target = json!({"player_id": id});
+    let key_path = format!("/api/v1/apps/{}/key", mine.id);
     let admin_calls = [
         (
             Method::POST,
@@ -240,6 +241,8 @@ async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes
         (Method::PUT, "/admin/skip", Some(target.clone())),
         (Method::DELETE, "/admin/skip", Some(target)),
         (Method::GET, "/admin/top", None),
+        (Method::POST, &*key_path, None),
+        (Method::DELETE, &*key_path, None),
     ];
     let wrong_token = "Bearer not-the-admin-token".to_owned();
     let key_as_bearer = format!("Bearer {}", mine.key);
@@ -262,7 +265,13 @@ async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes
         }
     }
 
-    // Nothing written: no record, no row; and the subscription is as it was.
+    // Nothing written: no record, no row; the keys are as they were (a rotation or revocation
+    // would have changed `mine`'s); and the subscription is as it was.
+    assert_eq!(
+        c.player(&mine, id).await.0,
+        StatusCode::OK,
+        "mine's key works"
+    );
     assert_eq!(rig.written(), written_before, "records in the topic");
     assert_eq!(rows(&rig).await, rows_before, "apps, players, skips");
     let admin = format!("Bearer {ADMIN_TOKEN}");
@@ -289,10 +298,12 @@ fn the_refusal_matrix_names_every_documented_operation() {
     secured.sort();
     let covered = [
         "DELETE /admin/skip",
+        "DELETE /api/v1/apps/{id}/key",
         "GET /admin/skip",
         "GET /admin/top",
         "GET /api/v1/players/{id}",
         "POST /api/v1/apps",
+        "POST /api/v1/apps/{id}/key",
         "POST /api/v1/players",
         "PUT /admin/skip",
         "PUT /api/v1/players/{id}",

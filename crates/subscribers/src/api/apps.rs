@@ -1,7 +1,9 @@
 //! `POST /api/v1/apps` (admin token): creates an app and its API key. The key is returned once
-//! and stored only as its SHA-256.
+//! and stored only as its SHA-256. `POST /api/v1/apps/{id}/key` gives the app a new key (the
+//! old one stops working: here at once, in other processes within their key cache's TTL);
+//! `DELETE` revokes it, leaving the app without a key until the next rotation.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
@@ -44,4 +46,41 @@ pub async fn create(
         StatusCode::CREATED,
         Json(json!({ "id": id, "name": name, "api_key": key })),
     ))
+}
+
+fn app_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|e| ApiError::bad_request(format!("id: not a UUID ({e})")))
+}
+
+/// `POST /api/v1/apps/{id}/key`: a new key, returned once; the old one stops working.
+pub async fn rotate_key(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth::admin(&headers, s.config.admin_token.as_deref())?;
+    let id = app_id(&id)?;
+    let (key, hash) = auth::new_key();
+    if !s.store.replace_key(id, Some(&hash)).await? {
+        return Err(ApiError::not_found(format!("id: no app {id}")));
+    }
+    s.keys.forget_app(id);
+    tracing::warn!(app_id = %id, "app key rotated");
+    Ok(Json(json!({ "id": id, "api_key": key })))
+}
+
+/// `DELETE /api/v1/apps/{id}/key`: the app's key stops working; it has none until rotated.
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth::admin(&headers, s.config.admin_token.as_deref())?;
+    let id = app_id(&id)?;
+    if !s.store.replace_key(id, None).await? {
+        return Err(ApiError::not_found(format!("id: no app {id}")));
+    }
+    s.keys.forget_app(id);
+    tracing::warn!(app_id = %id, "app key revoked");
+    Ok(Json(json!({ "id": id, "revoked": true })))
 }

@@ -1,5 +1,6 @@
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use axum::Json;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::AppState;
 use crate::db;
@@ -32,52 +34,101 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "alive" })
 }
 
-/// The body of `/readyz`.
-#[derive(Debug, Serialize)]
+/// How often the background check asks Kafka and PostgreSQL.
+pub const READY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the last check found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Status {
+    kafka: bool,
+    postgres: bool,
+}
+
+/// The last readiness check. `/readyz` answers from it: a probe costs no connection and no
+/// metadata request however often it comes, and a stranger hammering it reaches neither
+/// dependency.
+#[derive(Debug, Clone)]
 pub struct Readiness {
-    /// Both dependencies answered.
-    ready: bool,
-    kafka: Check,
-    postgres: Check,
+    latest: watch::Receiver<Status>,
 }
 
-/// The outcome of one dependency check.
-#[derive(Debug, Serialize)]
-struct Check {
-    up: bool,
-    /// Why it is down; absent when up.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl From<Result<(), String>> for Check {
-    fn from(outcome: Result<(), String>) -> Self {
-        Self {
-            up: outcome.is_ok(),
-            error: outcome.err(),
-        }
+impl Readiness {
+    /// Checks both dependencies every [`READY_INTERVAL`] until `stopped` completes. Down until
+    /// the first check has answered.
+    pub fn start(
+        kafka: Arc<AdminClient<DefaultClientContext>>,
+        database: tokio_postgres::Config,
+        stopped: impl Future<Output = ()> + Send + 'static,
+    ) -> (Readiness, tokio::task::JoinHandle<()>) {
+        let (tx, latest) = watch::channel(Status::default());
+        let task = tokio::spawn(async move {
+            tokio::pin!(stopped);
+            let mut last: Option<(Result<(), String>, Result<(), String>)> = None;
+            loop {
+                let (k, p) =
+                    tokio::join!(check_kafka(Arc::clone(&kafka)), check_postgres(&database));
+                let status = Status {
+                    kafka: k.is_ok(),
+                    postgres: p.is_ok(),
+                };
+                // The reasons go to the log, once per change: they name hosts and databases,
+                // which the probe's answer does not.
+                if last.as_ref().map(|(lk, lp)| (lk.is_ok(), lp.is_ok()))
+                    != Some((status.kafka, status.postgres))
+                {
+                    match (&k, &p) {
+                        (Ok(()), Ok(())) => tracing::info!("ready: Kafka and PostgreSQL answer"),
+                        _ => tracing::warn!(
+                            kafka = ?k.as_ref().err(),
+                            postgres = ?p.as_ref().err(),
+                            "not ready"
+                        ),
+                    }
+                }
+                last = Some((k, p));
+                tx.send_replace(status);
+                tokio::select! {
+                    () = &mut stopped => return,
+                    () = tokio::time::sleep(READY_INTERVAL) => {}
+                }
+            }
+        });
+        (Readiness { latest }, task)
     }
 }
 
-/// `/readyz`: 200 when Kafka answers a metadata request and PostgreSQL answers `SELECT 1`,
-/// otherwise 503; the body says which one is down and why.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (kafka, postgres) = tokio::join!(
-        check_kafka(Arc::clone(&state.kafka)),
-        check_postgres(&state.config.database)
-    );
-    let ready = kafka.is_ok() && postgres.is_ok();
-    let status = if ready {
+/// The body of `/readyz`: which dependency is down, never why (that is logged).
+#[derive(Debug, Serialize)]
+pub struct ReadyBody {
+    /// Both dependencies answered the last check.
+    ready: bool,
+    kafka: Up,
+    postgres: Up,
+}
+
+#[derive(Debug, Serialize)]
+struct Up {
+    up: bool,
+}
+
+/// `/readyz`: 200 when Kafka answered a metadata request and PostgreSQL `SELECT 1` at the last
+/// check (at most a second or two ago), otherwise 503.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
+    let status = *state.readiness.latest.borrow();
+    let ready = status.kafka && status.postgres;
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = Readiness {
+    let body = ReadyBody {
         ready,
-        kafka: kafka.into(),
-        postgres: postgres.into(),
+        kafka: Up { up: status.kafka },
+        postgres: Up {
+            up: status.postgres,
+        },
     };
-    (status, Json(body))
+    (code, Json(body))
 }
 
 async fn check_kafka(kafka: Arc<AdminClient<DefaultClientContext>>) -> Result<(), String> {
@@ -89,7 +140,7 @@ async fn check_kafka(kafka: Arc<AdminClient<DefaultClientContext>>) -> Result<()
         .map_err(|e| format!("metadata request failed: {e}"))
 }
 
-/// A fresh connection on every probe, so that it reports what a new connection would meet now,
+/// A fresh connection on every check, so that it reports what a new connection would meet now,
 /// not the fate of an old one.
 async fn check_postgres(database: &tokio_postgres::Config) -> Result<(), String> {
     let select_one = async {

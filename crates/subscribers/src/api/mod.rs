@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod limit;
 pub mod players;
 pub mod validate;
 
@@ -16,8 +17,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use tokio::sync::watch;
 
 use crate::consumer::ConsumerView;
@@ -33,6 +32,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub keys: auth::Keys,
+    pub limits: limit::Limits,
+    /// The last readiness check, refreshed in the background.
+    pub readiness: health::Readiness,
     pub skips: SkipList,
     /// Present when this process runs the API.
     pub producer: Option<Producer>,
@@ -40,9 +42,6 @@ pub struct AppState {
     pub topic_ready: watch::Receiver<bool>,
     /// Present when this process runs the consumer.
     pub consumer: Option<ConsumerView>,
-    /// A long-lived client: librdkafka keeps its broker connections open and re-establishes them,
-    /// so a readiness probe costs one metadata round trip.
-    pub kafka: Arc<AdminClient<DefaultClientContext>>,
     pub metrics: PrometheusHandle,
 }
 
@@ -69,7 +68,11 @@ pub fn router(state: AppState) -> Router {
             get(admin::skips).put(admin::skip).delete(admin::unskip),
         )
         .route("/admin/top", get(admin::top))
-        .route("/api/v1/apps", post(apps::create));
+        .route("/api/v1/apps", post(apps::create))
+        .route(
+            "/api/v1/apps/{id}/key",
+            post(apps::rotate_key).delete(apps::revoke_key),
+        );
     if state.producer.is_some() {
         app = app.route("/api/v1/players", post(players::create)).route(
             "/api/v1/players/{id}",

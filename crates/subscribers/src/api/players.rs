@@ -4,13 +4,11 @@
 //! app the request names (403): a refused request writes nothing. Writes answer only once Kafka
 //! has acknowledged them.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::auth::same_app;
@@ -20,9 +18,6 @@ use super::validate::{NewPlayerRequest, UpdateRequest};
 use super::AppState;
 use crate::message::Message;
 use crate::store::PlayerView;
-
-/// How long a write waits for the topic to be created (only ever right after start).
-const TOPIC_WAIT: Duration = Duration::from_secs(10);
 
 fn path_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|e| ApiError::bad_request(format!("id: not a UUID ({e})")))
@@ -34,6 +29,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let key_app = s.keys.app(&headers, &s.store).await?;
+    s.limits.check(key_app)?;
     let request: NewPlayerRequest = body.parse()?;
     let app = request.app_id;
     let id = Uuid::new_v4();
@@ -51,6 +47,7 @@ pub async fn update(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let key_app = s.keys.app(&headers, &s.store).await?;
+    s.limits.check(key_app)?;
     let id = path_id(&id)?;
     let request: UpdateRequest = body.parse()?;
     let app = request.app_id;
@@ -69,6 +66,7 @@ pub async fn get(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<PlayerView>, ApiError> {
     let key_app = s.keys.app(&headers, &s.store).await?;
+    s.limits.check(key_app)?;
     let id = path_id(&id)?;
     if let Some(unknown) = query.keys().find(|k| k.as_str() != "app_id") {
         return Err(ApiError::bad_request(format!(
@@ -95,12 +93,24 @@ async fn publish(s: &AppState, message: &Message) -> Result<(), ApiError> {
         .as_ref()
         .ok_or_else(|| ApiError::not_found("this process runs no API"))?;
     // Right after start the topic may still be on its way: wait a little rather than refuse.
+    // The wait and the write together take at most `write_timeout`: with Kafka unreachable the
+    // client hears 503 then, not when librdkafka gives up.
     let mut ready = s.topic_ready.clone();
-    let waited = tokio::time::timeout(TOPIC_WAIT, async { ready.wait_for(|r| *r).await.is_ok() });
-    if !matches!(waited.await, Ok(true)) {
-        let topic = &s.config.topic;
-        return Err(ApiError::kafka(format!("topic {topic} is not ready")));
+    let write = async {
+        if !ready.wait_for(|r| *r).await.is_ok_and(|r| *r) {
+            return Err(ApiError::kafka("the service is stopping"));
+        }
+        producer.send(message).await.map_err(ApiError::kafka)
+    };
+    match tokio::time::timeout(s.config.write_timeout, write).await {
+        Ok(sent) => sent.map(drop),
+        Err(_) if !*s.topic_ready.borrow() => Err(ApiError::kafka(format!(
+            "topic {} is not ready within {:?}",
+            s.config.topic, s.config.write_timeout
+        ))),
+        Err(_) => Err(ApiError::kafka(format!(
+            "no acknowledgement within {:?}",
+            s.config.write_timeout
+        ))),
     }
-    producer.send(message).await.map_err(ApiError::kafka)?;
-    Ok(())
 }

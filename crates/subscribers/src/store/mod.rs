@@ -90,6 +90,18 @@ impl Store {
         Ok(())
     }
 
+    /// Gives app `id` the key of `key_hash`, or none (`None`: revoked); whether the app exists.
+    pub async fn replace_key(&self, id: Uuid, key_hash: Option<&[u8]>) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                include_str!("../../sql/app_key_replace.sql"),
+                &[&id, &key_hash],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     pub async fn app_for_key(&self, key_hash: &[u8]) -> Result<Option<Uuid>> {
         let c = self.client().await?;
         let row = c

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use kafkaesque_subscribers::config::RateLimit;
 use kafkaesque_subscribers::{Config, Roles};
 use kafkaesque_testkit::{
     require_broker, require_postgres, unique_name, Broker, TestDatabase, TestTopic,
@@ -20,7 +21,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// At least `MIN_ADMIN_TOKEN_CHARS` long, like every admin token the service accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-of-the-subscribers-suite";
 
 /// Start-up and shutdown must each finish within this.
 pub const WITHIN: Duration = Duration::from_secs(60);
@@ -51,6 +53,12 @@ impl Rig {
             database: database.config().clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Some(ADMIN_TOKEN.into()),
+            // No test is about the rate limit but those that set their own: the rest send as
+            // fast as they can, and must never be refused for it.
+            rate_limit: RateLimit {
+                per_second: 1_000_000,
+                burst: 1_000_000,
+            },
             topic: topic.name().to_owned(),
             partitions,
             group_id: unique_name(prefix),
