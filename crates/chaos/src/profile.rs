@@ -49,7 +49,7 @@ pub struct Profile {
 impl Profile {
     /// The run on three brokers: ten kills, four joins and leaves, a 30 s freeze of a
     /// leader, two SIGKILLs of a leader, a rolling restart, a restart of the whole cluster and a
-    /// 30 s database outage, under about 200 updates a second. About 10 minutes.
+    /// 30 s database outage, under about 200 updates a second. About 8 minutes.
     pub fn full() -> Profile {
         Profile {
             apps: 8,

@@ -10,7 +10,7 @@ use clap::Args;
 pub(crate) struct ChaosArgs {
     /// The test suite's short run on one broker (about 2 minutes: 3 kills, a join and a leave,
     /// a 10 s broker freeze, a broker restart, a 10 s database outage) instead of the full one
-    /// on three (about 10 minutes, with leader kills and a rolling restart besides).
+    /// on three (about 8 minutes, with leader kills and a rolling restart besides).
     #[arg(long)]
     quick: bool,
     /// Seed of the fault schedule: the same seed gives the same faults at the same times.
