@@ -126,7 +126,10 @@ impl Cluster {
     }
 
     fn pid(&self, node: u32) -> Result<u32> {
-        self.pids[node as usize - 1]
+        self.pids
+            .get(node.wrapping_sub(1) as usize)
+            .copied()
+            .flatten()
             .ok_or_else(|| Error::Setup(format!("node {node} has not been started")))
     }
 

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::metadata::Partition;
 use crate::rig::Rig;
 use crate::schedule::Fault;
 use crate::verdict::{Hit, Verdict};
@@ -75,7 +76,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
         }
         Fault::FreezeBroker(d) => {
             let busiest = rig.topic.busiest().await?;
-            let node = busiest.leader as u32;
+            let node = leader(&busiest, rig.broker.nodes())?;
             say.line(format_args!(
                 "node {node} (leader of partition {}) frozen (SIGSTOP) for {d:?}",
                 busiest.id
@@ -105,7 +106,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
         }
         Fault::KillLeader(down) => {
             let busiest = rig.topic.busiest().await?;
-            let node = busiest.leader as u32;
+            let node = leader(&busiest, rig.broker.nodes())?;
             let t = Instant::now();
             rig.broker.kill(node).await?;
             say.line(format_args!(
@@ -167,4 +168,12 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
         }
     }
     Ok(())
+}
+
+/// The node leading `p` (node ids are 1 to `nodes`).
+fn leader(p: &Partition, nodes: u32) -> Result<u32> {
+    u32::try_from(p.leader)
+        .ok()
+        .filter(|n| (1..=nodes).contains(n))
+        .ok_or_else(|| Error::Setup(format!("partition {} has no leader ({})", p.id, p.leader)))
 }
