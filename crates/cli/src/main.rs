@@ -100,6 +100,18 @@ struct ServiceArgs {
     /// PostgreSQL connections per process, at most [default: 16]
     #[arg(long, env = "KAFKAESQUE_POOL_SIZE")]
     pool_size: Option<usize>,
+    /// PostgreSQL connections of the API's own pool, apart from the consumer's [default: 4]
+    #[arg(long, env = "KAFKAESQUE_API_POOL_SIZE")]
+    api_pool_size: Option<usize>,
+    /// statement_timeout of pooled PostgreSQL sessions, in ms [default: 30000]
+    #[arg(long, env = "KAFKAESQUE_STATEMENT_TIMEOUT_MS")]
+    statement_timeout_ms: Option<u64>,
+    /// idle_in_transaction_session_timeout of pooled sessions, in ms [default: 60000]
+    #[arg(long, env = "KAFKAESQUE_IDLE_IN_TRANSACTION_TIMEOUT_MS")]
+    idle_in_transaction_timeout_ms: Option<u64>,
+    /// Idle time before TCP keepalives probe a PostgreSQL connection, in ms [default: 30000]
+    #[arg(long, env = "KAFKAESQUE_TCP_KEEPALIVE_IDLE_MS")]
+    tcp_keepalive_idle_ms: Option<u64>,
     /// Children one parent accepts [default: 10000]
     #[arg(long, env = "KAFKAESQUE_LINK_LIMIT")]
     link_limit: Option<u32>,
@@ -157,6 +169,10 @@ impl ServiceArgs {
             group_id: self.group_id,
             body_limit: self.body_limit,
             pool_size: self.pool_size,
+            api_pool_size: self.api_pool_size,
+            statement_timeout_ms: self.statement_timeout_ms,
+            idle_in_transaction_timeout_ms: self.idle_in_transaction_timeout_ms,
+            tcp_keepalive_idle_ms: self.tcp_keepalive_idle_ms,
             link_limit: self.link_limit,
             concurrency: self.concurrency,
             key_max_records: self.key_max_records,

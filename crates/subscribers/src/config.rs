@@ -72,6 +72,19 @@ pub struct Config {
     /// PostgreSQL connections per process, at most: the ceiling on what the service asks of the
     /// database however many requests and handlers run.
     pub pool_size: usize,
+    /// PostgreSQL connections of the API's own pool (`KAFKAESQUE_API_POOL_SIZE`): the API and the
+    /// consumer never wait for each other's connections, so a flood at the edge cannot stall
+    /// the consumer, nor a busy consumer the API.
+    pub api_pool_size: usize,
+    /// `statement_timeout` of every pooled session (`KAFKAESQUE_STATEMENT_TIMEOUT_MS`): a stuck
+    /// statement fails instead of holding its connection and row locks.
+    pub statement_timeout: Duration,
+    /// `idle_in_transaction_session_timeout` of every pooled session
+    /// (`KAFKAESQUE_IDLE_IN_TRANSACTION_TIMEOUT_MS`): a transaction left open releases its locks.
+    pub idle_in_transaction_timeout: Duration,
+    /// Idle time before TCP keepalives probe a PostgreSQL connection
+    /// (`KAFKAESQUE_TCP_KEEPALIVE_IDLE_MS`): a server gone without a word is noticed.
+    pub tcp_keepalive_idle: Duration,
     /// Children one parent accepts; links beyond are refused, logged and counted.
     pub link_limit: u32,
     /// Handlers running at once in the consumer.
@@ -116,6 +129,10 @@ impl Default for Config {
             group_id: "kafkaesque-subscribers".to_owned(),
             body_limit: 64 * 1024,
             pool_size: 16,
+            api_pool_size: 4,
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+            tcp_keepalive_idle: Duration::from_secs(30),
             link_limit: 10_000,
             concurrency: 256,
             key_max_records: 64,
@@ -145,6 +162,10 @@ impl std::fmt::Debug for Config {
             group_id,
             body_limit,
             pool_size,
+            api_pool_size,
+            statement_timeout,
+            idle_in_transaction_timeout,
+            tcp_keepalive_idle,
             link_limit,
             concurrency,
             key_max_records,
@@ -168,6 +189,10 @@ impl std::fmt::Debug for Config {
             .field("group_id", group_id)
             .field("body_limit", body_limit)
             .field("pool_size", pool_size)
+            .field("api_pool_size", api_pool_size)
+            .field("statement_timeout", statement_timeout)
+            .field("idle_in_transaction_timeout", idle_in_transaction_timeout)
+            .field("tcp_keepalive_idle", tcp_keepalive_idle)
             .field("link_limit", link_limit)
             .field("concurrency", concurrency)
             .field("key_max_records", key_max_records)
@@ -244,6 +269,10 @@ pub struct Settings {
     pub group_id: Option<String>,
     pub body_limit: Option<usize>,
     pub pool_size: Option<usize>,
+    pub api_pool_size: Option<usize>,
+    pub statement_timeout_ms: Option<u64>,
+    pub idle_in_transaction_timeout_ms: Option<u64>,
+    pub tcp_keepalive_idle_ms: Option<u64>,
     pub link_limit: Option<u32>,
     pub concurrency: Option<usize>,
     pub key_max_records: Option<usize>,
@@ -273,6 +302,10 @@ impl std::fmt::Debug for Settings {
             group_id,
             body_limit,
             pool_size,
+            api_pool_size,
+            statement_timeout_ms,
+            idle_in_transaction_timeout_ms,
+            tcp_keepalive_idle_ms,
             link_limit,
             concurrency,
             key_max_records,
@@ -300,6 +333,13 @@ impl std::fmt::Debug for Settings {
             .field("group_id", group_id)
             .field("body_limit", body_limit)
             .field("pool_size", pool_size)
+            .field("api_pool_size", api_pool_size)
+            .field("statement_timeout_ms", statement_timeout_ms)
+            .field(
+                "idle_in_transaction_timeout_ms",
+                idle_in_transaction_timeout_ms,
+            )
+            .field("tcp_keepalive_idle_ms", tcp_keepalive_idle_ms)
             .field("link_limit", link_limit)
             .field("concurrency", concurrency)
             .field("key_max_records", key_max_records)
@@ -349,6 +389,12 @@ impl Settings {
             group_id: self.group_id.or(weaker.group_id),
             body_limit: self.body_limit.or(weaker.body_limit),
             pool_size: self.pool_size.or(weaker.pool_size),
+            api_pool_size: self.api_pool_size.or(weaker.api_pool_size),
+            statement_timeout_ms: self.statement_timeout_ms.or(weaker.statement_timeout_ms),
+            idle_in_transaction_timeout_ms: self
+                .idle_in_transaction_timeout_ms
+                .or(weaker.idle_in_transaction_timeout_ms),
+            tcp_keepalive_idle_ms: self.tcp_keepalive_idle_ms.or(weaker.tcp_keepalive_idle_ms),
             link_limit: self.link_limit.or(weaker.link_limit),
             concurrency: self.concurrency.or(weaker.concurrency),
             key_max_records: self.key_max_records.or(weaker.key_max_records),
@@ -363,6 +409,7 @@ impl Settings {
     /// The configuration: these settings over the defaults, checked.
     pub fn resolve(self) -> Result<Config> {
         let d = Config::default();
+        let ms = |v: Option<u64>, default| v.map_or(default, Duration::from_millis);
         let database = match self.database_url {
             Some(url) => url
                 .parse()
@@ -392,6 +439,13 @@ impl Settings {
             group_id: self.group_id.unwrap_or(d.group_id),
             body_limit: self.body_limit.unwrap_or(d.body_limit),
             pool_size: self.pool_size.unwrap_or(d.pool_size),
+            api_pool_size: self.api_pool_size.unwrap_or(d.api_pool_size),
+            statement_timeout: ms(self.statement_timeout_ms, d.statement_timeout),
+            idle_in_transaction_timeout: ms(
+                self.idle_in_transaction_timeout_ms,
+                d.idle_in_transaction_timeout,
+            ),
+            tcp_keepalive_idle: ms(self.tcp_keepalive_idle_ms, d.tcp_keepalive_idle),
             link_limit: self.link_limit.unwrap_or(d.link_limit),
             concurrency: self.concurrency.unwrap_or(d.concurrency),
             key_max_records: self.key_max_records.unwrap_or(d.key_max_records),
@@ -407,6 +461,25 @@ impl Settings {
 }
 
 impl Config {
+    /// The connection settings of pooled sessions: the service's database with the statement
+    /// and idle-in-transaction timeouts and TCP keepalives. (Migrations and readiness checks
+    /// connect without the timeouts: a migration may rightly take long.)
+    pub fn pooled_database(&self) -> tokio_postgres::Config {
+        let mut c = self.database.clone();
+        let options = format!(
+            "{} -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            c.get_options().unwrap_or_default(),
+            self.statement_timeout.as_millis(),
+            self.idle_in_transaction_timeout.as_millis()
+        );
+        c.options(options.trim())
+            .keepalives(true)
+            .keepalives_idle(self.tcp_keepalive_idle)
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
+        c
+    }
+
     /// The replication of the topics the service creates.
     pub fn replication(&self) -> kafkaesque_runtime::Replication {
         kafkaesque_runtime::Replication {
@@ -455,6 +528,26 @@ impl Config {
             ),
             (self.body_limit == 0, "body_limit", "must be at least 1"),
             (self.pool_size == 0, "pool_size", "must be at least 1"),
+            (
+                self.api_pool_size == 0,
+                "api_pool_size",
+                "must be at least 1",
+            ),
+            (
+                self.statement_timeout < Duration::from_millis(100),
+                "statement_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.idle_in_transaction_timeout < Duration::from_millis(100),
+                "idle_in_transaction_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.tcp_keepalive_idle < Duration::from_secs(1),
+                "tcp_keepalive_idle_ms",
+                "must be at least 1000",
+            ),
             (self.concurrency == 0, "concurrency", "must be at least 1"),
             (
                 self.key_max_records < 2,

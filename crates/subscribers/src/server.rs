@@ -85,7 +85,11 @@ pub async fn run(
     tracing::info!(database = %server, ?applied, "database ready");
 
     let config = Arc::new(config);
-    let store = Store::new(&config.database, config.pool_size)?;
+    // Two pools: the API's requests and the consumer's handlers never wait for each other's
+    // connections.
+    let pooled = config.pooled_database();
+    let store = Store::new(&pooled, config.api_pool_size)?;
+    let consumer_store = Store::new(&pooled, config.pool_size)?;
     let (stop, stopping) = watch::channel(false);
     let stopped = move || {
         let mut rx = stopping.clone();
@@ -100,7 +104,7 @@ pub async fn run(
 
     let view = roles.consumer.then(ConsumerView::default);
     let mut consumer_task = view.clone().map(|view| {
-        let (config, store, skips) = (Arc::clone(&config), store.clone(), skips.clone());
+        let (config, store, skips) = (Arc::clone(&config), consumer_store, skips.clone());
         let (mut ready, stopped) = (topic_ready.clone(), stopped.clone());
         tokio::spawn(async move {
             tokio::select! {

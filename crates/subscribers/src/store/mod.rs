@@ -185,3 +185,49 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kafkaesque_testkit::require_postgres;
+
+    use super::Store;
+    use crate::Config;
+
+    #[tokio::test]
+    async fn pooled_sessions_carry_the_timeouts_and_keepalives() {
+        let database = require_postgres()
+            .await
+            .create_database("session")
+            .await
+            .expect("database");
+        let config = Config {
+            database: database.config().clone(),
+            statement_timeout: Duration::from_millis(1500),
+            idle_in_transaction_timeout: Duration::from_millis(2500),
+            ..Config::default()
+        };
+        let pooled = config.pooled_database();
+        assert!(pooled.get_keepalives());
+        assert_eq!(pooled.get_keepalives_idle(), Duration::from_secs(30));
+        let store = Store::new(&pooled, 1).expect("pool");
+        let c = store.client().await.expect("connection");
+        let show = |name: &'static str| {
+            let c = &c;
+            async move {
+                let row = c.query_one(&format!("SHOW {name}"), &[]).await.unwrap();
+                row.get::<_, String>(0)
+            }
+        };
+        assert_eq!(show("statement_timeout").await, "1500ms");
+        assert_eq!(show("idle_in_transaction_session_timeout").await, "2500ms");
+        let slow = c.simple_query("SELECT pg_sleep(3)").await.unwrap_err();
+        let code = slow.code().cloned();
+        assert_eq!(
+            code,
+            Some(tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{slow:?}"
+        );
+    }
+}
