@@ -10,6 +10,9 @@ use tracing::{debug, error, warn};
 
 use crate::state::State;
 
+/// How long a final commit (revoke, shutdown) is retried before the owner gives up on it.
+const FINAL_COMMIT_BUDGET: Duration = Duration::from_secs(5);
+
 impl State {
     /// Commits what the engine releases, asynchronously (on the interval). A failure is logged
     /// and the engine returns the same commit next time.
@@ -29,15 +32,20 @@ impl State {
         }
     }
 
-    /// Commits synchronously (revoke, shutdown), retrying a failed commit a few times: these
-    /// are the last chance to record this owner's progress.
+    /// Commits synchronously (revoke, shutdown), retrying a failed commit for up to
+    /// [`FINAL_COMMIT_BUDGET`]: these are the last chance to record this owner's progress, and
+    /// a coordinator that times out a few requests in a row (a broker restarting, a loaded
+    /// machine) would otherwise cost the next owner a replay of everything since the last
+    /// periodic commit.
     pub(crate) fn commit_final<C: ConsumerContext>(
         &mut self,
         main: &BaseConsumer<C>,
         commits: Vec<Commit>,
     ) {
         for (list, overflow) in self.split(commits) {
+            let started = Instant::now();
             let mut attempt = 1;
+            let mut backoff = Duration::from_millis(100);
             loop {
                 match self.send_commit(main, &list, overflow, CommitMode::Sync) {
                     Ok(()) => {
@@ -46,10 +54,11 @@ impl State {
                         }
                         break;
                     }
-                    Err(e) if attempt < 5 => {
+                    Err(e) if started.elapsed() + backoff < FINAL_COMMIT_BUDGET => {
                         warn!(error = %e, attempt, "final commit failed; retrying");
                         metrics::counter!("kafkaesque_commit_failures_total").increment(1);
-                        std::thread::sleep(Duration::from_millis(200 * attempt));
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
                         attempt += 1;
                     }
                     Err(e) => {
