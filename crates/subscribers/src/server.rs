@@ -107,9 +107,15 @@ pub async fn run(
         let (config, store, skips) = (Arc::clone(&config), consumer_store, skips.clone());
         let (mut ready, stopped) = (topic_ready.clone(), stopped.clone());
         tokio::spawn(async move {
-            tokio::select! {
-                r = ready.wait_for(|r| *r) => if r.is_err() { return Ok(()) },
+            let ready = tokio::select! {
+                r = ready.wait_for(|r| *r) => r.is_ok(),
                 () = stopped() => return Ok(()),
+            };
+            if !ready {
+                // The topic cannot be used (the service ends with the topic's error): nothing
+                // to consume, and nothing to report here.
+                stopped().await;
+                return Ok(());
             }
             consumer::run(&config, store, skips, view, stopped()).await
         })
