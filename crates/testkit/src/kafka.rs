@@ -203,7 +203,8 @@ impl Broker {
     }
 
     /// How `topic` is replicated: the fewest replicas of any of its partitions, and its
-    /// effective `min.insync.replicas`; `None` while the topic does not exist.
+    /// effective `min.insync.replicas`; `None` while the topic does not exist or the broker does
+    /// not yet describe its configuration (right after its creation).
     ///
     /// # Errors
     /// When the broker does not answer.
@@ -236,9 +237,8 @@ impl Broker {
             .flatten()
             .flat_map(|r| r.entries)
             .find(|e| e.name == "min.insync.replicas")
-            .and_then(|e| e.value?.parse().ok())
-            .unwrap_or(1);
-        Ok(Some((replicas as i32, min_insync)))
+            .and_then(|e| e.value?.parse().ok());
+        Ok(min_insync.map(|m| (replicas as i32, m)))
     }
 
     /// Waits until the broker's metadata lists `topic` with `partitions` partitions, each with a
