@@ -189,14 +189,23 @@ impl ServiceArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            // The load generator and the benchmark print their own progress.
-            let quiet = matches!(cli.command, Command::Load(_) | Command::Bench(_));
-            EnvFilter::new(if quiet { "warn" } else { "info" })
-        }))
-        .init();
+    // The load generator, the benchmark and the chaos run print their results on stdout, for
+    // people and scripts to read: their logs go to stderr. The first two print their own
+    // progress too, so they log only warnings and errors.
+    let tool = matches!(
+        cli.command,
+        Command::Load(_) | Command::Bench(_) | Command::Chaos(_)
+    );
+    let quiet = matches!(cli.command, Command::Load(_) | Command::Bench(_));
+    let logs = tracing_subscriber::fmt().json().with_env_filter(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(if quiet { "warn" } else { "info" })),
+    );
+    if tool {
+        logs.with_writer(std::io::stderr).init();
+    } else {
+        logs.init();
+    }
 
     let (args, roles) = match cli.command {
         Command::Serve(args) => (args, Roles::ALL),
