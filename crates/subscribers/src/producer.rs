@@ -188,3 +188,51 @@ async fn replicas(admin: &Arc<Admin>, topic: &str) -> Result<TopicReplicas, Kafk
         min_insync,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::message::{Fields, Update};
+
+    fn update() -> Message {
+        Message::Update(Update {
+            player_id: Uuid::new_v4(),
+            app_id: Uuid::new_v4(),
+            fields: Fields::default(),
+            tags: Default::default(),
+            email: None,
+        })
+    }
+
+    /// librdkafka's idempotent producer fails fatally when the broker refuses it a producer id
+    /// for want of authorization: that instance refuses every write for good. The next write
+    /// goes through a new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_failed_fatally_is_replaced_and_the_next_write_goes_through() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("updates", 1, 1).unwrap();
+        mock.request_errors(
+            RDKafkaApiKey::InitProducerId,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+        );
+        let config = Config {
+            kafka_brokers: mock.bootstrap_servers(),
+            topic: "updates".into(),
+            ..Config::default()
+        };
+        let producer = Producer::new(&config).unwrap();
+        let first = producer.send(&update()).await;
+        assert!(
+            first.is_err(),
+            "the first write meets the fatal error: {first:?}"
+        );
+        let generation = producer.inner.read().unwrap().0;
+        assert_eq!(generation, 1, "replaced once");
+        let second = producer.send(&update()).await;
+        assert!(second.is_ok(), "the new producer writes: {second:?}");
+    }
+}
