@@ -23,8 +23,11 @@ pub struct Figure {
     pub variant: String,
     /// Unit of `median` and `samples`, e.g. `records/s`.
     pub unit: String,
+    /// NaN when there was nothing to measure (a replay that saw none of the records it times).
+    #[serde(deserialize_with = "nan_as_null::one")]
     pub median: f64,
     /// Every repetition, in the order they ran.
+    #[serde(deserialize_with = "nan_as_null::many")]
     pub samples: Vec<f64>,
     pub ratio: Option<Ratio>,
     pub target: Option<Target>,
@@ -37,7 +40,23 @@ pub struct Figure {
 pub struct Ratio {
     /// The variant it is divided by.
     pub vs: String,
+    #[serde(deserialize_with = "nan_as_null::one")]
     pub value: f64,
+}
+
+/// JSON has no NaN: serde_json writes one as `null`, and these read a `null` back as NaN, so that
+/// `results.json` always reads back, whatever a run measured.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn one<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub(super) fn many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let values = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
 }
 
 /// What the figure should reach, and whether it did.
@@ -141,5 +160,23 @@ impl Report {
         let mut written = vec![md, json];
         written.extend(plots);
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_with_nothing_measured_reads_back_from_json() {
+        let figure = Figure::new(
+            "incident replay",
+            "Divert: other apps p99",
+            "ms",
+            vec![f64::NAN],
+        );
+        let json = serde_json::to_string(&figure).unwrap();
+        let back: Figure = serde_json::from_str(&json).unwrap();
+        assert!(back.median.is_nan() && back.samples[0].is_nan(), "{json}");
     }
 }
