@@ -324,6 +324,11 @@ async fn strings_holding_nul_are_refused_at_the_edge_rather_than_lost_in_the_con
     let id = c
         .create_player(&app, json!({"app_id": app.id, "device_type": 1}))
         .await;
+    // The creation is applied asynchronously: count the rows once it is.
+    eventually("the subscription created", WITHIN, || async {
+        (c.player(&app, id).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
     let (rows_before, written_before) = (rows(&rig).await, rig.written());
 
     let named = json!({"name": "a\u{0}b"});
