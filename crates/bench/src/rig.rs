@@ -76,6 +76,11 @@ impl Rig {
             partitions,
             group_id: unique_name(prefix),
             single_node_broker: self.broker.brokers() == 1,
+            // The benchmarks measure throughput and delay, not the API's fail-fast answer: a
+            // write may wait as long as librdkafka's own default would let it. With the service's
+            // 5 s, a replay's idempotent producer on a broker just started (its transaction
+            // coordinator still loading) saw every write of a 1 s smoke replay expire.
+            write_timeout: Duration::from_secs(30),
             consumer_properties: GROUP_PROPERTIES
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
