@@ -63,6 +63,14 @@ impl SkipList {
             .find(|t| active.contains(t))
     }
 
+    /// Whether the operator has put `app` as a whole on the skip list.
+    pub fn app_skipped(&self, app: Uuid) -> bool {
+        self.active
+            .read()
+            .expect("skip list lock")
+            .contains(&SkipTarget::App(app))
+    }
+
     /// Counts one skipped record (a metric now, a log line at the next poll).
     pub fn skipped(&self, target: SkipTarget, records: usize) {
         metrics::counter!("subscribers_skipped_records_total", "target" => target.kind())

@@ -18,28 +18,10 @@ use std::time::{Duration, Instant};
 use kafkaesque_runtime::headers;
 use kafkaesque_subscribers::Roles;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
-
-/// Writes one record straight into the topic, as no API would.
-async fn produce(rig: &Rig, key: &[u8], payload: &[u8]) {
-    let producer: FutureProducer = rig
-        .broker
-        .client_config()
-        .set("message.max.bytes", "2000000")
-        .create()
-        .expect("producer");
-    producer
-        .send(
-            FutureRecord::to(rig.topic.name()).key(key).payload(payload),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("the broker takes the record");
-}
 
 /// Every dead letter's reason, by the `marker` its payload contains, once all of `markers` are
 /// there.
@@ -83,17 +65,19 @@ async fn poison_records_are_dead_lettered_with_a_reason_and_the_consumer_keeps_g
     let marker = |what: &str| format!("{what}-{}", Uuid::new_v4());
 
     let not_json = marker("not-json");
-    produce(&rig, key.as_bytes(), format!("{{{not_json}").as_bytes()).await;
+    rig.produce(key.as_bytes(), format!("{{{not_json}").as_bytes())
+        .await;
     let wrong_schema = marker("wrong-schema");
     let body = json!({"op": "upsert", "player_id": id, "app_id": app.id, "note": wrong_schema});
-    produce(&rig, key.as_bytes(), body.to_string().as_bytes()).await;
+    rig.produce(key.as_bytes(), body.to_string().as_bytes())
+        .await;
     let bad_field = marker("bad-field");
     let body = json!({"op": "update", "player_id": id, "app_id": app.id, "timezone": "x", "note": bad_field});
-    produce(&rig, key.as_bytes(), body.to_string().as_bytes()).await;
+    rig.produce(key.as_bytes(), body.to_string().as_bytes())
+        .await;
     let wrong_key = marker("wrong-key");
     let body = json!({"op": "update", "player_id": id, "app_id": app.id, "note": wrong_key});
-    produce(
-        &rig,
+    rig.produce(
         Uuid::new_v4().to_string().as_bytes(),
         body.to_string().as_bytes(),
     )
@@ -103,16 +87,14 @@ async fn poison_records_are_dead_lettered_with_a_reason_and_the_consumer_keeps_g
     let (ghost_update, ghost_create) = (Uuid::new_v4(), Uuid::new_v4());
     let body =
         json!({"op": "update", "player_id": ghost_update, "app_id": ghost_app, "language": "en"});
-    produce(
-        &rig,
+    rig.produce(
         ghost_app.to_string().as_bytes(),
         body.to_string().as_bytes(),
     )
     .await;
     let body =
         json!({"op": "create", "player_id": ghost_create, "app_id": ghost_app, "device_type": 1});
-    produce(
-        &rig,
+    rig.produce(
         ghost_app.to_string().as_bytes(),
         body.to_string().as_bytes(),
     )
@@ -120,7 +102,7 @@ async fn poison_records_are_dead_lettered_with_a_reason_and_the_consumer_keeps_g
     // Nearly a megabyte: larger than any request the API accepts.
     let huge = marker("huge");
     let payload = format!("{huge}{}", "x".repeat(900 * 1024));
-    produce(&rig, key.as_bytes(), payload.as_bytes()).await;
+    rig.produce(key.as_bytes(), payload.as_bytes()).await;
     c.update(
         &app,
         id,
@@ -451,7 +433,8 @@ async fn another_apps_updates_never_touch_the_victims_rows_or_links_and_are_dead
     let create =
         json!({"op": "create", "player_id": parent, "app_id": attacker.id, "device_type": 1});
     let key = attacker.id.to_string();
-    produce(&rig, key.as_bytes(), create.to_string().as_bytes()).await;
+    rig.produce(key.as_bytes(), create.to_string().as_bytes())
+        .await;
 
     // The victim's own update behind them applies: its rows' replay guards were not moved.
     let after = json!({"app_id": victim.id, "tags": {"after": "attack"}});

@@ -322,7 +322,33 @@ async fn a_skip_set_through_one_process_stops_writes_in_another_and_top_shows_th
         in_effect(&k, &skip_app).await.then_some(())
     })
     .await;
-    c.update(&app, y, &json!({"app_id": app.id, "tags": {"n": "2"}}))
+    // The API refuses the app's writes (once its copy of the list has the skip), and the
+    // consumer skips a record that reaches the topic anyway (sent before, or by another path).
+    let path = format!("/api/v1/players/{y}");
+    let body = json!({"app_id": app.id, "tags": {"n": "2"}});
+    let refused = eventually("the API refuses the skipped app", WITHIN, || async {
+        let (s, v) = c
+            .must(Method::PUT, &path, Some(&app.auth()), Some(&body))
+            .await;
+        (s == StatusCode::FORBIDDEN).then_some(v)
+    })
+    .await;
+    assert!(
+        refused["errors"][0].as_str().unwrap().contains("skip list"),
+        "{refused}"
+    );
+    let create = json!({"app_id": app.id, "device_type": 1});
+    let (s, _) = c
+        .must(
+            Method::POST,
+            "/api/v1/players",
+            Some(&app.auth()),
+            Some(&create),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a create is refused too");
+    let record = json!({"op": "update", "player_id": y, "app_id": app.id, "tags": {"n": "2"}});
+    rig.produce(app.id.to_string().as_bytes(), record.to_string().as_bytes())
         .await;
     eventually("the app's record skipped", WITHIN, || async {
         (counter(&k, "subscribers_skipped_records_total{target=\"app\"}").await >= 1.0)

@@ -13,6 +13,7 @@ use kafkaesque_testkit::{
     require_broker, require_postgres, unique_name, Broker, TestDatabase, TestTopic,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -81,6 +82,26 @@ impl Rig {
             database,
             config,
         }
+    }
+
+    /// Writes one record straight into the topic, as no API would (a buggy or hostile
+    /// producer, or a write the API acknowledged before a refusal took effect).
+    pub async fn produce(&self, key: &[u8], payload: &[u8]) {
+        let producer: FutureProducer = self
+            .broker
+            .client_config()
+            .set("message.max.bytes", "2000000")
+            .create()
+            .expect("producer");
+        producer
+            .send(
+                FutureRecord::to(self.topic.name())
+                    .key(key)
+                    .payload(payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("the broker takes the record");
     }
 
     pub fn dead_letter_topic(&self) -> String {
