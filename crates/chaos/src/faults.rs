@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::metadata::Partition;
+use crate::progress::Say;
 use crate::rig::Rig;
 use crate::schedule::Fault;
 use crate::verdict::{Hit, Verdict};
@@ -10,26 +11,6 @@ use crate::{Error, Result};
 
 /// How long the replicas have to be back in sync after a broker fault.
 const RESYNC_LIMIT: Duration = Duration::from_secs(120);
-
-/// Progress lines for the person watching, with the time since the run began.
-#[derive(Debug)]
-pub struct Say(Instant);
-
-impl Default for Say {
-    fn default() -> Say {
-        Say(Instant::now())
-    }
-}
-
-impl Say {
-    pub fn elapsed(&self) -> Duration {
-        self.0.elapsed()
-    }
-
-    pub fn line(&self, what: impl std::fmt::Display) {
-        println!("chaos [{:6.1}s] {what}", self.0.elapsed().as_secs_f64());
-    }
-}
 
 /// Waits until `deadline`, checking every second for processes that ended on their own.
 pub async fn watch_until(deadline: Instant, rig: &mut Rig, say: &Say) -> Result<()> {

@@ -32,6 +32,7 @@ pub mod ownership;
 pub mod postgres;
 pub mod process;
 pub mod profile;
+pub mod progress;
 pub mod rig;
 pub mod run;
 pub mod schedule;

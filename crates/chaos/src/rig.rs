@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::faults::Say;
 use crate::metadata::Topic;
+use crate::progress::Say;
 use crate::service::{Env, Service};
 use crate::{broker, history, logs, postgres, Error, Options, Profile, Result};
 

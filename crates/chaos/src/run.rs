@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::faults::{fault, watch_until, Say};
+use crate::faults::{fault, watch_until};
+use crate::progress::Say;
 use crate::rig::{Rig, DATABASE, READY_LIMIT, TOPIC};
 use crate::schedule::Schedule;
 use crate::service::epoch_ms;
