@@ -277,7 +277,7 @@ async fn a_killed_consumer_loses_nothing_and_replays_only_its_window(protocol: &
         });
         // The group's commits before the kill, with the completed offsets above each that their
         // metadata names: none of those may run again.
-        let before = committed_with_metadata(&broker, &group, &topic);
+        let before = commits(&broker, &group, &topic);
         children.signal(0, "-KILL");
         // What the killed process applied that those commits do not cover: the most that may
         // replay.
@@ -299,53 +299,6 @@ async fn a_killed_consumer_loses_nothing_and_replays_only_its_window(protocol: &
         duplicates <= window,
         "{duplicates} duplicates: more than the uncommitted window {window}"
     );
-}
-
-/// A partition's commit: its offset and the completed ranges above it its metadata names.
-struct Commit {
-    offset: i64,
-    completed: Vec<(i64, i64)>,
-}
-
-impl Commit {
-    /// Whether a restart from this commit skips `offset`.
-    fn covers(&self, offset: i64) -> bool {
-        offset < self.offset
-            || self
-                .completed
-                .iter()
-                .any(|&(s, e)| (s..e).contains(&offset))
-    }
-}
-
-fn committed_with_metadata(
-    broker: &kafkaesque_testkit::Broker,
-    group: &str,
-    topic: &kafkaesque_testkit::TestTopic,
-) -> Vec<Commit> {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    use rdkafka::{Offset, TopicPartitionList};
-    let c: BaseConsumer = broker.group_config(group).create().expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..topic.partitions() {
-        tpl.add_partition(topic.name(), p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..topic.partitions())
-        .map(|p| {
-            let e = got.find_partition(topic.name(), p).expect("partition");
-            let offset = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            let completed = kafkaesque_engine::codec::decode(e.metadata(), offset)
-                .map(|d| d.completed)
-                .unwrap_or_default();
-            Commit { offset, completed }
-        })
-        .collect()
 }
 
 fn tempdir() -> PathBuf {

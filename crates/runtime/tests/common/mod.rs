@@ -60,7 +60,34 @@ pub fn produce(broker: &Broker, topic: &TestTopic, keys: usize, per_key: usize) 
         .expect("all records delivered");
 }
 
+/// Each partition's committed offset in `group`; -1 where none is.
 pub fn committed(broker: &Broker, group: &str, topic: &TestTopic) -> Vec<i64> {
+    commits(broker, group, topic)
+        .iter()
+        .map(|c| c.offset)
+        .collect()
+}
+
+/// A partition's commit: its offset (-1 where none is) and the completed ranges above it that
+/// its metadata names.
+pub struct Commit {
+    pub offset: i64,
+    pub completed: Vec<(i64, i64)>,
+}
+
+impl Commit {
+    /// Whether a restart from this commit skips `offset`.
+    pub fn covers(&self, offset: i64) -> bool {
+        offset < self.offset
+            || self
+                .completed
+                .iter()
+                .any(|&(s, e)| (s..e).contains(&offset))
+    }
+}
+
+/// Each partition's commit in `group`, its metadata decoded with the engine's codec.
+pub fn commits(broker: &Broker, group: &str, topic: &TestTopic) -> Vec<Commit> {
     let c: BaseConsumer = broker.group_config(group).create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..topic.partitions() {
@@ -70,12 +97,19 @@ pub fn committed(broker: &Broker, group: &str, topic: &TestTopic) -> Vec<i64> {
         .committed_offsets(tpl, Duration::from_secs(10))
         .expect("committed offsets");
     (0..topic.partitions())
-        .map(
-            |p| match got.find_partition(topic.name(), p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            },
-        )
+        .map(|p| {
+            let e = got.find_partition(topic.name(), p).expect("partition");
+            let Offset::Offset(offset) = e.offset() else {
+                return Commit {
+                    offset: -1,
+                    completed: Vec::new(),
+                };
+            };
+            let completed = kafkaesque_engine::codec::decode(e.metadata(), offset)
+                .map(|d| d.completed)
+                .unwrap_or_default();
+            Commit { offset, completed }
+        })
         .collect()
 }
 

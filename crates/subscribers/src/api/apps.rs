@@ -58,13 +58,8 @@ pub async fn rotate_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    auth::admin(&headers, s.config.admin_token.as_deref())?;
-    let id = app_id(&id)?;
     let (key, hash) = auth::new_key();
-    if !s.store.replace_key(id, Some(&hash)).await? {
-        return Err(ApiError::not_found(format!("id: no app {id}")));
-    }
-    s.keys.forget_app(id);
+    let id = replace_key(&s, &headers, &id, Some(&hash)).await?;
     tracing::warn!(app_id = %id, "app key rotated");
     Ok(Json(json!({ "id": id, "api_key": key })))
 }
@@ -75,12 +70,24 @@ pub async fn revoke_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    auth::admin(&headers, s.config.admin_token.as_deref())?;
-    let id = app_id(&id)?;
-    if !s.store.replace_key(id, None).await? {
+    let id = replace_key(&s, &headers, &id, None).await?;
+    tracing::warn!(app_id = %id, "app key revoked");
+    Ok(Json(json!({ "id": id, "revoked": true })))
+}
+
+/// For the admin: app `id`'s key becomes `hash` (none with `None`), and this process forgets
+/// the old one at once (the others within their cache's time to live).
+async fn replace_key(
+    s: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    hash: Option<&[u8]>,
+) -> Result<Uuid, ApiError> {
+    auth::admin(headers, s.config.admin_token.as_deref())?;
+    let id = app_id(id)?;
+    if !s.store.replace_key(id, hash).await? {
         return Err(ApiError::not_found(format!("id: no app {id}")));
     }
     s.keys.forget_app(id);
-    tracing::warn!(app_id = %id, "app key revoked");
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(id)
 }

@@ -201,19 +201,11 @@ fn only_own_updates_in_rising_order_fold() {
         own_update(id, &[own_changes(app, id), vec![child]].concat()),
         None
     );
-    let create = Change {
-        offset: 9,
-        message: Message::Create(crate::message::NewPlayer {
-            player_id: id,
-            app_id: app,
-            device_type: 1,
-            identifier: None,
-            fields: Fields::default(),
-            tags: BTreeMap::new(),
-        }),
-    };
     assert_eq!(
-        own_update(id, &[vec![create], own_changes(app, id)].concat()),
+        own_update(
+            id,
+            &[vec![create(app, id, 9)], own_changes(app, id)].concat()
+        ),
         None
     );
     assert_eq!(own_update(id, &[]), None);
