@@ -2,7 +2,7 @@
 //!
 //! App developers update their subscribers with `PUT /api/v1/players/{id}`. The API validates
 //! the request, writes it to Kafka and answers once the broker has acknowledged it; a consumer
-//! applies the updates to PostgreSQL at a rate the database can take (see `BRIEF.md`). Layers,
+//! applies the updates to PostgreSQL at a rate the database can take. Layers,
 //! each knowing only those below it:
 //!
 //! - [`config`]: where Kafka, PostgreSQL and the HTTP listener are, and the limits ([`secret`]:

@@ -1,10 +1,10 @@
 //! What the load generator sends: the `uniform` and `incident` scenarios, reproducible from a
 //! seed.
 //!
-//! The incident is the seed's story (see `BRIEF.md`): one app links most of its subscriptions to
-//! one email address — every update of those children is mirrored onto that one parent row —
-//! and then keeps updating all of them with contradictory values (Chicago, then NYC, then
-//! Tokyo), while the other apps send ordinary traffic.
+//! The incident is the production one this project comes from (docs/benchmarks.md): one app
+//! links most of its subscriptions to one email address — every update of those children is
+//! mirrored onto that one parent row — and then keeps updating all of them with contradictory
+//! values (Chicago, then NYC, then Tokyo), while the other apps send ordinary traffic.
 
 use std::collections::BTreeMap;
 
