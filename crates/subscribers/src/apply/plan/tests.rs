@@ -24,6 +24,7 @@ fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
         linked: linked.iter().copied().collect(),
         children: existing.iter().map(|c| (*c, Child::Exists)).collect(),
         link_limit: LIMIT,
+        tag_limit: TagLimit::default(),
     }
 }
 
