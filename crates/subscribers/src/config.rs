@@ -559,7 +559,15 @@ impl Settings {
             body_limit: self.body_limit.unwrap_or(d.body_limit),
             http: HttpLimits {
                 header_read_timeout: ms(self.header_read_timeout_ms, d.http.header_read_timeout),
-                request_timeout: ms(self.request_timeout_ms, d.http.request_timeout),
+                // Unset, it outlasts a write timeout set longer than its default.
+                request_timeout: ms(
+                    self.request_timeout_ms,
+                    d.http.request_timeout.max(
+                        self.write_timeout_ms
+                            .map_or(Duration::ZERO, Duration::from_millis)
+                            + Duration::from_secs(10),
+                    ),
+                ),
                 max_connections: self.max_connections.unwrap_or(d.http.max_connections),
                 max_requests_in_flight: self
                     .max_requests_in_flight
@@ -853,5 +861,25 @@ mod tests {
         assert_eq!(app_rate_limit(&format!("{app}=5/7")), Ok((app, own)));
         assert_eq!(app_rate_limit(&format!("{app}=5")).unwrap().1.burst, 5);
         assert!(app_rate_limit("nope=5").is_err());
+    }
+
+    #[test]
+    fn the_request_timeout_outlasts_the_write_timeout_unless_set_too_short() {
+        let long_writes = Settings {
+            write_timeout_ms: Some(30_000),
+            ..Settings::default()
+        };
+        let config = long_writes.clone().resolve().unwrap();
+        assert_eq!(config.http.request_timeout, Duration::from_secs(40));
+        let short = Settings {
+            request_timeout_ms: Some(20_000),
+            ..long_writes
+        };
+        let e = short.resolve().unwrap_err().to_string();
+        assert!(e.contains("request_timeout_ms"), "{e}");
+        assert_eq!(
+            Settings::default().resolve().unwrap().http,
+            HttpLimits::default()
+        );
     }
 }

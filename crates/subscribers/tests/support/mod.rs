@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kafkaesque_runtime::headers;
-use kafkaesque_subscribers::config::RateLimit;
+use kafkaesque_subscribers::config::{HttpLimits, RateLimit};
 use kafkaesque_subscribers::{Config, Roles};
 use kafkaesque_testkit::{
     require_broker, require_postgres, unique_name, Broker, TestDatabase, TestTopic,
@@ -62,6 +62,11 @@ impl Rig {
             rate_limit: RateLimit {
                 per_second: 1_000_000,
                 burst: 1_000_000,
+            },
+            // Nor by the edge's cap on requests in flight; the tests of the edge set their own.
+            http: HttpLimits {
+                max_requests_in_flight: 100_000,
+                ..HttpLimits::default()
             },
             topic: topic.name().to_owned(),
             partitions,
