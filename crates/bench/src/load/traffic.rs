@@ -23,6 +23,10 @@ pub enum Scenario {
     /// The first app links most of its subscriptions to one email address and floods them with
     /// contradictory updates; the other apps send uniform traffic.
     Incident,
+    /// One app floods the HTTP edge at ten times its rate limit and a stranger floods it with
+    /// bad keys, while five apps send 50 updates/s each: a quiet phase, then a flooded one
+    /// (see [`crate::load::abuse`]).
+    Abuse,
 }
 
 /// The email address the flooding app links its subscriptions to.
