@@ -27,7 +27,7 @@ pub struct LoadArgs {
     /// The traffic: `uniform`, `incident` (the first app links most of its subscriptions to
     /// one email address and floods them with contradictory updates), or `abuse` (one app floods
     /// at ten times --app-limit and a stranger with bad keys, beside five apps at 50 updates/s;
-    /// --duration seconds quiet, then as long flooded; needs --database-url to see the rows).
+    /// --duration seconds quiet, then as long flooded, --rounds times; needs --database-url to see the rows).
     #[arg(long, value_enum, default_value = "uniform")]
     pub scenario: Scenario,
     /// Updates per second; 0 sends as fast as --in-flight allows.
@@ -40,6 +40,10 @@ pub struct LoadArgs {
     /// Seconds to send for (`abuse`: of each phase).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// `abuse`: quiet and flooded phases run in turn, this many of each; the figures are the
+    /// medians of the phases, so that one noisy phase cannot decide them.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Apps to create.
     #[arg(long, default_value_t = 10)]
     pub apps: usize,
@@ -107,6 +111,7 @@ pub async fn run(args: LoadArgs) -> Result<Outcome> {
             database: args.database_url.parse().context("--database-url")?,
             app_limit: args.app_limit.max(1.0),
             duration: Duration::from_secs_f64(args.duration.max(1.0)),
+            rounds: args.rounds.max(1),
         })
         .await?;
         return Ok(Outcome::Abuse(Box::new(report)));
