@@ -16,6 +16,14 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// The broker refused the client's login, or the TLS handshake with it failed: wrong
+    /// credentials, SASL mechanism or CA. librdkafka would retry for ever; the consumer stops
+    /// instead. librdkafka's log names the cause (never the password).
+    #[error("kafka: {context}: the broker refused the connection: {reason} (check security.protocol, sasl.* and ssl.*; the log says more)")]
+    Refused {
+        context: &'static str,
+        reason: String,
+    },
     /// The consumer's driver thread stopped unexpectedly.
     #[error("the consumer driver stopped: {0}")]
     Driver(String),
