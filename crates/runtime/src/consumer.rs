@@ -380,7 +380,7 @@ async fn first_metadata(client: &BaseConsumer, topic: &str) -> Result<Metadata> 
         match got {
             Ok(meta) => return Ok(meta),
             Err(e) => {
-                if let Some(code) = refusal(client) {
+                if let Some(code) = crate::login_refused(client) {
                     return Err(Error::Refused {
                         context: CONTEXT,
                         reason: code.to_string(),
@@ -392,25 +392,6 @@ async fn first_metadata(client: &BaseConsumer, topic: &str) -> Result<Metadata> 
             }
         }
     }
-}
-
-/// A refused login or TLS handshake that librdkafka reported on `client`'s queue (as an error
-/// event, which only polling the client serves; librdkafka's log has its full reason).
-fn refusal(client: &BaseConsumer) -> Option<RDKafkaErrorCode> {
-    while let Some(polled) = client.poll(Duration::ZERO) {
-        if let Err(
-            KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code),
-        ) = polled
-        {
-            if matches!(
-                code,
-                RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
-            ) {
-                return Some(code);
-            }
-        }
-    }
-    None
 }
 
 /// The commit-metadata budget: `offset.metadata.max.bytes` as the first broker that answers

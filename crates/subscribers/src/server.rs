@@ -8,9 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -121,9 +119,12 @@ pub async fn run(
         })
     });
     // A long-lived client for the readiness checks: librdkafka keeps its broker connections
-    // open and re-establishes them, so a check costs one metadata round trip.
-    let kafka: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_brokers)
+    // open and re-establishes them, so a check costs one metadata round trip. A consumer, so
+    // that a refused login can be read off its queue; its group is never joined (nothing
+    // subscribes), but without one librdkafka gives it no consumer queue to read.
+    let kafka: BaseConsumer = config
+        .kafka_client()
+        .set("group.id", format!("{}.readiness", config.group_id))
         .create()?;
     let kafka = Arc::new(kafka);
     let (readiness, checks) =
