@@ -40,8 +40,13 @@ pub struct Config {
     /// Kafka bootstrap servers, `host:port[,host:port...]` (`KAFKA_BROKERS`).
     pub kafka_brokers: String,
     /// The service's PostgreSQL database (`DATABASE_URL`). It is created on start when the
-    /// server does not have it yet, so a fresh server needs no manual step.
+    /// server does not have it yet, so a fresh server needs no manual step. Its `ssl_mode`
+    /// says whether connections use TLS (`sslmode` in the URL: `disable`, `prefer` — the
+    /// default, as libpq's —, `require`, `verify-ca`, `verify-full`).
     pub database: tokio_postgres::Config,
+    /// How the server's certificate is checked (`sslmode=verify-ca|verify-full`, `sslrootcert`
+    /// in the URL).
+    pub database_tls: crate::db::Tls,
     /// Where the HTTP server listens (`KAFKAESQUE_LISTEN`); port 0 picks a free port.
     pub listen: SocketAddr,
     /// Bearer token of the admin endpoints (`KAFKAESQUE_ADMIN_TOKEN`), at least
@@ -121,6 +126,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address"),
+            database_tls: crate::db::Tls::default(),
             admin_token: None,
             key_cache_ttl: Duration::from_secs(5),
             rate_limit: RateLimit {
@@ -157,6 +163,7 @@ impl std::fmt::Debug for Config {
         let Config {
             kafka_brokers,
             database,
+            database_tls,
             listen,
             admin_token,
             key_cache_ttl,
@@ -185,6 +192,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("kafka_brokers", kafka_brokers)
             .field("database", &crate::db::describe(database))
+            .field("database_tls", database_tls)
             .field("listen", listen)
             .field("admin_token", admin_token)
             .field("key_cache_ttl", key_cache_ttl)
@@ -515,15 +523,14 @@ impl Settings {
         let d = Config::default();
         let ms = |v: Option<u64>, default| v.map_or(default, Duration::from_millis);
         let kafka_properties = self.kafka_client_properties()?;
-        let database = match self.database_url {
-            Some(url) => url
-                .parse()
-                .map_err(|e| Error::Config(format!("database_url: {e}")))?,
-            None => d.database,
+        let (database, database_tls) = match &self.database_url {
+            Some(url) => crate::db::parse(url)?,
+            None => (d.database, d.database_tls),
         };
         let config = Config {
             kafka_brokers: self.kafka_brokers.unwrap_or(d.kafka_brokers),
             database,
+            database_tls,
             listen: self.listen.unwrap_or(d.listen),
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
             key_cache_ttl: self

@@ -76,8 +76,8 @@ pub async fn run(
 ) -> Result<()> {
     config.check()?;
     let server = db::describe(&config.database);
-    db::ensure_database(&config.database).await?;
-    let mut client = db::connect(&config.database).await?;
+    db::ensure_database(&config.database, &config.database_tls).await?;
+    let mut client = db::connect(&config.database, &config.database_tls).await?;
     let applied = migrations::migrate(&mut client, &server).await?;
     drop(client);
     tracing::info!(database = %server, ?applied, "database ready");
@@ -86,8 +86,8 @@ pub async fn run(
     // Two pools: the API's requests and the consumer's handlers never wait for each other's
     // connections.
     let pooled = config.pooled_database();
-    let store = Store::new(&pooled, config.api_pool_size)?;
-    let consumer_store = Store::new(&pooled, config.pool_size)?;
+    let store = Store::new(&pooled, &config.database_tls, config.api_pool_size)?;
+    let consumer_store = Store::new(&pooled, &config.database_tls, config.pool_size)?;
     let (stop, stopping) = watch::channel(false);
     let stopped = move || {
         let mut rx = stopping.clone();
@@ -127,8 +127,12 @@ pub async fn run(
         .set("group.id", format!("{}.readiness", config.group_id))
         .create()?;
     let kafka = Arc::new(kafka);
-    let (readiness, checks) =
-        api::health::Readiness::start(Arc::clone(&kafka), config.database.clone(), stopped());
+    let (readiness, checks) = api::health::Readiness::start(
+        Arc::clone(&kafka),
+        config.database.clone(),
+        config.database_tls.clone(),
+        stopped(),
+    );
     let limits = api::limit::Limits::new(&config);
     let shrink = tokio::spawn(shrink_buckets(limits.clone(), stopped()));
     let state = AppState {

@@ -58,6 +58,7 @@ impl Readiness {
     pub fn start(
         kafka: Arc<BaseConsumer>,
         database: tokio_postgres::Config,
+        tls: db::Tls,
         stopped: impl Future<Output = ()> + Send + 'static,
     ) -> (Readiness, tokio::task::JoinHandle<()>) {
         let (tx, latest) = watch::channel(Status::default());
@@ -68,7 +69,7 @@ impl Readiness {
             loop {
                 let (k, p) = tokio::join!(
                     check_kafka(Arc::clone(&kafka), &mut refused),
-                    check_postgres(&database)
+                    check_postgres(&database, &tls)
                 );
                 let status = Status {
                     kafka: k.is_ok(),
@@ -165,9 +166,11 @@ async fn check_kafka(
 
 /// A fresh connection on every check, so that it reports what a new connection would meet now,
 /// not the fate of an old one.
-async fn check_postgres(database: &tokio_postgres::Config) -> Result<(), String> {
+async fn check_postgres(database: &tokio_postgres::Config, tls: &db::Tls) -> Result<(), String> {
     let select_one = async {
-        let client = db::connect(database).await.map_err(|e| e.to_string())?;
+        let client = db::connect(database, tls)
+            .await
+            .map_err(|e| e.to_string())?;
         client
             .simple_query("SELECT 1")
             .await
