@@ -14,7 +14,9 @@
 //!   instead of sleeping; [`Broker::group_config`] keeps a departed member's session short.
 //!
 //! Where the services are: `KAFKA_BROKERS` (default [`DEFAULT_KAFKA_BROKERS`]) and `DATABASE_URL`
-//! (default [`DEFAULT_DATABASE_URL`]); the same variables the service itself reads. Test databases
+//! (default [`DEFAULT_DATABASE_URL`]); the same variables the service itself reads. The broker
+//! with a SASL_SSL listener: `KAFKA_SECURE_BROKERS` and `KAFKA_SECURE_CA_LOCATION` (see
+//! [`require_secure_broker`]). Test databases
 //! are created on the server `DATABASE_URL` points at.
 
 mod kafka;
