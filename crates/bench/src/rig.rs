@@ -94,8 +94,8 @@ impl Rig {
                 .collect(),
             ..Config::default()
         };
-        db::ensure_database(&config.database).await?;
-        let mut client = db::connect(&config.database).await?;
+        db::ensure_database(&config.database, &config.database_tls).await?;
+        let mut client = db::connect(&config.database, &config.database_tls).await?;
         migrations::migrate(&mut client, &db::describe(&config.database)).await?;
         Ok(ServiceEnv {
             broker: self.broker.clone(),
@@ -122,7 +122,11 @@ impl ServiceEnv {
     /// # Errors
     /// When the pool cannot be set up.
     pub fn store(&self) -> Result<Store> {
-        Ok(Store::new(&self.config.database, self.config.pool_size)?)
+        Ok(Store::new(
+            &self.config.database,
+            &self.config.database_tls,
+            self.config.pool_size,
+        )?)
     }
 
     /// Starts the service (`roles` of it) in this process on a free port and waits until it

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kafkaesque_subscribers::config::property;
 use kafkaesque_subscribers::{Roles, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -152,6 +153,28 @@ struct ServiceArgs {
     /// then live on one replica (refused otherwise)
     #[arg(long, env = "KAFKAESQUE_SINGLE_NODE_BROKER")]
     single_node_broker: Option<bool>,
+    /// security.protocol of every Kafka client: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    /// [default: PLAINTEXT]
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL")]
+    kafka_security_protocol: Option<String>,
+    /// sasl.mechanism of every Kafka client: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    kafka_sasl_mechanism: Option<String>,
+    /// sasl.username of every Kafka client
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    kafka_sasl_username: Option<String>,
+    /// sasl.password of every Kafka client (rather from the environment or the file: a flag is
+    /// visible to every user of the machine)
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    kafka_sasl_password: Option<String>,
+    /// ssl.ca.location of every Kafka client: PEM file of the CA(s) that signed the brokers'
+    /// certificates [default: the system's]
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    kafka_ssl_ca_location: Option<String>,
+    /// A librdkafka property of every Kafka client (producer, consumer, admin), NAME=VALUE
+    /// (repeatable), e.g. ssl.certificate.location=client.pem.
+    #[arg(long = "kafka-set", value_parser = property)]
+    kafka_properties: Vec<(String, String)>,
     /// A librdkafka property for the producer, NAME=VALUE (repeatable).
     #[arg(long = "producer-set", value_parser = property)]
     producer_properties: Vec<(String, String)>,
@@ -159,13 +182,6 @@ struct ServiceArgs {
     /// session.timeout.ms=6000.
     #[arg(long = "consumer-set", value_parser = property)]
     consumer_properties: Vec<(String, String)>,
-}
-
-fn property(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
 impl ServiceArgs {
@@ -205,6 +221,12 @@ impl ServiceArgs {
             replication_factor: self.replication_factor,
             min_insync_replicas: self.min_insync_replicas,
             single_node_broker: self.single_node_broker,
+            kafka_security_protocol: self.kafka_security_protocol,
+            kafka_sasl_mechanism: self.kafka_sasl_mechanism,
+            kafka_sasl_username: self.kafka_sasl_username,
+            kafka_sasl_password: self.kafka_sasl_password.map(Into::into),
+            kafka_ssl_ca_location: self.kafka_ssl_ca_location,
+            kafka_properties: self.kafka_properties.into_iter().collect(),
             producer_properties: self.producer_properties.into_iter().collect(),
             consumer_properties: self.consumer_properties.into_iter().collect(),
         };

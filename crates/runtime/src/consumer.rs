@@ -19,6 +19,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
 use tracing::{error, info, warn};
 
 use crate::config::{client_config, ConsumerConfig};
@@ -301,10 +303,7 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     let mut wanted = Vec::new();
     let mut brokers = 1;
     for topic in &cfg.topics {
-        let meta = tokio::task::block_in_place(|| {
-            meta_consumer.fetch_metadata(Some(topic), Duration::from_secs(10))
-        })
-        .map_err(Error::kafka("reading topic metadata"))?;
+        let meta = first_metadata(&meta_consumer, topic).await?;
         brokers = meta.brokers().len();
         let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
         if partitions == 0 {
@@ -335,7 +334,7 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     };
     for r in results {
         if let Err((topic, code)) = r {
-            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
                 warn!(%topic, ?code, "could not create topic (it may be auto-created on first use)");
             }
         }
@@ -365,6 +364,34 @@ async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The metadata of `topic`: the consumer's first request to the cluster. Asked for a second at
+/// a time, up to ten, so that a refused login or TLS handshake (wrong password, mechanism or
+/// CA) ends the consumer at once as [`Error::Refused`], rather than after the timeout as a
+/// transport failure — or never, since librdkafka itself retries for ever.
+async fn first_metadata(client: &BaseConsumer, topic: &str) -> Result<Metadata> {
+    const CONTEXT: &str = "reading topic metadata";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = tokio::task::block_in_place(|| {
+            client.fetch_metadata(Some(topic), Duration::from_secs(1))
+        });
+        match got {
+            Ok(meta) => return Ok(meta),
+            Err(e) => {
+                if let Some(code) = crate::login_refused(client) {
+                    return Err(Error::Refused {
+                        context: CONTEXT,
+                        reason: code.to_string(),
+                    });
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::kafka(CONTEXT)(e));
+                }
+            }
+        }
+    }
 }
 
 /// The commit-metadata budget: `offset.metadata.max.bytes` as the first broker that answers

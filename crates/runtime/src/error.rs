@@ -1,6 +1,10 @@
 //! The runtime's errors.
 
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,9 +20,39 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// The broker refused the client's login, or the TLS handshake with it failed: wrong
+    /// credentials, SASL mechanism or CA. librdkafka would retry for ever; the consumer stops
+    /// instead. librdkafka's log names the cause (never the password).
+    #[error("kafka: {context}: the broker refused the connection: {reason} (check security.protocol, sasl.* and ssl.*; the log says more)")]
+    Refused {
+        context: &'static str,
+        reason: String,
+    },
     /// The consumer's driver thread stopped unexpectedly.
     #[error("the consumer driver stopped: {0}")]
     Driver(String),
+}
+
+/// A refused login or TLS handshake (wrong credentials, SASL mechanism or CA) that librdkafka
+/// reported on `client`, if any: librdkafka retries such a connection for ever, and its requests
+/// then fail only as timeouts or transport failures. It reports the refusal as an error event on
+/// the client's queue, which this polls (for a consumer with neither subscription nor
+/// assignment, polling takes no records); its log says more, never the password.
+pub fn login_refused<C: ConsumerContext>(client: &BaseConsumer<C>) -> Option<RDKafkaErrorCode> {
+    while let Some(polled) = client.poll(Duration::ZERO) {
+        if let Err(
+            KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code),
+        ) = polled
+        {
+            if matches!(
+                code,
+                RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
+            ) {
+                return Some(code);
+            }
+        }
+    }
+    None
 }
 
 impl Error {

@@ -49,7 +49,7 @@ mod state;
 
 pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, Router};
 pub use consumer::Consumer;
-pub use error::{Error, Result};
+pub use error::{login_refused, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
     HotKeyPolicy, KeyStats, Limits, Merge, NoKey, Ordering, PartitionStats, RetryPolicy,

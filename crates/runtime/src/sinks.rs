@@ -66,7 +66,10 @@ impl Sinks {
             .set("acks", "all")
             .set("linger.ms", "5");
         for (k, v) in props.iter().filter(|(k, _)| {
-            k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")
+            k.starts_with("security.")
+                || k.starts_with("sasl.")
+                || k.starts_with("ssl.")
+                || k == "enable.ssl.certificate.verification"
         }) {
             c.set(k, v);
         }

@@ -40,8 +40,13 @@ pub struct Config {
     /// Kafka bootstrap servers, `host:port[,host:port...]` (`KAFKA_BROKERS`).
     pub kafka_brokers: String,
     /// The service's PostgreSQL database (`DATABASE_URL`). It is created on start when the
-    /// server does not have it yet, so a fresh server needs no manual step.
+    /// server does not have it yet, so a fresh server needs no manual step. Its `ssl_mode`
+    /// says whether connections use TLS (`sslmode` in the URL: `disable`, `prefer` — the
+    /// default, as libpq's —, `require`, `verify-ca`, `verify-full`).
     pub database: tokio_postgres::Config,
+    /// How the server's certificate is checked (`sslmode=verify-ca|verify-full`, `sslrootcert`
+    /// in the URL).
+    pub database_tls: crate::db::Tls,
     /// Where the HTTP server listens (`KAFKAESQUE_LISTEN`); port 0 picks a free port.
     pub listen: SocketAddr,
     /// Bearer token of the admin endpoints (`KAFKAESQUE_ADMIN_TOKEN`), at least
@@ -104,6 +109,11 @@ pub struct Config {
     /// The broker is a one-node development broker (`KAFKAESQUE_SINGLE_NODE_BROKER`): only then
     /// does the service start with its topic keeping acknowledged writes on one replica.
     pub single_node_broker: bool,
+    /// librdkafka properties of every Kafka client of the service — producer, consumer, its
+    /// dead-letter producer, the admin clients of topic creation and readiness — first of all
+    /// the security settings (`security.protocol`, `sasl.*`, `ssl.*`): see
+    /// [`Settings::kafka_security_protocol`] and [`Config::kafka_client`].
+    pub kafka_properties: Vec<(String, String)>,
     /// librdkafka properties for the producer, e.g. `linger.ms`.
     pub producer_properties: Vec<(String, String)>,
     /// librdkafka properties for the consumer, e.g. `session.timeout.ms`.
@@ -120,6 +130,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address"),
+            database_tls: crate::db::Tls::default(),
             admin_token: None,
             key_cache_ttl: Duration::from_secs(5),
             rate_limit: RateLimit {
@@ -145,6 +156,7 @@ impl Default for Config {
             replication_factor: None,
             min_insync_replicas: None,
             single_node_broker: false,
+            kafka_properties: Vec::new(),
             producer_properties: Vec::new(),
             consumer_properties: Vec::new(),
         }
@@ -157,6 +169,7 @@ impl std::fmt::Debug for Config {
         let Config {
             kafka_brokers,
             database,
+            database_tls,
             listen,
             admin_token,
             key_cache_ttl,
@@ -180,12 +193,14 @@ impl std::fmt::Debug for Config {
             replication_factor,
             min_insync_replicas,
             single_node_broker,
+            kafka_properties,
             producer_properties,
             consumer_properties,
         } = self;
         f.debug_struct("Config")
             .field("kafka_brokers", kafka_brokers)
             .field("database", &crate::db::describe(database))
+            .field("database_tls", database_tls)
             .field("listen", listen)
             .field("admin_token", admin_token)
             .field("key_cache_ttl", key_cache_ttl)
@@ -209,6 +224,7 @@ impl std::fmt::Debug for Config {
             .field("replication_factor", replication_factor)
             .field("min_insync_replicas", min_insync_replicas)
             .field("single_node_broker", single_node_broker)
+            .field("kafka_properties", &secret::redacted(kafka_properties))
             .field(
                 "producer_properties",
                 &secret::redacted(producer_properties),
@@ -337,6 +353,14 @@ pub fn app_rate_limit(s: &str) -> Result<AppRateLimit, String> {
     Ok((app, limit.parse()?))
 }
 
+/// `NAME=VALUE`: a librdkafka property, as a flag gives it.
+pub fn property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
 /// Settings from one source; a field left out takes its value from a weaker source. Its `Debug`
 /// output shows no secret.
 #[derive(Clone, Default, Deserialize)]
@@ -374,6 +398,23 @@ pub struct Settings {
     pub replication_factor: Option<i32>,
     pub min_insync_replicas: Option<i32>,
     pub single_node_broker: Option<bool>,
+    /// `security.protocol` of every Kafka client: `PLAINTEXT` (librdkafka's default), `SSL`,
+    /// `SASL_PLAINTEXT` or `SASL_SSL`. This and the four settings below are librdkafka's own
+    /// properties under a name of their own, for the environment and flags; any other property
+    /// of every client goes in [`Settings::kafka_properties`].
+    pub kafka_security_protocol: Option<String>,
+    /// `sasl.mechanism`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
+    pub kafka_sasl_mechanism: Option<String>,
+    /// `sasl.username`.
+    pub kafka_sasl_username: Option<String>,
+    /// `sasl.password`.
+    pub kafka_sasl_password: Option<Secret>,
+    /// `ssl.ca.location`: the PEM file of the CA(s) the broker's certificate is checked
+    /// against (default: the system's).
+    pub kafka_ssl_ca_location: Option<String>,
+    /// librdkafka properties of every Kafka client (see [`Config::kafka_properties`]).
+    #[serde(default)]
+    pub kafka_properties: BTreeMap<String, String>,
     #[serde(default)]
     pub producer_properties: BTreeMap<String, String>,
     #[serde(default)]
@@ -413,6 +454,12 @@ impl std::fmt::Debug for Settings {
             replication_factor,
             min_insync_replicas,
             single_node_broker,
+            kafka_security_protocol,
+            kafka_sasl_mechanism,
+            kafka_sasl_username,
+            kafka_sasl_password,
+            kafka_ssl_ca_location,
+            kafka_properties,
             producer_properties,
             consumer_properties,
         } = self;
@@ -453,6 +500,15 @@ impl std::fmt::Debug for Settings {
             .field("replication_factor", replication_factor)
             .field("min_insync_replicas", min_insync_replicas)
             .field("single_node_broker", single_node_broker)
+            .field("kafka_security_protocol", kafka_security_protocol)
+            .field("kafka_sasl_mechanism", kafka_sasl_mechanism)
+            .field("kafka_sasl_username", kafka_sasl_username)
+            .field("kafka_sasl_password", kafka_sasl_password)
+            .field("kafka_ssl_ca_location", kafka_ssl_ca_location)
+            .field(
+                "kafka_properties",
+                &secret::redacted(&properties(kafka_properties)),
+            )
             .field(
                 "producer_properties",
                 &secret::redacted(&properties(producer_properties)),
@@ -475,6 +531,8 @@ impl Settings {
 
     /// These settings, with what they leave out taken from `weaker`.
     pub fn or(self, weaker: Settings) -> Settings {
+        let mut kafka_properties = weaker.kafka_properties;
+        kafka_properties.extend(self.kafka_properties);
         let mut producer_properties = weaker.producer_properties;
         producer_properties.extend(self.producer_properties);
         let mut consumer_properties = weaker.consumer_properties;
@@ -520,24 +578,78 @@ impl Settings {
             replication_factor: self.replication_factor.or(weaker.replication_factor),
             min_insync_replicas: self.min_insync_replicas.or(weaker.min_insync_replicas),
             single_node_broker: self.single_node_broker.or(weaker.single_node_broker),
+            kafka_security_protocol: self
+                .kafka_security_protocol
+                .or(weaker.kafka_security_protocol),
+            kafka_sasl_mechanism: self.kafka_sasl_mechanism.or(weaker.kafka_sasl_mechanism),
+            kafka_sasl_username: self.kafka_sasl_username.or(weaker.kafka_sasl_username),
+            kafka_sasl_password: self.kafka_sasl_password.or(weaker.kafka_sasl_password),
+            kafka_ssl_ca_location: self.kafka_ssl_ca_location.or(weaker.kafka_ssl_ca_location),
+            kafka_properties,
             producer_properties,
             consumer_properties,
         }
+    }
+
+    /// [`Settings::kafka_properties`] with the named security settings added under their
+    /// librdkafka names. A property given both ways with two values is refused: which one
+    /// was meant cannot be known.
+    fn kafka_client_properties(&self) -> Result<Vec<(String, String)>> {
+        let mut properties = self.kafka_properties.clone();
+        let named = [
+            (
+                "security.protocol",
+                "kafka_security_protocol",
+                self.kafka_security_protocol.as_deref(),
+            ),
+            (
+                "sasl.mechanism",
+                "kafka_sasl_mechanism",
+                self.kafka_sasl_mechanism.as_deref(),
+            ),
+            (
+                "sasl.username",
+                "kafka_sasl_username",
+                self.kafka_sasl_username.as_deref(),
+            ),
+            (
+                "sasl.password",
+                "kafka_sasl_password",
+                self.kafka_sasl_password.as_deref(),
+            ),
+            (
+                "ssl.ca.location",
+                "kafka_ssl_ca_location",
+                self.kafka_ssl_ca_location.as_deref(),
+            ),
+        ];
+        for (property, setting, value) in named {
+            let Some(value) = value else { continue };
+            match properties.insert(property.to_owned(), value.to_owned()) {
+                Some(other) if other != value => {
+                    return Err(Error::Config(format!(
+                        "{setting} and kafka_properties.\"{property}\" disagree; give one"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(properties.into_iter().collect())
     }
 
     /// The configuration: these settings over the defaults, checked.
     pub fn resolve(self) -> Result<Config> {
         let d = Config::default();
         let ms = |v: Option<u64>, default| v.map_or(default, Duration::from_millis);
-        let database = match self.database_url {
-            Some(url) => url
-                .parse()
-                .map_err(|e| Error::Config(format!("database_url: {e}")))?,
-            None => d.database,
+        let kafka_properties = self.kafka_client_properties()?;
+        let (database, database_tls) = match &self.database_url {
+            Some(url) => crate::db::parse(url)?,
+            None => (d.database, d.database_tls),
         };
         let config = Config {
             kafka_brokers: self.kafka_brokers.unwrap_or(d.kafka_brokers),
             database,
+            database_tls,
             listen: self.listen.unwrap_or(d.listen),
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
             key_cache_ttl: self
@@ -593,6 +705,7 @@ impl Settings {
             replication_factor: self.replication_factor,
             min_insync_replicas: self.min_insync_replicas,
             single_node_broker: self.single_node_broker.unwrap_or(d.single_node_broker),
+            kafka_properties,
             producer_properties: self.producer_properties.into_iter().collect(),
             consumer_properties: self.consumer_properties.into_iter().collect(),
         };
@@ -618,6 +731,17 @@ impl Config {
             .keepalives_idle(self.tcp_keepalive_idle)
             .keepalives_interval(Duration::from_secs(10))
             .keepalives_retries(3);
+        c
+    }
+
+    /// A librdkafka configuration with the bootstrap servers and [`Config::kafka_properties`]:
+    /// where every Kafka client of the service starts, so that all of them connect alike.
+    pub fn kafka_client(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.kafka_brokers);
+        for (k, v) in &self.kafka_properties {
+            c.set(k, v);
+        }
         c
     }
 
@@ -824,6 +948,7 @@ mod tests {
         let url = format!("postgres://postgres:{password}@db.example:5432/subs");
         let file: Settings = toml::from_str(&format!(
             "admin_token = \"{token}\"\ndatabase_url = \"{url}\"\n\
+             kafka_sasl_password = \"{sasl}\"\n\
              [producer_properties]\n\"sasl.password\" = \"{sasl}\"\n"
         ))
         .unwrap();
@@ -841,6 +966,41 @@ mod tests {
             }
         }
         assert!(shown[1].contains("db.example:5432/subs"), "{}", shown[1]);
+    }
+
+    #[test]
+    fn the_kafka_security_settings_reach_every_client_under_librdkafka_names() {
+        let file: Settings = toml::from_str(
+            "kafka_security_protocol = \"SASL_SSL\"\nkafka_sasl_mechanism = \"SCRAM-SHA-512\"\n\
+             kafka_sasl_username = \"svc\"\nkafka_sasl_password = \"pw\"\n\
+             kafka_ssl_ca_location = \"/etc/kafka/ca.pem\"\n\
+             [kafka_properties]\n\"client.id\" = \"subscribers\"\n",
+        )
+        .unwrap();
+        let config = file.resolve().unwrap();
+        let expected: Vec<(String, String)> = [
+            ("client.id", "subscribers"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.password", "pw"),
+            ("sasl.username", "svc"),
+            ("security.protocol", "SASL_SSL"),
+            ("ssl.ca.location", "/etc/kafka/ca.pem"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(config.kafka_properties, expected);
+        let client = config.kafka_client();
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+
+        let both = Settings {
+            kafka_security_protocol: Some("SSL".into()),
+            kafka_properties: [("security.protocol".into(), "SASL_SSL".into())].into(),
+            ..Settings::default()
+        };
+        let e = both.resolve().unwrap_err().to_string();
+        assert!(e.contains("kafka_security_protocol"), "{e}");
     }
 
     #[test]

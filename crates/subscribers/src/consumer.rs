@@ -78,7 +78,11 @@ pub fn builder(
         .replication(config.replication())
         .router(routing::router(links.clone(), skips.clone(), top.clone()))
         .on_assign(links.loader(store.clone(), tokio::runtime::Handle::current()));
-    for (k, v) in &config.consumer_properties {
+    for (k, v) in config
+        .kafka_properties
+        .iter()
+        .chain(&config.consumer_properties)
+    {
         builder = builder.set(k, v);
     }
     builder

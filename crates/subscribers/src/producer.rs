@@ -37,10 +37,9 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     pub fn new(config: &Config) -> Result<Self> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &config.kafka_brokers)
-            // Acknowledged by every in-sync replica, without duplicates or reordering on retry.
-            .set("enable.idempotence", "true")
+        let mut c = config.kafka_client();
+        // Acknowledged by every in-sync replica, without duplicates or reordering on retry.
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             // A record the broker has not acknowledged by the time the client is answered 503
@@ -120,9 +119,7 @@ impl TopicReplicas {
 /// Creates the topic with `partitions` partitions and the configured replication unless it
 /// exists, and reads back how it is replicated.
 pub async fn ensure_topic(config: &Config) -> Result<TopicReplicas, KafkaError> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.kafka_brokers);
-    let admin: Arc<Admin> = Arc::new(c.create()?);
+    let admin: Arc<Admin> = Arc::new(config.kafka_client().create()?);
     let brokers = metadata(&admin, None).await?.brokers().len();
     let replication = config.replication().resolve(brokers);
     let topic = replication.new_topic(&config.topic, config.partitions);

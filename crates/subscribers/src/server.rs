@@ -8,9 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -78,8 +76,8 @@ pub async fn run(
 ) -> Result<()> {
     config.check()?;
     let server = db::describe(&config.database);
-    db::ensure_database(&config.database).await?;
-    let mut client = db::connect(&config.database).await?;
+    db::ensure_database(&config.database, &config.database_tls).await?;
+    let mut client = db::connect(&config.database, &config.database_tls).await?;
     let applied = migrations::migrate(&mut client, &server).await?;
     drop(client);
     tracing::info!(database = %server, ?applied, "database ready");
@@ -88,8 +86,8 @@ pub async fn run(
     // Two pools: the API's requests and the consumer's handlers never wait for each other's
     // connections.
     let pooled = config.pooled_database();
-    let store = Store::new(&pooled, config.api_pool_size)?;
-    let consumer_store = Store::new(&pooled, config.pool_size)?;
+    let store = Store::new(&pooled, &config.database_tls, config.api_pool_size)?;
+    let consumer_store = Store::new(&pooled, &config.database_tls, config.pool_size)?;
     let (stop, stopping) = watch::channel(false);
     let stopped = move || {
         let mut rx = stopping.clone();
@@ -121,13 +119,20 @@ pub async fn run(
         })
     });
     // A long-lived client for the readiness checks: librdkafka keeps its broker connections
-    // open and re-establishes them, so a check costs one metadata round trip.
-    let kafka: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_brokers)
+    // open and re-establishes them, so a check costs one metadata round trip. A consumer, so
+    // that a refused login can be read off its queue; its group is never joined (nothing
+    // subscribes), but without one librdkafka gives it no consumer queue to read.
+    let kafka: BaseConsumer = config
+        .kafka_client()
+        .set("group.id", format!("{}.readiness", config.group_id))
         .create()?;
     let kafka = Arc::new(kafka);
-    let (readiness, checks) =
-        api::health::Readiness::start(Arc::clone(&kafka), config.database.clone(), stopped());
+    let (readiness, checks) = api::health::Readiness::start(
+        Arc::clone(&kafka),
+        config.database.clone(),
+        config.database_tls.clone(),
+        stopped(),
+    );
     let limits = api::limit::Limits::new(&config);
     let shrink = tokio::spawn(shrink_buckets(limits.clone(), stopped()));
     let state = AppState {

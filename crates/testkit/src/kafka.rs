@@ -67,6 +67,9 @@ pub async fn require_broker_at(bootstrap: &str) -> Broker {
 #[derive(Clone)]
 pub struct Broker {
     bootstrap: String,
+    /// librdkafka properties every client of this broker takes besides `bootstrap.servers`: the
+    /// security settings of a [`SecureBroker`]'s user, none for the others.
+    properties: Vec<(String, String)>,
     /// How many brokers the cluster's metadata listed: test topics are replicated on up to
     /// three of them, as users' topics are.
     brokers: usize,
@@ -89,6 +92,15 @@ impl Broker {
     /// # Errors
     /// [`Error::BrokerUnreachable`] when nothing listens there or it does not answer in time.
     pub async fn connect(bootstrap: &str) -> Result<Self> {
+        Self::connect_with(bootstrap, Vec::new()).await
+    }
+
+    /// [`Broker::connect`] with librdkafka `properties` (security settings) that every client
+    /// made through this handle takes, the admin client of its topics included.
+    ///
+    /// # Errors
+    /// As [`Broker::connect`]; a refused login shows as no answer, with librdkafka's reason.
+    pub async fn connect_with(bootstrap: &str, properties: Vec<(String, String)>) -> Result<Self> {
         let unreachable = |reason: String| Error::BrokerUnreachable {
             addr: bootstrap.to_owned(),
             reason,
@@ -98,8 +110,12 @@ impl Broker {
         let addr = first_socket_addr(bootstrap).map_err(unreachable)?;
         tcp_probe(addr).await.map_err(unreachable)?;
 
-        let admin: Admin = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        for (k, v) in &properties {
+            config.set(k, v);
+        }
+        let admin: Admin = config
             .create()
             .map_err(|e| unreachable(format!("cannot create a client: {e}")))?;
         let admin = Arc::new(admin);
@@ -114,6 +130,7 @@ impl Broker {
         .map_err(|e| unreachable(format!("no answer to a metadata request: {e}")))?;
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
+            properties,
             brokers,
             admin,
         })
@@ -134,10 +151,20 @@ impl Broker {
         &self.bootstrap
     }
 
-    /// A client configuration with `bootstrap.servers` set, to add a test's own settings to.
+    /// The librdkafka properties besides `bootstrap.servers` that clients of this broker need
+    /// (see [`Broker::connect_with`]).
+    pub fn properties(&self) -> &[(String, String)] {
+        &self.properties
+    }
+
+    /// A client configuration with `bootstrap.servers` (and [`Broker::properties`]) set, to add
+    /// a test's own settings to.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
         config
     }
 

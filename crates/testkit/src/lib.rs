@@ -14,11 +14,14 @@
 //!   instead of sleeping; [`Broker::group_config`] keeps a departed member's session short.
 //!
 //! Where the services are: `KAFKA_BROKERS` (default [`DEFAULT_KAFKA_BROKERS`]) and `DATABASE_URL`
-//! (default [`DEFAULT_DATABASE_URL`]); the same variables the service itself reads. Test databases
+//! (default [`DEFAULT_DATABASE_URL`]); the same variables the service itself reads. The broker
+//! with a SASL_SSL listener: `KAFKA_SECURE_BROKERS` and `KAFKA_SECURE_CA_LOCATION` (see
+//! [`require_secure_broker`]). Test databases
 //! are created on the server `DATABASE_URL` points at.
 
 mod kafka;
 mod postgres;
+mod secure;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -28,6 +31,9 @@ pub use kafka::{
     require_broker, require_broker_at, require_cluster, wait_for_assignment, Broker, TestTopic,
 };
 pub use postgres::{require_postgres, require_postgres_at, Postgres, TestDatabase};
+pub use secure::{
+    default_ca_location, require_secure_broker, ScramUser, SecureBroker, SCRAM_MECHANISM,
+};
 
 /// Where the broker listens when `KAFKA_BROKERS` is not set: the address `scripts/broker start`
 /// binds.
@@ -36,6 +42,10 @@ pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
 /// Default for `KAFKA_CLUSTER_BROKERS`: the three-broker cluster `scripts/broker start --nodes 3`
 /// runs, for the tests that need replication or failover.
 pub const DEFAULT_KAFKA_CLUSTER_BROKERS: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094";
+
+/// Default for `KAFKA_SECURE_BROKERS`: the SASL_SSL listener of the broker `scripts/broker start
+/// --secure` runs, for the tests of secure transport.
+pub const DEFAULT_KAFKA_SECURE_BROKERS: &str = "127.0.0.1:29092";
 
 /// The PostgreSQL server used when `DATABASE_URL` is not set: the one `scripts/db ensure` brings
 /// up, with trust authentication for the `postgres` user.
@@ -79,6 +89,14 @@ pub enum Error {
         what: String,
         /// How long we waited.
         after: Duration,
+    },
+    /// A set-up step outside the test's process (a script) failed.
+    #[error("{what} failed: {output}")]
+    Setup {
+        /// What was being set up.
+        what: String,
+        /// What the step said.
+        output: String,
     },
     /// The broker or the client library reported an error.
     #[error("kafka: {0}")]

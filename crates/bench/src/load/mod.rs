@@ -72,6 +72,10 @@ pub struct LoadArgs {
     /// Kafka bootstrap servers (--direct).
     #[arg(long, env = "KAFKA_BROKERS", default_value = DEFAULT_KAFKA_BROKERS)]
     pub kafka_brokers: String,
+    /// A librdkafka property of the --direct producer and admin client, NAME=VALUE (repeatable):
+    /// the service's Kafka security settings, e.g. security.protocol=SASL_SSL.
+    #[arg(long = "kafka-set", value_parser = kafkaesque_subscribers::config::property)]
+    pub kafka_properties: Vec<(String, String)>,
     /// The service's topic (--direct).
     #[arg(long, env = "KAFKAESQUE_TOPIC", default_value = DEFAULT_TOPIC)]
     pub topic: String,
@@ -132,6 +136,7 @@ async fn run_traffic(args: LoadArgs) -> Result<Summary> {
     let (sent, elapsed) = if args.direct {
         let config = Config {
             kafka_brokers: args.kafka_brokers.clone(),
+            kafka_properties: args.kafka_properties.clone(),
             database: args.database_url.parse().context("--database-url")?,
             topic: args.topic.clone(),
             ..Config::default()

@@ -167,7 +167,7 @@ impl DirectTarget {
         config: &Config,
         counts: &[usize],
     ) -> Result<(DirectTarget, Vec<App>, Vec<(i32, i64)>)> {
-        let store = Store::new(&config.database, 4)?;
+        let store = Store::new(&config.database, &config.database_tls, 4)?;
         let target = DirectTarget {
             producer: Producer::new(config)?,
         };

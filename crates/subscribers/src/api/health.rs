@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -56,26 +56,29 @@ impl Readiness {
     /// Checks both dependencies every [`READY_INTERVAL`] until `stopped` completes. Down until
     /// the first check has answered.
     pub fn start(
-        kafka: Arc<AdminClient<DefaultClientContext>>,
+        kafka: Arc<BaseConsumer>,
         database: tokio_postgres::Config,
+        tls: db::Tls,
         stopped: impl Future<Output = ()> + Send + 'static,
     ) -> (Readiness, tokio::task::JoinHandle<()>) {
         let (tx, latest) = watch::channel(Status::default());
         let task = tokio::spawn(async move {
             tokio::pin!(stopped);
             let mut last: Option<(Result<(), String>, Result<(), String>)> = None;
+            let mut refused = None;
             loop {
-                let (k, p) =
-                    tokio::join!(check_kafka(Arc::clone(&kafka)), check_postgres(&database));
+                let (k, p) = tokio::join!(
+                    check_kafka(Arc::clone(&kafka), &mut refused),
+                    check_postgres(&database, &tls)
+                );
                 let status = Status {
                     kafka: k.is_ok(),
                     postgres: p.is_ok(),
                 };
-                // The reasons go to the log, once per change: they name hosts and databases,
-                // which the probe's answer does not.
-                if last.as_ref().map(|(lk, lp)| (lk.is_ok(), lp.is_ok()))
-                    != Some((status.kafka, status.postgres))
-                {
+                // The reasons go to the log, once per change of status or reason (a refused
+                // login may be known only from the second failed check on): they name hosts
+                // and databases, which the probe's answer does not.
+                if last.as_ref() != Some(&(k.clone(), p.clone())) {
                     match (&k, &p) {
                         (Ok(()), Ok(())) => tracing::info!("ready: Kafka and PostgreSQL answer"),
                         _ => tracing::warn!(
@@ -131,20 +134,43 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadyBod
     (code, Json(body))
 }
 
-async fn check_kafka(kafka: Arc<AdminClient<DefaultClientContext>>) -> Result<(), String> {
+/// A metadata request. A broker that refuses the service's login (wrong password, mechanism or
+/// CA) is named as such, not as the transport failure the request itself meets; `refused`
+/// remembers the refusal until a request goes through, since librdkafka reports it only when
+/// it tries to log in again.
+async fn check_kafka(
+    kafka: Arc<BaseConsumer>,
+    refused: &mut Option<RDKafkaErrorCode>,
+) -> Result<(), String> {
     // `fetch_metadata` blocks its thread until the broker answers or the timeout passes.
-    tokio::task::spawn_blocking(move || kafka.inner().fetch_metadata(None, CHECK_TIMEOUT))
-        .await
-        .map_err(|e| format!("metadata request did not finish: {e}"))?
-        .map(drop)
-        .map_err(|e| format!("metadata request failed: {e}"))
+    let (answer, refusal) = tokio::task::spawn_blocking(move || {
+        let answer = kafka.fetch_metadata(None, CHECK_TIMEOUT).map(drop);
+        (answer, kafkaesque_runtime::login_refused(&kafka))
+    })
+    .await
+    .map_err(|e| format!("metadata request did not finish: {e}"))?;
+    let Err(e) = answer else {
+        *refused = None;
+        return Ok(());
+    };
+    *refused = refusal.or(*refused);
+    Err(match refused {
+        Some(code) => format!(
+            "the broker refused the service's login: {code} (check kafka_security_protocol, \
+             kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password, \
+             kafka_ssl_ca_location and kafka_properties)"
+        ),
+        None => format!("metadata request failed: {e}"),
+    })
 }
 
 /// A fresh connection on every check, so that it reports what a new connection would meet now,
 /// not the fate of an old one.
-async fn check_postgres(database: &tokio_postgres::Config) -> Result<(), String> {
+async fn check_postgres(database: &tokio_postgres::Config, tls: &db::Tls) -> Result<(), String> {
     let select_one = async {
-        let client = db::connect(database).await.map_err(|e| e.to_string())?;
+        let client = db::connect(database, tls)
+            .await
+            .map_err(|e| e.to_string())?;
         client
             .simple_query("SELECT 1")
             .await

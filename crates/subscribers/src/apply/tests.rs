@@ -34,7 +34,8 @@ impl Db {
         crate::migrations::migrate(&mut client, "test")
             .await
             .expect("migrations");
-        let store = Store::new(database.config(), connections).expect("pool");
+        let store =
+            Store::new(database.config(), &crate::db::Tls::default(), connections).expect("pool");
         let app = Uuid::new_v4();
         store
             .create_app(app, "apply", app.as_bytes())

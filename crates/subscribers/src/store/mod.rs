@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::Serialize;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::skip::SkipTarget;
@@ -58,10 +57,14 @@ pub struct PlayerView {
 impl Store {
     /// A pool of at most `size` connections. The pool size is the ceiling on what the service
     /// asks of the database, however many handlers and requests run at once.
-    pub fn new(database: &tokio_postgres::Config, size: usize) -> Result<Self> {
+    pub fn new(
+        database: &tokio_postgres::Config,
+        tls: &crate::db::Tls,
+        size: usize,
+    ) -> Result<Self> {
         let manager = Manager::from_config(
             database.clone(),
-            NoTls,
+            tls.connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -211,7 +214,7 @@ mod tests {
         let pooled = config.pooled_database();
         assert!(pooled.get_keepalives());
         assert_eq!(pooled.get_keepalives_idle(), Duration::from_secs(30));
-        let store = Store::new(&pooled, 1).expect("pool");
+        let store = Store::new(&pooled, &crate::db::Tls::default(), 1).expect("pool");
         let c = store.client().await.expect("connection");
         let show = |name: &'static str| {
             let c = &c;

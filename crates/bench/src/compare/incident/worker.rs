@@ -115,7 +115,7 @@ pub async fn run(job: &str) -> Result<()> {
             .collect(),
         ..Config::default()
     };
-    let store = Store::new(&config.database, config.pool_size)?;
+    let store = Store::new(&config.database, &config.database_tls, config.pool_size)?;
     let skips = SkipList::default();
     let links = LinkCache::default();
     let builder = consumer::builder(&config, &store, &skips, &Top::default(), &links)
