@@ -9,12 +9,11 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use kafkaesque_runtime::Record;
 use kafkaesque_subscribers::apply::Applier;
-use kafkaesque_subscribers::consumer;
 use kafkaesque_subscribers::message::Update;
 use kafkaesque_subscribers::routing::LinkCache;
 use kafkaesque_subscribers::skip::SkipList;
 use kafkaesque_subscribers::top::Top;
-use tokio_postgres::NoTls;
+use kafkaesque_subscribers::{consumer, db};
 
 use super::kafka::timed;
 use crate::load::target::{split, DirectTarget};
@@ -84,14 +83,13 @@ async fn consume(env: &ServiceEnv, records: usize) -> Result<f64> {
 }
 
 /// The same updates as plain single-row `UPDATE`s, spread over as many connections as the
-/// service's pool has, each in its own implicit transaction.
+/// service's pool has, each in its own implicit transaction, each connected as the service's
+/// are (TLS where its `sslmode` asks for it).
 async fn update_loop(env: &ServiceEnv, batch: &[Update]) -> Result<f64> {
     let connections = env.config.pool_size.max(1);
     let mut clients = Vec::new();
     for _ in 0..connections {
-        let (client, connection) = env.database.config().connect(NoTls).await?;
-        tokio::spawn(connection);
-        clients.push(client);
+        clients.push(db::connect(&env.config.database, &env.config.database_tls).await?);
     }
     let sql = "UPDATE players SET language = $2, timezone = $3, tags = tags || $4::jsonb, \
                updated_at = now() WHERE id = $1";

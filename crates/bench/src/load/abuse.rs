@@ -66,7 +66,8 @@ const FLOOD_SEQS: i64 = 1_000_000_000_000;
 pub struct AbuseArgs {
     pub url: String,
     pub admin_token: String,
-    pub database: tokio_postgres::Config,
+    /// The service's database, and how to reach it (`sslmode` in its URL).
+    pub database: (tokio_postgres::Config, kafkaesque_subscribers::db::Tls),
     /// The service's per-app limit, requests per second.
     pub app_limit: f64,
     /// Seconds of each phase.
@@ -147,7 +148,7 @@ pub async fn run(args: AbuseArgs) -> Result<AbuseReport> {
             .context("HTTP client")
     };
     let setup = client()?;
-    let db = kafkaesque_subscribers::db::connect(&args.database).await?;
+    let db = kafkaesque_subscribers::db::connect(&args.database.0, &args.database.1).await?;
     let half = (APP_RATE * args.duration.as_secs_f64()).ceil() as usize;
     let per_app = 2 * args.rounds * half + 10;
     eprintln!("abuse: creating {APPS} apps with {per_app} subscriptions each, and the flooder");

@@ -112,7 +112,8 @@ pub async fn run(args: LoadArgs) -> Result<Outcome> {
                 .admin_token
                 .clone()
                 .context("--admin-token (or KAFKAESQUE_ADMIN_TOKEN) is needed to create apps")?,
-            database: args.database_url.parse().context("--database-url")?,
+            database: kafkaesque_subscribers::db::parse(&args.database_url)
+                .context("--database-url")?,
             app_limit: args.app_limit.max(1.0),
             duration: Duration::from_secs_f64(args.duration.max(1.0)),
             rounds: args.rounds.max(1),
@@ -134,10 +135,13 @@ async fn run_traffic(args: LoadArgs) -> Result<Summary> {
     let progress = progress_bar(&pace);
     progress.set_message("creating apps and subscriptions");
     let (sent, elapsed) = if args.direct {
+        let (database, database_tls) =
+            kafkaesque_subscribers::db::parse(&args.database_url).context("--database-url")?;
         let config = Config {
             kafka_brokers: args.kafka_brokers.clone(),
             kafka_properties: args.kafka_properties.clone(),
-            database: args.database_url.parse().context("--database-url")?,
+            database,
+            database_tls,
             topic: args.topic.clone(),
             ..Config::default()
         };
