@@ -8,7 +8,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::codec::{self, CodecError};
 use crate::config::{ConfigError, EngineConfig, NoKey, Ordering};
-use crate::lane::{Item, Lane, LaneKind};
+use crate::lane::{Item, Lane, LaneKind, Route};
 use crate::offsets::OffsetTracker;
 use crate::slab::Slab;
 use crate::types::*;
@@ -108,7 +108,7 @@ pub struct Engine<P> {
     pub(crate) actions: Vec<Action<P>>,
     pub(crate) counters: Counters,
     /// Scratch space for routing a fetched record, kept to avoid an allocation per record.
-    pub(crate) routed: Vec<(crate::intake::Route, P)>,
+    pub(crate) routed: Vec<(Route, P)>,
     /// What the last call to `fetched` refused, until taken (see [`Engine::take_refused`]).
     pub(crate) refused: Option<P>,
 }

@@ -10,16 +10,10 @@ use std::sync::Arc;
 use crate::codec;
 use crate::config::{HotKeyPolicy, Ordering};
 use crate::engine::{Engine, SinkKind, SinkWait};
-use crate::lane::{Diversion, Item, LaneKind};
+use crate::lane::{Diversion, Item, LaneKind, Route};
 use crate::offsets::Fetch;
 use crate::types::*;
 use crate::Offset;
-
-/// Where one item of a record goes.
-pub(crate) enum Route {
-    Shared(u32),
-    Key(Arc<[u8]>, Option<u32>),
-}
 
 impl<P: Clone> Engine<P> {
     /// A record was fetched. `items` are its shares by key — usually one, several when the record

@@ -11,6 +11,13 @@ use std::sync::Arc;
 
 use crate::{Millis, Offset};
 
+/// The lane one item of a fetched record goes to: a shared lane, or its key's — `None` while
+/// the key has none yet.
+pub(crate) enum Route {
+    Shared(u32),
+    Key(Arc<[u8]>, Option<u32>),
+}
+
 /// The offsets one item stands for: one record, or several folded by coalescing.
 #[derive(Debug, Clone)]
 pub(crate) enum Offsets {

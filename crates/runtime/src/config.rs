@@ -202,8 +202,8 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Checks everything that can be checked without a broker.
-    pub fn build(self) -> Result<crate::Consumer> {
+    /// Checks everything that can be checked without a broker (see `ConsumerBuilder::build`).
+    pub(crate) fn validate(self) -> Result<ConsumerConfig> {
         let cfg = self.cfg;
         if !self.group_set || cfg.group_id.trim().is_empty() {
             return Err(Error::config("group_id", "a consumer group is required"));
@@ -233,7 +233,7 @@ impl ConsumerBuilder {
         client_config(&cfg, &cfg.group_id)
             .create::<BaseConsumer>()
             .map_err(property_error)?;
-        Ok(crate::Consumer::new(cfg))
+        Ok(cfg)
     }
 }
 

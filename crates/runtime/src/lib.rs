@@ -30,7 +30,7 @@
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
 
-mod commit;
+mod admin;
 mod config;
 pub mod consumer;
 mod context;
@@ -40,7 +40,6 @@ mod feeds;
 mod fetcher;
 mod handler;
 mod observe;
-mod rebalance;
 mod record;
 pub mod replication;
 mod sinks;
