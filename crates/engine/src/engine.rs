@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxBuildHasher;
 
 use crate::codec::{self, CodecError};
-use crate::config::{ConfigError, EngineConfig, NoKey, Ordering};
+use crate::config::{ConfigError, EngineConfig, NoKey, ProcessingOrder};
 use crate::lane::{Item, Lane, LaneKind, Route};
 use crate::offsets::OffsetTracker;
 use crate::slab::Slab;
@@ -32,7 +32,7 @@ pub(crate) struct Part {
     pub(crate) keys: KeyMap,
     /// The shared lane for partition/unordered modes and keyless records.
     pub(crate) shared: Option<u32>,
-    /// The seed-design baseline's hashed lanes.
+    /// The legacy-design baseline's hashed lanes.
     pub(crate) hashed: Vec<u32>,
     /// Solo lanes of unordered items waiting out a retry.
     pub(crate) solo: Vec<u32>,
@@ -212,16 +212,16 @@ impl<P: Clone> Engine<P> {
         };
         if main.is_none() {
             let shared = match (self.cfg.ordering, self.cfg.no_key) {
-                (Ordering::Partition, _) | (Ordering::Key, NoKey::PartitionQueue) => {
+                (ProcessingOrder::Partition, _) | (ProcessingOrder::Key, NoKey::PartitionQueue) => {
                     Some(LaneKind::Ordered)
                 }
-                (Ordering::Unordered, _) | (Ordering::Key, NoKey::Unordered) => {
+                (ProcessingOrder::Unordered, _) | (ProcessingOrder::Key, NoKey::Unordered) => {
                     Some(LaneKind::Unordered)
                 }
-                (Ordering::HashedQueues { .. }, _) => None,
+                (ProcessingOrder::HashedQueues { .. }, _) => None,
             };
             part.shared = shared.map(|k| self.new_lane(index, None, k));
-            if let Ordering::HashedQueues { queues } = self.cfg.ordering {
+            if let ProcessingOrder::HashedQueues { queues } = self.cfg.ordering {
                 part.hashed = (0..queues)
                     .map(|_| self.new_lane(index, None, LaneKind::Ordered))
                     .collect();

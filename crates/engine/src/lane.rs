@@ -3,7 +3,7 @@
 //! In key mode every key with work has a lane of its own (no hashing of unrelated keys onto a
 //! shared queue); a lane exists only while its key has something queued, in flight, waiting, or
 //! diverted, so idle keys cost nothing. Partition and unordered modes use one shared lane per
-//! partition with a different in-flight bound; the seed-design baseline uses `queues` hashed
+//! partition with a different in-flight bound; the legacy-design baseline uses `queues` hashed
 //! lanes per partition.
 
 use std::collections::VecDeque;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafkaesque_engine::{
-    EngineConfig, HotKeyPolicy, Limits, NoKey, Ordering, RetryPolicy, TopicPartition,
+    EngineConfig, HotKeyPolicy, Limits, NoKey, ProcessingOrder, RetryPolicy, TopicPartition,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
@@ -114,7 +114,7 @@ impl ConsumerBuilder {
     }
 
     /// By key (default), by partition, or unordered.
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
+    pub fn ordering(mut self, ordering: ProcessingOrder) -> Self {
         self.cfg.engine.ordering = ordering;
         self
     }

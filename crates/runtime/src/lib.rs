@@ -51,7 +51,7 @@ pub use consumer::Consumer;
 pub use error::{Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
-    HotKeyPolicy, KeyStats, Limits, Merge, NoKey, Ordering, PartitionStats, RetryPolicy,
+    HotKeyPolicy, KeyStats, Limits, Merge, NoKey, PartitionStats, ProcessingOrder, RetryPolicy,
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};

@@ -1,7 +1,7 @@
 //! What the load generator sends: the `uniform` and `incident` scenarios, reproducible from a
 //! seed.
 //!
-//! The incident is the seed's story (see `BRIEF.md`): one app links most of its subscriptions to
+//! The incident is the legacy system's: one app links most of its subscriptions to
 //! one email address — every update of those children is mirrored onto that one parent row —
 //! and then keeps updating all of them with contradictory values (Chicago, then NYC, then
 //! Tokyo), while the other apps send ordinary traffic.
@@ -29,7 +29,7 @@ pub enum Scenario {
 pub const FLOOD_EMAIL: &str = "admin@flood.example.com";
 
 /// Share of the flooding app's subscriptions linked to the one address: 4.8 of 5 million in the
-/// seed's incident.
+/// legacy system's incident.
 const LINKED_SHARE: f64 = 0.96;
 
 /// Cities the flood cycles through: contradictory updates, each undoing the one before.

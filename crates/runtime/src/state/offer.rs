@@ -4,7 +4,7 @@
 //! [`Feeds`](crate::feeds::Feeds)' business.
 
 use bytes::Bytes;
-use kafkaesque_engine::{Intake, Now, PartitionHandle, RunNow, TopicPartition};
+use kafkaesque_engine::{Inline, InlineRun, Intake, PartitionHandle, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use tracing::{debug, error};
@@ -68,11 +68,11 @@ impl State {
                     self.key.extend_from_slice(k);
                     match self
                         .engine
-                        .fetched_now(h, offset, weight, &self.key, record)
+                        .fetched_inline(h, offset, weight, &self.key, record)
                     {
-                        Now::Taken(intake) => intake,
-                        Now::Run(run) => {
-                            run_now(run, &mut self.spawn, &self.handler_seconds);
+                        Inline::Taken(intake) => intake,
+                        Inline::Run(run) => {
+                            run_inline(run, &mut self.spawn, &self.handler_seconds);
                             Intake::Accepted
                         }
                     }
@@ -211,7 +211,11 @@ impl State {
 
 /// Runs a record the engine let skip its lanes (a first attempt), and tells the engine how it
 /// went.
-fn run_now(run: RunNow<'_, Record>, spawn: &mut Spawner, handler_seconds: &metrics::Histogram) {
+fn run_inline(
+    run: InlineRun<'_, Record>,
+    spawn: &mut Spawner,
+    handler_seconds: &metrics::Histogram,
+) {
     match spawn.start(run.payload().clone()) {
         Started::Finished(result) => {
             handler_seconds.record(AT_ONCE.as_secs_f64());
