@@ -30,8 +30,8 @@ pub struct Record {
     routed: Option<Option<Bytes>>,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// How many records this delivery stands for (more than one once coalesced).
-    pub records: usize,
+    /// How many records this delivery stands for: 1, or more once coalesced.
+    pub coalesced: usize,
 }
 
 /// What was fetched from Kafka for one record; a [`Record`] reads through to it.
@@ -70,7 +70,7 @@ impl From<RecordData> for Record {
             routed: None,
             data: Arc::new(data),
             attempt: 1,
-            records: 1,
+            coalesced: 1,
         }
     }
 }
@@ -79,7 +79,7 @@ impl PartialEq for Record {
     fn eq(&self, other: &Self) -> bool {
         self.data == other.data
             && self.route() == other.route()
-            && (self.attempt, self.records) == (other.attempt, other.records)
+            && (self.attempt, self.coalesced) == (other.attempt, other.coalesced)
     }
 }
 

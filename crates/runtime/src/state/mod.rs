@@ -1,7 +1,12 @@
-//! The driver's state: the engine and everything that carries out its actions. It is owned by
-//! the driver thread alone; it sits behind a mutex only so that rebalance callbacks — which
-//! librdkafka runs *inside* `poll`, on that same thread — can reach it while the loop is not
-//! holding it.
+//! The driver's state: the engine and everything that carries out its actions. It orchestrates;
+//! what it drives (the partitions' feeds, the sinks, the spawner) lives in modules of its own.
+//! It is owned by the driver thread alone; it sits behind a mutex only so that rebalance
+//! callbacks — which librdkafka runs *inside* `poll`, on that same thread — can reach it while
+//! the loop is not holding it.
+//!
+//! Its methods, by what they serve: here, events and the engine's actions; in [`offer`], taking
+//! records and pausing and resuming partitions; in [`rebalance`], assignments, revokes and the
+//! assign hook; in [`commit`], commits; in [`overflow`], the overflow consumer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,16 +44,16 @@ pub(crate) struct Inputs {
 
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
-    pub(crate) rx: EventRx,
-    pub(crate) spawn: Spawner,
+    rx: EventRx,
+    spawn: Spawner,
     pub(crate) sinks: Sinks,
     /// Consumer of the overflow topics, assigned by hand alongside their main partitions and
     /// committing in a group of its own (`<group>.overflow`).
-    pub(crate) overflow: Option<BaseConsumer<OverflowContext>>,
-    pub(crate) cfg: ConsumerConfig,
-    pub(crate) observer: Observer,
-    pub(crate) ages: Ages,
-    pub(crate) clock: Instant,
+    overflow: Option<BaseConsumer<OverflowContext>>,
+    cfg: ConsumerConfig,
+    observer: Observer,
+    ages: Ages,
+    clock: Instant,
     pub(crate) shutdown: bool,
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
@@ -204,7 +209,7 @@ impl State {
                 Action::Dispatch(w) => {
                     let mut r = w.payload;
                     r.attempt = w.attempt;
-                    r.records = w.records;
+                    r.coalesced = w.records;
                     match self.spawn.start(r) {
                         Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
                         Started::Waiting(fut) => self.spawn.wait(fut, w.id),
