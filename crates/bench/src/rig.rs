@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kafkaesque_subscribers::config::RateLimit;
+use kafkaesque_subscribers::config::{HttpLimits, RateLimit};
 use kafkaesque_subscribers::store::Store;
 use kafkaesque_subscribers::{db, migrations, Config, Roles};
 use kafkaesque_testkit::{unique_name, Broker, Postgres, TestDatabase, TestTopic};
@@ -81,6 +81,13 @@ impl Rig {
             // 5 s, a replay's idempotent producer on a broker just started (its transaction
             // coordinator still loading) saw every write of a 1 s smoke replay expire.
             write_timeout: Duration::from_secs(30),
+            // Nor cut by the edge's limits: a request may outlast that write timeout, and the
+            // requests in flight (128 at most in the HTTP edge comparison) are far below the cap.
+            http: HttpLimits {
+                request_timeout: Duration::from_secs(60),
+                max_requests_in_flight: 100_000,
+                ..HttpLimits::default()
+            },
             consumer_properties: GROUP_PROPERTIES
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -98,6 +98,11 @@ impl Rig {
                 profile.concurrency.to_string(),
             ),
             ("RUST_LOG".into(), logs::FILTER.into()),
+            // The chaos run sends 50-200 updates/s per app and re-sends on 503: no rate limit or
+            // cap of the edge may refuse it, whatever the defaults become.
+            ("KAFKAESQUE_RATE_LIMIT_PER_SECOND".into(), "1000000".into()),
+            ("KAFKAESQUE_RATE_LIMIT_BURST".into(), "1000000".into()),
+            ("KAFKAESQUE_MAX_REQUESTS_IN_FLIGHT".into(), "100000".into()),
         ];
         // On three nodes the service replicates its topic three times, two in sync, by itself;
         // on one it must be told that a single copy is all there is.

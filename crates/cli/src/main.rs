@@ -97,6 +97,26 @@ struct ServiceArgs {
     /// Largest request body in bytes [default: 65536]
     #[arg(long, env = "KAFKAESQUE_BODY_LIMIT")]
     body_limit: Option<usize>,
+    /// Longest a connection may take to send a request's headers, and longest an idle
+    /// keep-alive connection is kept, in ms [default: 10000]
+    #[arg(long, env = "KAFKAESQUE_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Longest a request may take, body included, before it is answered 408, in ms; longer than
+    /// the write timeout [default: 15000]
+    #[arg(long, env = "KAFKAESQUE_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// HTTP connections open at once; more wait until one closes [default: 4096]
+    #[arg(long, env = "KAFKAESQUE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// HTTP requests handled at once; more are answered 503 with Retry-After [default: 1024]
+    #[arg(long, env = "KAFKAESQUE_MAX_REQUESTS_IN_FLIGHT")]
+    max_requests_in_flight: Option<usize>,
+    /// Tags one subscription may hold [default: 1024]
+    #[arg(long, env = "KAFKAESQUE_MAX_TAGS_PER_PLAYER")]
+    max_tags_per_player: Option<usize>,
+    /// Bytes of tag keys and values one subscription may hold [default: 65536]
+    #[arg(long, env = "KAFKAESQUE_MAX_TAG_BYTES_PER_PLAYER")]
+    max_tag_bytes_per_player: Option<usize>,
     /// PostgreSQL connections per process, at most [default: 16]
     #[arg(long, env = "KAFKAESQUE_POOL_SIZE")]
     pool_size: Option<usize>,
@@ -168,6 +188,12 @@ impl ServiceArgs {
             partitions: self.partitions,
             group_id: self.group_id,
             body_limit: self.body_limit,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            max_connections: self.max_connections,
+            max_requests_in_flight: self.max_requests_in_flight,
+            max_tags_per_player: self.max_tags_per_player,
+            max_tag_bytes_per_player: self.max_tag_bytes_per_player,
             pool_size: self.pool_size,
             api_pool_size: self.api_pool_size,
             statement_timeout_ms: self.statement_timeout_ms,

@@ -4,7 +4,9 @@
 -- and READ COMMITTED's re-check of the WHERE clause after a wait, keep a zombie handler's write
 -- from being overtaken or undone. A row not returned was not written: its delivery is then
 -- planned in a transaction, which tells a replay from an unknown row. The arrays never name a
--- row twice (see apply/together.rs).
+-- row twice (see apply/together.rs). An update that sets tags is written only while the row's
+-- tags stay within the tag limit ($13 tags, $14 bytes of keys and values): one that would not is
+-- left to the plan, which refuses it.
 UPDATE players AS p
    SET language = COALESCE(u.language, p.language),
        timezone = COALESCE(u.timezone, p.timezone),
@@ -23,5 +25,10 @@ UPDATE players AS p
  WHERE p.id = u.id
    AND p.app_id = u.app_id
    AND p.source_offset < u.first
+   AND (u.set = '{}'::jsonb
+        OR (SELECT count(*) <= $13
+                   AND coalesce(sum(octet_length(t.key) + octet_length(t.value)), 0) <= $14
+              FROM jsonb_each_text((p.tags || u.set)
+                                   - ARRAY(SELECT jsonb_array_elements_text(u.deleted))) AS t))
 RETURNING p.id, p.app_id, p.device_type, p.identifier, p.language, p.timezone, p.lat, p.long,
           p.country, p.tags, p.external_user_id, p.linked_children, p.source_offset

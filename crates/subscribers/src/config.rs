@@ -69,6 +69,10 @@ pub struct Config {
     pub group_id: String,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub body_limit: usize,
+    /// The HTTP server's timeouts and caps: what a slow or greedy client can hold.
+    pub http: HttpLimits,
+    /// How many tags, and how many bytes of them, one subscription may hold.
+    pub tag_limit: TagLimit,
     /// PostgreSQL connections per process, at most: the ceiling on what the service asks of the
     /// database however many requests and handlers run.
     pub pool_size: usize,
@@ -128,6 +132,8 @@ impl Default for Config {
             partitions: 8,
             group_id: "kafkaesque-subscribers".to_owned(),
             body_limit: 64 * 1024,
+            http: HttpLimits::default(),
+            tag_limit: TagLimit::default(),
             pool_size: 16,
             api_pool_size: 4,
             statement_timeout: Duration::from_secs(30),
@@ -161,6 +167,8 @@ impl std::fmt::Debug for Config {
             partitions,
             group_id,
             body_limit,
+            http,
+            tag_limit,
             pool_size,
             api_pool_size,
             statement_timeout,
@@ -188,6 +196,8 @@ impl std::fmt::Debug for Config {
             .field("partitions", partitions)
             .field("group_id", group_id)
             .field("body_limit", body_limit)
+            .field("http", http)
+            .field("tag_limit", tag_limit)
             .field("pool_size", pool_size)
             .field("api_pool_size", api_pool_size)
             .field("statement_timeout", statement_timeout)
@@ -236,6 +246,85 @@ impl FromStr for RateLimit {
     }
 }
 
+/// What one client can hold of the HTTP server (`KAFKAESQUE_HEADER_READ_TIMEOUT_MS`,
+/// `KAFKAESQUE_REQUEST_TIMEOUT_MS`, `KAFKAESQUE_MAX_CONNECTIONS`,
+/// `KAFKAESQUE_MAX_REQUESTS_IN_FLIGHT`); see [`crate::api::edge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Longest a connection may take to send a request's headers — and so, too, longest an idle
+    /// keep-alive connection is kept: a client trickling bytes (slowloris) or sending nothing
+    /// loses its connection instead of holding it.
+    pub header_read_timeout: Duration,
+    /// Longest a request may take, body included, before it is answered 408: a client sending
+    /// its body slowly holds a request slot no longer than this. Longer than the write timeout,
+    /// so that a write Kafka does not acknowledge is still answered 503.
+    pub request_timeout: Duration,
+    /// Connections open at once; beyond, new ones wait in the listen backlog until one closes.
+    /// Each costs a file descriptor and a task, so a flood of connections cannot exhaust them.
+    pub max_connections: usize,
+    /// Requests handled at once; beyond, a request is answered 503 with `Retry-After` at once
+    /// (load shedding) rather than queued behind the others.
+    pub max_requests_in_flight: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
+            max_connections: 4096,
+            max_requests_in_flight: 1024,
+        }
+    }
+}
+
+/// The tags one subscription may hold (`KAFKAESQUE_MAX_TAGS_PER_PLAYER`,
+/// `KAFKAESQUE_MAX_TAG_BYTES_PER_PLAYER`): checked at the API for what one request sets, and
+/// in the consumer when tags merge into the row. A change that would leave more is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagLimit {
+    /// Tags per subscription.
+    pub max_tags: usize,
+    /// Bytes of the keys and values of a subscription's tags, together (UTF-8).
+    pub max_bytes: usize,
+}
+
+impl Default for TagLimit {
+    fn default() -> Self {
+        TagLimit {
+            max_tags: 1024,
+            max_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl TagLimit {
+    /// What `tags` exceed of this limit, naming the figure: `None` when within it.
+    pub fn exceeded<'a>(
+        &self,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<String> {
+        let (mut count, mut bytes) = (0, 0);
+        for (k, v) in tags {
+            count += 1;
+            bytes += k.len() + v.len();
+        }
+        if count > self.max_tags {
+            Some(format!(
+                "{count} tags, at most {} per subscription",
+                self.max_tags
+            ))
+        } else if bytes > self.max_bytes {
+            Some(format!(
+                "{bytes} bytes of tag keys and values, at most {} per subscription",
+                self.max_bytes
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 /// An app and its own rate limit.
 pub type AppRateLimit = (Uuid, RateLimit);
 
@@ -268,6 +357,12 @@ pub struct Settings {
     pub partitions: Option<i32>,
     pub group_id: Option<String>,
     pub body_limit: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_requests_in_flight: Option<usize>,
+    pub max_tags_per_player: Option<usize>,
+    pub max_tag_bytes_per_player: Option<usize>,
     pub pool_size: Option<usize>,
     pub api_pool_size: Option<usize>,
     pub statement_timeout_ms: Option<u64>,
@@ -301,6 +396,12 @@ impl std::fmt::Debug for Settings {
             partitions,
             group_id,
             body_limit,
+            header_read_timeout_ms,
+            request_timeout_ms,
+            max_connections,
+            max_requests_in_flight,
+            max_tags_per_player,
+            max_tag_bytes_per_player,
             pool_size,
             api_pool_size,
             statement_timeout_ms,
@@ -332,6 +433,12 @@ impl std::fmt::Debug for Settings {
             .field("partitions", partitions)
             .field("group_id", group_id)
             .field("body_limit", body_limit)
+            .field("header_read_timeout_ms", header_read_timeout_ms)
+            .field("request_timeout_ms", request_timeout_ms)
+            .field("max_connections", max_connections)
+            .field("max_requests_in_flight", max_requests_in_flight)
+            .field("max_tags_per_player", max_tags_per_player)
+            .field("max_tag_bytes_per_player", max_tag_bytes_per_player)
             .field("pool_size", pool_size)
             .field("api_pool_size", api_pool_size)
             .field("statement_timeout_ms", statement_timeout_ms)
@@ -388,6 +495,18 @@ impl Settings {
             partitions: self.partitions.or(weaker.partitions),
             group_id: self.group_id.or(weaker.group_id),
             body_limit: self.body_limit.or(weaker.body_limit),
+            header_read_timeout_ms: self
+                .header_read_timeout_ms
+                .or(weaker.header_read_timeout_ms),
+            request_timeout_ms: self.request_timeout_ms.or(weaker.request_timeout_ms),
+            max_connections: self.max_connections.or(weaker.max_connections),
+            max_requests_in_flight: self
+                .max_requests_in_flight
+                .or(weaker.max_requests_in_flight),
+            max_tags_per_player: self.max_tags_per_player.or(weaker.max_tags_per_player),
+            max_tag_bytes_per_player: self
+                .max_tag_bytes_per_player
+                .or(weaker.max_tag_bytes_per_player),
             pool_size: self.pool_size.or(weaker.pool_size),
             api_pool_size: self.api_pool_size.or(weaker.api_pool_size),
             statement_timeout_ms: self.statement_timeout_ms.or(weaker.statement_timeout_ms),
@@ -438,6 +557,28 @@ impl Settings {
             partitions: self.partitions.unwrap_or(d.partitions),
             group_id: self.group_id.unwrap_or(d.group_id),
             body_limit: self.body_limit.unwrap_or(d.body_limit),
+            http: HttpLimits {
+                header_read_timeout: ms(self.header_read_timeout_ms, d.http.header_read_timeout),
+                // Unset, it outlasts a write timeout set longer than its default.
+                request_timeout: ms(
+                    self.request_timeout_ms,
+                    d.http.request_timeout.max(
+                        self.write_timeout_ms
+                            .map_or(Duration::ZERO, Duration::from_millis)
+                            + Duration::from_secs(10),
+                    ),
+                ),
+                max_connections: self.max_connections.unwrap_or(d.http.max_connections),
+                max_requests_in_flight: self
+                    .max_requests_in_flight
+                    .unwrap_or(d.http.max_requests_in_flight),
+            },
+            tag_limit: TagLimit {
+                max_tags: self.max_tags_per_player.unwrap_or(d.tag_limit.max_tags),
+                max_bytes: self
+                    .max_tag_bytes_per_player
+                    .unwrap_or(d.tag_limit.max_bytes),
+            },
             pool_size: self.pool_size.unwrap_or(d.pool_size),
             api_pool_size: self.api_pool_size.unwrap_or(d.api_pool_size),
             statement_timeout: ms(self.statement_timeout_ms, d.statement_timeout),
@@ -527,6 +668,36 @@ impl Config {
                 "must not be empty",
             ),
             (self.body_limit == 0, "body_limit", "must be at least 1"),
+            (
+                self.http.header_read_timeout < Duration::from_millis(100),
+                "header_read_timeout_ms",
+                "must be at least 100",
+            ),
+            (
+                self.http.request_timeout <= self.write_timeout,
+                "request_timeout_ms",
+                "must be longer than write_timeout_ms, so that a Kafka outage is answered 503",
+            ),
+            (
+                self.http.max_connections == 0,
+                "max_connections",
+                "must be at least 1",
+            ),
+            (
+                self.http.max_requests_in_flight == 0,
+                "max_requests_in_flight",
+                "must be at least 1",
+            ),
+            (
+                self.tag_limit.max_tags == 0,
+                "max_tags_per_player",
+                "must be at least 1",
+            ),
+            (
+                self.tag_limit.max_bytes == 0,
+                "max_tag_bytes_per_player",
+                "must be at least 1",
+            ),
             (self.pool_size == 0, "pool_size", "must be at least 1"),
             (
                 self.api_pool_size == 0,
@@ -690,5 +861,25 @@ mod tests {
         assert_eq!(app_rate_limit(&format!("{app}=5/7")), Ok((app, own)));
         assert_eq!(app_rate_limit(&format!("{app}=5")).unwrap().1.burst, 5);
         assert!(app_rate_limit("nope=5").is_err());
+    }
+
+    #[test]
+    fn the_request_timeout_outlasts_the_write_timeout_unless_set_too_short() {
+        let long_writes = Settings {
+            write_timeout_ms: Some(30_000),
+            ..Settings::default()
+        };
+        let config = long_writes.clone().resolve().unwrap();
+        assert_eq!(config.http.request_timeout, Duration::from_secs(40));
+        let short = Settings {
+            request_timeout_ms: Some(20_000),
+            ..long_writes
+        };
+        let e = short.resolve().unwrap_err().to_string();
+        assert!(e.contains("request_timeout_ms"), "{e}");
+        assert_eq!(
+            Settings::default().resolve().unwrap().http,
+            HttpLimits::default()
+        );
     }
 }

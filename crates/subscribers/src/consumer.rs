@@ -38,9 +38,12 @@ pub async fn run(
     view: ConsumerView,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let consumer = builder(config, &store, &skips, &view.top).build()?;
+    let links = LinkCache::default();
+    let consumer = builder(config, &store, &skips, &view.top, &links).build()?;
     *view.observer.lock().expect("observer slot") = Some(consumer.observer());
-    let applier = Applier::new(store, skips, config.link_limit);
+    let applier = Applier::new(store, skips, config.link_limit)
+        .with_links(links)
+        .with_tag_limit(config.tag_limit);
     let handler = move |record: Record| {
         let applier = applier.clone();
         async move { applier.handle(record).await }
@@ -50,11 +53,17 @@ pub async fn run(
 }
 
 /// The service's consumer before its handler is given: router, link loader, merge and limits
-/// from `config`. Apart from [`run`] so that the benchmarks can replay the incident with this
-/// very consumer under another hot-key policy or ordering (one builder call each) and wrap the
-/// [`Applier`] in a handler of their own.
-pub fn builder(config: &Config, store: &Store, skips: &SkipList, top: &Top) -> ConsumerBuilder {
-    let links = LinkCache::default();
+/// from `config`; `links` is the router's cache, to be given to the [`Applier`] too
+/// ([`Applier::with_links`]). Apart from [`run`] so that the benchmarks can replay the incident
+/// with this very consumer under another hot-key policy or ordering (one builder call each) and
+/// wrap the [`Applier`] in a handler of their own.
+pub fn builder(
+    config: &Config,
+    store: &Store,
+    skips: &SkipList,
+    top: &Top,
+    links: &LinkCache,
+) -> ConsumerBuilder {
     let merge: Arc<dyn Merge<Record>> = Arc::new(merge::merge);
     let mut builder = Consumer::builder()
         .brokers(&config.kafka_brokers)

@@ -2,7 +2,7 @@
 //!
 //! App developers update their subscribers with `PUT /api/v1/players/{id}`. The API validates
 //! the request, writes it to Kafka and answers once the broker has acknowledged it; a consumer
-//! applies the updates to PostgreSQL at a rate the database can take (see `BRIEF.md`). Layers,
+//! applies the updates to PostgreSQL at a rate the database can take. Layers,
 //! each knowing only those below it:
 //!
 //! - [`config`]: where Kafka, PostgreSQL and the HTTP listener are, and the limits ([`secret`]:
@@ -96,7 +96,10 @@ pub enum Error {
 impl Error {
     /// How the consumer should treat this failure of a handler: an unreachable or overloaded
     /// database is transient (retried without giving up), a statement the data makes fail can
-    /// never succeed (dead-lettered), anything else is retried a few times.
+    /// never succeed (dead-lettered: `invalid` for data exceptions and integrity violations,
+    /// classes 22 and 23; `program_limit` for a program limit, class 54 — a row or a value too
+    /// large, too deep, too many columns: the same record fails the same way every time),
+    /// anything else is retried a few times.
     pub fn into_handler_error(self) -> HandlerError {
         let code = match &self {
             Error::Database(e) => e.code().cloned(),
@@ -113,6 +116,10 @@ impl Error {
             }
             Some(c) if c.code().starts_with("22") || c.code().starts_with("23") => {
                 HandlerError::rejected("invalid", self)
+            }
+            Some(c) if c.code().starts_with("54") => {
+                metrics::counter!("subscribers_program_limit_total").increment(1);
+                HandlerError::rejected("program_limit", self)
             }
             Some(_) => HandlerError::transient(self),
         }

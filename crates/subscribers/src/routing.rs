@@ -15,6 +15,16 @@
 //! the child turns out not to exist, later updates still reach that parent, which finds no link
 //! and writes nothing. A load unions what the database holds into the cache rather than
 //! replacing it, so links routed but not yet written are never forgotten.
+//!
+//! **A stranger's ids do not grow the cache.** An update with `email` may name any id, so the
+//! entry it makes is remembered with the offset that made it. When the handler finds that the
+//! update's subscription does not exist in the app (`unknown_player`, `foreign_player`), it
+//! [`forget`](LinkCache::forget)s the entry — only if no later update has changed it since. The
+//! parent then never links the child (a link is granted only to a child that exists, and the
+//! child's queue has just recorded that it does not), and the database holds no link of a
+//! subscription that does not exist: the cache still names every parent the database holds. A
+//! flood of updates naming random ids leaves the cache as it was, but for the entries of the
+//! updates still in flight. `subscribers_link_cache_entries` counts the entries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,18 +54,58 @@ pub struct LinkCache {
 }
 
 /// (App, child) → parents.
-type Links = HashMap<(Uuid, Uuid), Vec<Uuid>>;
+type Links = HashMap<(Uuid, Uuid), Entry>;
+
+/// A child's parents, as far as the router knows.
+#[derive(Debug, Default)]
+struct Entry {
+    parents: Vec<Uuid>,
+    /// The offset of the update with `email` that set `parents` last, while no link read from
+    /// the database confirms them: what [`LinkCache::forget`] may undo.
+    routed_at: Option<i64>,
+}
 
 impl LinkCache {
     /// Adds links read from the database, `(app, child, parent)`, to what the cache knows.
     pub fn absorb(&self, links: impl IntoIterator<Item = (Uuid, Uuid, Uuid)>) {
-        let mut map = self.inner.lock().expect("link cache lock");
+        let mut map = self.lock();
+        let before = map.len();
         for (app, child, parent) in links {
-            let parents = map.entry((app, child)).or_default();
-            if !parents.contains(&parent) {
-                parents.push(parent);
+            let entry = map.entry((app, child)).or_default();
+            if !entry.parents.contains(&parent) {
+                entry.parents.push(parent);
             }
+            entry.routed_at = None;
         }
+        entries_gauge().increment((map.len() - before) as f64);
+    }
+
+    /// Forgets what the update of `child` at one of `offsets` taught the cache, because the
+    /// handler found that `child` does not exist in `app` — unless a later update has changed
+    /// the entry since.
+    pub fn forget(&self, app: Uuid, child: Uuid, offsets: std::ops::RangeInclusive<i64>) {
+        let mut map = self.lock();
+        let ours = map
+            .get(&(app, child))
+            .and_then(|e| e.routed_at)
+            .is_some_and(|at| offsets.contains(&at));
+        if ours {
+            map.remove(&(app, child));
+            entries_gauge().decrement(1.0);
+        }
+    }
+
+    /// Children the cache knows parents of.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.inner.lock().expect("link cache lock")
     }
 
     /// The hook that reloads the cache when partitions are assigned. It runs on the driver
@@ -83,6 +133,10 @@ impl LinkCache {
             }
         })
     }
+}
+
+fn entries_gauge() -> metrics::Gauge {
+    metrics::gauge!("subscribers_link_cache_entries")
 }
 
 /// How long one attempt to load the links may take.
@@ -119,9 +173,9 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Top, record: &Record) -> Vec
     let (app, player) = (view.app_id, view.player_id);
     let mut rows = vec![player];
     if view.op == "update" {
-        let mut map = links.inner.lock().expect("link cache lock");
-        if let Some(parents) = map.get(&(app, player)) {
-            rows.extend(parents.iter().filter(|p| **p != player));
+        let mut map = links.lock();
+        if let Some(entry) = map.get(&(app, player)) {
+            rows.extend(entry.parents.iter().filter(|p| **p != player));
         }
         if let Some(email) = &view.email {
             let parent = email_parent_id(app, email);
@@ -129,7 +183,13 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Top, record: &Record) -> Vec
                 if !rows.contains(&parent) {
                     rows.push(parent);
                 }
-                map.insert((app, player), vec![parent]);
+                let entry = Entry {
+                    parents: vec![parent],
+                    routed_at: Some(record.offset),
+                };
+                if map.insert((app, player), entry).is_none() {
+                    entries_gauge().increment(1.0);
+                }
             }
         }
     }

@@ -144,8 +144,11 @@ pub async fn run(
     };
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, kafka_brokers = %config.kafka_brokers, api = roles.api, consumer = roles.consumer, "listening");
-    let http = axum::serve(listener, api::router(state)).with_graceful_shutdown(stopped());
-    let mut http = tokio::spawn(async move { http.await.map_err(Error::Serve) });
+    let http = api::edge::serve(listener, api::router(state), config.http, stopped());
+    let mut http = tokio::spawn(async move {
+        http.await;
+        Ok(())
+    });
 
     // Until told to stop — or until the consumer or the HTTP server stops by itself.
     let mut outcome = Ok(());

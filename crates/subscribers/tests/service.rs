@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kafkaesque_subscribers::{migrations, Config, Roles};
 use kafkaesque_testkit::{require_broker, require_postgres, unique_name, Postgres, TestDatabase};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -230,6 +231,7 @@ async fn a_topic_keeping_acknowledged_writes_on_one_replica_is_refused_unless_to
         database: database.config().clone(),
         listen: "127.0.0.1:0".parse()?,
         topic: topic.clone(),
+        group_id: unique_name("single"),
         partitions: 1,
         // One copy, whatever the cluster's size: what the check is for.
         replication_factor: Some(1),
@@ -255,12 +257,29 @@ async fn a_topic_keeping_acknowledged_writes_on_one_replica_is_refused_unless_to
         single_node_broker: true,
         ..config
     };
+    let told_group = told.group_id.clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = tokio::spawn(kafkaesque_subscribers::serve(told, Roles::ALL, async {
+    let mut service = tokio::spawn(kafkaesque_subscribers::serve(told, Roles::ALL, async {
         let _ = stopped.await;
     }));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!service.is_finished(), "it serves");
+    // It serves: its topic is accepted and its consumer joins the group.
+    let group = told_group;
+    let admin: BaseConsumer = broker.client_config().create()?;
+    tokio::time::timeout(WITHIN, async {
+        loop {
+            assert!(
+                !service.is_finished(),
+                "the service ended: {:?}",
+                (&mut service).await
+            );
+            let groups = admin.fetch_group_list(Some(&group), Duration::from_secs(5))?;
+            if groups.groups().iter().any(|g| !g.members().is_empty()) {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await??;
     let _ = stop.send(());
     tokio::time::timeout(WITHIN, service).await???;
     Ok(())

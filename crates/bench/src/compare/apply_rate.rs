@@ -11,6 +11,7 @@ use kafkaesque_runtime::Record;
 use kafkaesque_subscribers::apply::Applier;
 use kafkaesque_subscribers::consumer;
 use kafkaesque_subscribers::message::Update;
+use kafkaesque_subscribers::routing::LinkCache;
 use kafkaesque_subscribers::skip::SkipList;
 use kafkaesque_subscribers::top::Top;
 use tokio_postgres::NoTls;
@@ -66,8 +67,10 @@ pub async fn run(rig: &Rig, rows: usize, updates: usize, reps: usize) -> Result<
 async fn consume(env: &ServiceEnv, records: usize) -> Result<f64> {
     let store = env.store()?;
     let skips = SkipList::default();
-    let consumer = consumer::builder(&env.config, &store, &skips, &Top::default()).build()?;
-    let applier = Applier::new(store, skips, env.config.link_limit);
+    let links = LinkCache::default();
+    let consumer =
+        consumer::builder(&env.config, &store, &skips, &Top::default(), &links).build()?;
+    let applier = Applier::new(store, skips, env.config.link_limit).with_links(links);
     timed(consumer, records, move |record: Record| {
         let applier = applier.clone();
         async move {

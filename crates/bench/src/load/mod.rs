@@ -3,8 +3,10 @@
 //!
 //! - [`traffic`]: the scenarios, seeded;
 //! - [`target`]: the API or the topic, and creating the apps and subscriptions first;
-//! - [`drive`]: the open-loop schedule and the summary.
+//! - [`drive`]: the open-loop schedule and the summary;
+//! - [`abuse`]: the abuse run, a scenario with phases and figures of its own.
 
+pub mod abuse;
 pub mod drive;
 pub mod target;
 pub mod traffic;
@@ -22,14 +24,20 @@ pub use traffic::{Scenario, Traffic};
 /// The load generator's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// The traffic: `uniform`, or `incident` (the first app links most of its subscriptions to
-    /// one email address and floods them with contradictory updates).
+    /// The traffic: `uniform`, `incident` (the first app links most of its subscriptions to
+    /// one email address and floods them with contradictory updates), or `abuse` (one app floods
+    /// at ten times --app-limit and a stranger with bad keys, beside five apps at 50 updates/s;
+    /// --duration seconds quiet, then as long flooded; needs --database-url to see the rows).
     #[arg(long, value_enum, default_value = "uniform")]
     pub scenario: Scenario,
     /// Updates per second; 0 sends as fast as --in-flight allows.
     #[arg(long, default_value_t = 1_000.0)]
     pub rate: f64,
-    /// Seconds to send for.
+    /// The service's per-app rate limit, requests per second (`abuse`: the service must be
+    /// started with it, e.g. --rate-limit-per-second 200 --rate-limit-burst 200).
+    #[arg(long, default_value_t = 200.0)]
+    pub app_limit: f64,
+    /// Seconds to send for (`abuse`: of each phase).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Apps to create.
@@ -63,16 +71,50 @@ pub struct LoadArgs {
     /// The service's topic (--direct).
     #[arg(long, env = "KAFKAESQUE_TOPIC", default_value = DEFAULT_TOPIC)]
     pub topic: String,
-    /// The service's database (--direct).
+    /// The service's database (--direct, and `abuse`, which reads the rows it wrote).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+}
+
+/// What a load run found.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Traffic(Summary),
+    Abuse(Box<abuse::AbuseReport>),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Traffic(s) => s.fmt(f),
+            Outcome::Abuse(r) => r.fmt(f),
+        }
+    }
 }
 
 /// Creates the apps and subscriptions, sends the traffic, and sums up.
 ///
 /// # Errors
 /// When the target cannot be reached or refuses the setup.
-pub async fn run(args: LoadArgs) -> Result<Summary> {
+pub async fn run(args: LoadArgs) -> Result<Outcome> {
+    if args.scenario == Scenario::Abuse {
+        let report = abuse::run(abuse::AbuseArgs {
+            url: args.url.clone(),
+            admin_token: args
+                .admin_token
+                .clone()
+                .context("--admin-token (or KAFKAESQUE_ADMIN_TOKEN) is needed to create apps")?,
+            database: args.database_url.parse().context("--database-url")?,
+            app_limit: args.app_limit.max(1.0),
+            duration: Duration::from_secs_f64(args.duration.max(1.0)),
+        })
+        .await?;
+        return Ok(Outcome::Abuse(Box::new(report)));
+    }
+    run_traffic(args).await.map(Outcome::Traffic)
+}
+
+async fn run_traffic(args: LoadArgs) -> Result<Summary> {
     let incident = args.scenario == Scenario::Incident;
     let counts = target::split(args.apps, args.subscriptions, incident);
     let pace = Pace {

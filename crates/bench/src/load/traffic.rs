@@ -1,10 +1,10 @@
 //! What the load generator sends: the `uniform` and `incident` scenarios, reproducible from a
 //! seed.
 //!
-//! The incident is the legacy system's: one app links most of its subscriptions to
-//! one email address — every update of those children is mirrored onto that one parent row —
-//! and then keeps updating all of them with contradictory values (Chicago, then NYC, then
-//! Tokyo), while the other apps send ordinary traffic.
+//! The incident is the production one this project comes from (docs/benchmarks.md): one app
+//! links most of its subscriptions to one email address — every update of those children is
+//! mirrored onto that one parent row — and then keeps updating all of them with contradictory
+//! values (Chicago, then NYC, then Tokyo), while the other apps send ordinary traffic.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,10 @@ pub enum Scenario {
     /// The first app links most of its subscriptions to one email address and floods them with
     /// contradictory updates; the other apps send uniform traffic.
     Incident,
+    /// One app floods the HTTP edge at ten times its rate limit and a stranger floods it with
+    /// bad keys, while five apps send 50 updates/s each: a quiet phase, then a flooded one
+    /// (see [`crate::load::abuse`]).
+    Abuse,
 }
 
 /// The email address the flooding app links its subscriptions to.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod body;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod limit;
@@ -56,9 +57,10 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Every route. The subscriber API is mounted only where the process runs it.
+/// Every route. The subscriber API is mounted only where the process runs it, behind the cap on
+/// requests in flight; every request is bounded in time ([`edge`]).
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+    let open = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -67,26 +69,40 @@ pub fn router(state: AppState) -> Router {
             "/admin/skip",
             get(admin::skips).put(admin::skip).delete(admin::unskip),
         )
-        .route("/admin/top", get(admin::top))
+        .route("/admin/top", get(admin::top));
+    let mut api = Router::new()
         .route("/api/v1/apps", post(apps::create))
         .route(
             "/api/v1/apps/{id}/key",
             post(apps::rotate_key).delete(apps::revoke_key),
         );
     if state.producer.is_some() {
-        app = app.route("/api/v1/players", post(players::create)).route(
+        api = api.route("/api/v1/players", post(players::create)).route(
             "/api/v1/players/{id}",
             put(players::update).get(players::get),
         );
     }
-    let limit = state.config.body_limit;
-    app.fallback(|| async { ApiError::not_found("no such endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this endpoint",
-            )
-        })
-        .layer(DefaultBodyLimit::max(limit))
+    let limits = state.config.http;
+    let body_limit = DefaultBodyLimit::max(state.config.body_limit);
+    let api = refusing(api).layer(body_limit).with_state(state.clone());
+    let app = open
+        .method_not_allowed_fallback(not_allowed)
+        .layer(body_limit)
         .with_state(state)
+        .fallback_service(edge::limited(api, &limits));
+    edge::timed(app, &limits)
+}
+
+/// `routes`, answering unknown paths 404 and unknown methods 405, in JSON.
+fn refusing(routes: Router<AppState>) -> Router<AppState> {
+    routes
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(not_allowed)
+}
+
+async fn not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
 }

@@ -33,7 +33,9 @@ pub async fn create(
     let request: NewPlayerRequest = body.parse()?;
     let app = request.app_id;
     let id = Uuid::new_v4();
-    let message = request.into_message(id).map_err(ApiError::invalid)?;
+    let message = request
+        .into_message(id, &s.config.tag_limit)
+        .map_err(ApiError::invalid)?;
     same_app(key_app, app)?;
     not_skipped(&s, app)?;
     publish(&s, &Message::Create(message)).await?;
@@ -52,7 +54,9 @@ pub async fn update(
     let id = path_id(&id)?;
     let request: UpdateRequest = body.parse()?;
     let app = request.app_id;
-    let message = request.into_message(id).map_err(ApiError::invalid)?;
+    let message = request
+        .into_message(id, &s.config.tag_limit)
+        .map_err(ApiError::invalid)?;
     same_app(key_app, app)?;
     not_skipped(&s, app)?;
     publish(&s, &Message::Update(message)).await?;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::config::TagLimit;
 use crate::message::{Fields, NewPlayer, Update};
 
 /// Longest tag key or value, in bytes.
@@ -58,7 +59,7 @@ pub struct UpdateRequest {
 
 impl NewPlayerRequest {
     /// The create message for a subscription with the id the edge chose.
-    pub fn into_message(self, player_id: Uuid) -> Result<NewPlayer, Vec<String>> {
+    pub fn into_message(self, player_id: Uuid, limit: &TagLimit) -> Result<NewPlayer, Vec<String>> {
         let mut errors = Vec::new();
         if !(0..=14).contains(&self.device_type) {
             errors.push(format!(
@@ -74,7 +75,7 @@ impl NewPlayerRequest {
             ..Fields::default()
         };
         check_fields(&fields, &mut errors);
-        let tags = check_tags(self.tags.unwrap_or_default(), &mut errors)
+        let tags = check_tags(self.tags.unwrap_or_default(), limit, &mut errors)
             .into_iter()
             .filter_map(|(k, v)| Some((k, v?)))
             .collect();
@@ -93,7 +94,8 @@ impl NewPlayerRequest {
 }
 
 impl UpdateRequest {
-    pub fn into_message(self, player_id: Uuid) -> Result<Update, Vec<String>> {
+    /// The update message; `limit` bounds the tags it sets (a subscription can hold no more).
+    pub fn into_message(self, player_id: Uuid, limit: &TagLimit) -> Result<Update, Vec<String>> {
         let mut errors = Vec::new();
         let fields = Fields {
             language: self.language,
@@ -113,7 +115,7 @@ impl UpdateRequest {
                 errors.push(format!("email: {e:?} is not an email address"));
             }
         }
-        let tags = check_tags(self.tags.unwrap_or_default(), &mut errors);
+        let tags = check_tags(self.tags.unwrap_or_default(), limit, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -168,9 +170,12 @@ fn check_fields(f: &Fields, errors: &mut Vec<String>) {
     check_text("external_user_id", f.external_user_id.as_deref(), errors);
 }
 
-/// Tags with `""` turned into deletions, like `null`.
+/// Tags with `""` turned into deletions, like `null`. The tags a request sets must fit in one
+/// subscription (`limit`): a request that could never be applied is refused here, not
+/// acknowledged and then dead-lettered.
 fn check_tags(
     tags: BTreeMap<String, Option<String>>,
+    limit: &TagLimit,
     errors: &mut Vec<String>,
 ) -> BTreeMap<String, Option<String>> {
     if tags.len() > MAX_TAGS {
@@ -199,6 +204,12 @@ fn check_tags(
         if let Some(v) = v {
             check_no_nul(&format!("tags.{}", k.replace('\0', "\\0")), v, errors);
         }
+    }
+    let set = tags
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_deref().filter(|v| !v.is_empty())?)));
+    if let Some(over) = limit.exceeded(set) {
+        errors.push(format!("tags: sets {over}"));
     }
     tags.into_iter()
         .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))

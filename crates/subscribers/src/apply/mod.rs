@@ -30,8 +30,10 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::config::TagLimit;
 use crate::merge::{change_of, is_batch};
 use crate::message::{parse_row_key, Batch, Change, Message};
+use crate::routing::LinkCache;
 use crate::skip::SkipList;
 use crate::store::{rows, Store};
 use plan::{Child, Known, Plan, Stop};
@@ -48,6 +50,10 @@ pub struct Applier {
     store: Store,
     skips: SkipList,
     link_limit: i32,
+    tag_limit: TagLimit,
+    /// The router's link cache: what an update naming a subscription that does not exist taught
+    /// it is forgotten.
+    links: LinkCache,
     /// Woken whenever a row is created or found unknown: what a pending parent waits for.
     settled: Arc<Notify>,
     /// Updates of rows themselves waiting to be written together.
@@ -78,9 +84,24 @@ impl Applier {
             store,
             skips,
             link_limit: i32::try_from(link_limit).unwrap_or(i32::MAX),
+            tag_limit: TagLimit::default(),
+            links: LinkCache::default(),
             settled: Arc::default(),
             together: Arc::default(),
         }
+    }
+
+    /// This applier, forgetting in `links` (the router's) what updates naming subscriptions that
+    /// do not exist taught it.
+    pub fn with_links(mut self, links: LinkCache) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// This applier with `limit` on each subscription's tags (the default otherwise).
+    pub fn with_tag_limit(mut self, limit: TagLimit) -> Self {
+        self.tag_limit = limit;
+        self
     }
 
     /// The handler the runtime calls, once per row a record touches.
@@ -120,13 +141,18 @@ impl Applier {
             match self.try_apply(app, row, changes).await {
                 Ok(plan) => {
                     self.applied(app, row, &plan);
-                    return Ok(());
+                    return match over_tag_limit(row, &plan) {
+                        Some(refused) => Err(refused),
+                        None => Ok(()),
+                    };
                 }
                 Err(Failed::Stop(Stop::Unknown { offset })) => {
-                    return Err(self.unknown(app, row, offset, Unknown::Missing).await)
+                    let changes = offset..=record.offset;
+                    return Err(self.unknown(app, row, changes, Unknown::Missing).await);
                 }
                 Err(Failed::Stop(Stop::Foreign { offset })) => {
-                    return Err(self.unknown(app, row, offset, Unknown::Foreign).await)
+                    let changes = offset..=record.offset;
+                    return Err(self.unknown(app, row, changes, Unknown::Foreign).await);
                 }
                 Err(Failed::Stop(Stop::Pending { child })) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -144,7 +170,8 @@ impl Applier {
 
     async fn try_apply(&self, app: Uuid, id: Uuid, changes: &[Change]) -> Result<Plan, Failed> {
         if let Some(own) = plan::own_update(id, changes) {
-            if let Some(saved) = self.together.update(&self.store, id, own).await? {
+            let limit = &self.tag_limit;
+            if let Some(saved) = self.together.update(&self.store, id, own, limit).await? {
                 return Ok(Plan {
                     save: Some(saved),
                     ..Plan::default()
@@ -222,6 +249,7 @@ impl Applier {
             linked,
             children,
             link_limit: self.link_limit,
+            tag_limit: self.tag_limit,
         })
     }
 
@@ -235,6 +263,14 @@ impl Applier {
                 %app, parent_player_id = %row, child_player_id = %child, source_offset = offset,
                 limit = self.link_limit,
                 "link refused: the parent has reached the link limit"
+            );
+        }
+        for (child, offset) in &plan.mirrored_tags_refused {
+            metrics::counter!("subscribers_mirrored_tags_refused_total").increment(1);
+            tracing::warn!(
+                %app, parent_player_id = %row, child_player_id = %child, source_offset = offset,
+                max_tags = self.tag_limit.max_tags, max_bytes = self.tag_limit.max_bytes,
+                "mirrored tags left out: the parent would exceed the tag limit"
             );
         }
         metrics::counter!("subscribers_links_total").increment(plan.link.len() as u64);
@@ -259,16 +295,25 @@ impl Applier {
     }
 
     /// Records the verdict a waiting parent needs — the row is not one of `app`'s — and
-    /// dead-letters the delivery.
-    async fn unknown(&self, app: Uuid, row: Uuid, offset: i64, why: Unknown) -> HandlerError {
+    /// dead-letters the delivery, whose changes at `offsets` (from the one that stopped it to
+    /// the newest it carries) are all refused: a parent waiting on a link request of any of them
+    /// finds the verdict. What they taught the link cache is forgotten.
+    async fn unknown(
+        &self,
+        app: Uuid,
+        row: Uuid,
+        offsets: std::ops::RangeInclusive<i64>,
+        why: Unknown,
+    ) -> HandlerError {
         let recorded = async {
             let client = self.store.client().await?;
-            rows::record_rejected(&client, app, row, offset).await?;
+            rows::record_rejected(&client, app, row, *offsets.end()).await?;
             Ok::<_, crate::Error>(())
         };
         if let Err(e) = recorded.await {
             return e.into_handler_error();
         }
+        self.links.forget(app, row, offsets);
         self.settled.notify_waiters();
         match why {
             Unknown::Missing => {
@@ -289,6 +334,23 @@ impl Applier {
             }
         }
     }
+}
+
+/// The dead letter of a delivery some of whose updates the tag limit refused: the rest of it is
+/// applied (a replay of the dead letter skips them by their offsets), the refused updates named.
+fn over_tag_limit(row: Uuid, plan: &Plan) -> Option<HandlerError> {
+    let (first, why) = plan.over_tag_limit.first()?;
+    let refused = plan.over_tag_limit.len();
+    metrics::counter!("subscribers_tag_limit_refused_total").increment(refused as u64);
+    tracing::warn!(refused, first_offset = first, %why, "update over the tag limit: dead-lettered");
+    let offsets: Vec<i64> = plan.over_tag_limit.iter().map(|(o, _)| *o).collect();
+    Some(HandlerError::rejected(
+        "tag_limit",
+        format!(
+            "tags: the update at offset {first} would leave subscription {row} with {why}; \
+             refused at offsets {offsets:?}, the rest of the delivery applied"
+        ),
+    ))
 }
 
 /// Why a row is not one a delivery's app may change.

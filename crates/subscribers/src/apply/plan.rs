@@ -7,21 +7,27 @@
 //!   one reaching the row as a child's parent is ignored and counted. Neither moves the row's
 //!   offset, which is comparable only with offsets of its own app's partition.
 //! - **Replay**: a change at or below the row's `source_offset` was applied before: skipped.
-//! - **Create** of the row: inserts it unless it exists.
+//! - **Create** of the row: inserts it unless it exists — unless its tags are over the tag limit,
+//!   which refuses it (`tag_limit`) as it refuses an update.
 //! - **Update of the row itself**: fields last-writer-wins, tags set or deleted; `email` plays no
 //!   part here (the link lives with the parent). A row that does not exist in the app stops the
-//!   delivery: it goes to the dead letters as `unknown_player`.
+//!   delivery: it goes to the dead letters as `unknown_player`. An update that sets tags and
+//!   would leave the row holding more than the tag limit is refused whole (neither its fields nor
+//!   its tags): the rest of the delivery applies, and the handler dead-letters it as `tag_limit`.
 //! - **Update of a child, on its parent's row** (the router sends it here because the child is,
 //!   or is about to be, linked): with an `email` naming this row it is a link request — granted
 //!   while the parent has fewer than the link limit's children (creating the email subscription
 //!   on the first link), refused otherwise; with an `email` naming another row it unlinks the
 //!   child from this one; then, if the child is linked, its fields and tags are mirrored here.
-//!   A child that is not linked changes nothing: routing to a parent is a harmless guess.
+//!   A child that is not linked changes nothing: routing to a parent is a harmless guess. A
+//!   mirrored change whose tags would take the parent over the tag limit (children's tags add
+//!   up there) mirrors its fields only; its tags are left out, counted and logged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
+use crate::config::TagLimit;
 use crate::message::{email_parent_id, Change, Fields, Message, NewPlayer, EMAIL_DEVICE_TYPE};
 pub use crate::store::rows::{OwnUpdate, Row};
 
@@ -52,13 +58,38 @@ impl Row {
 
     fn apply(&mut self, fields: &Fields, tags: &BTreeMap<String, Option<String>>) {
         self.fields.overwrite_with(fields.clone());
-        for (k, v) in tags {
-            match v {
-                Some(v) => self.tags.insert(k.clone(), v.clone()),
-                None => self.tags.remove(k),
-            };
-        }
+        self.tags = merged(&self.tags, tags);
     }
+
+    /// What taking `tags` would exceed of `limit`; `None` when the row's tags would stay within
+    /// it, or when they set nothing (deleting never takes a row over, even one already over a
+    /// limit lowered since).
+    fn tags_exceed(
+        &self,
+        tags: &BTreeMap<String, Option<String>>,
+        limit: &TagLimit,
+    ) -> Option<String> {
+        if tags.values().all(Option::is_none) {
+            return None;
+        }
+        let after = merged(&self.tags, tags);
+        limit.exceeded(after.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+/// `tags` with `changes` set or deleted.
+fn merged(
+    tags: &BTreeMap<String, String>,
+    changes: &BTreeMap<String, Option<String>>,
+) -> BTreeMap<String, String> {
+    let mut after = tags.clone();
+    for (k, v) in changes {
+        match v {
+            Some(v) => after.insert(k.clone(), v.clone()),
+            None => after.remove(k),
+        };
+    }
+    after
 }
 
 /// What the database said about a child that asks to be linked and is not yet.
@@ -79,6 +110,7 @@ pub struct Known {
     /// Children asking to be linked, as far as the database knows them.
     pub children: HashMap<Uuid, Child>,
     pub link_limit: i32,
+    pub tag_limit: TagLimit,
 }
 
 /// The outcome: the row's new state and the link changes, to be written in one transaction.
@@ -96,6 +128,10 @@ pub struct Plan {
     pub replayed: usize,
     /// Mirrored changes of another app's child, ignored.
     pub foreign: usize,
+    /// Updates of the row itself refused for the tag limit: (offset, what they would exceed).
+    pub over_tag_limit: Vec<(i64, String)>,
+    /// Mirrored changes whose tags were left out for the tag limit: (child, offset).
+    pub mirrored_tags_refused: Vec<(Uuid, i64)>,
 }
 
 /// Why a delivery cannot be planned.
@@ -172,12 +208,19 @@ pub fn plan(
             continue;
         }
         match &change.message {
-            Message::Create(p) if p.player_id == id => {
-                row.get_or_insert_with(|| Row::created(p, offset));
+            Message::Create(p) if p.player_id == id && row.is_none() => {
+                let tags = p.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                match known.tag_limit.exceeded(tags) {
+                    None => row = Some(Row::created(p, offset)),
+                    Some(over) => plan.over_tag_limit.push((offset, over)),
+                }
             }
             Message::Create(_) => {}
             Message::Update(u) if u.player_id == id => match row.as_mut() {
-                Some(r) => r.apply(&u.fields, &u.tags),
+                Some(r) => match r.tags_exceed(&u.tags, &known.tag_limit) {
+                    None => r.apply(&u.fields, &u.tags),
+                    Some(over) => plan.over_tag_limit.push((offset, over)),
+                },
                 None => return Err(Stop::Unknown { offset }),
             },
             Message::Update(u) => {
@@ -208,9 +251,13 @@ pub fn plan(
                     }
                 }
                 if linked.contains(&child) {
-                    row.as_mut()
-                        .expect("a linked row exists")
-                        .apply(&u.fields, &u.tags);
+                    let r = row.as_mut().expect("a linked row exists");
+                    if r.tags_exceed(&u.tags, &known.tag_limit).is_some() {
+                        plan.mirrored_tags_refused.push((child, offset));
+                        r.apply(&u.fields, &BTreeMap::new());
+                    } else {
+                        r.apply(&u.fields, &u.tags);
+                    }
                 }
             }
         }

@@ -21,6 +21,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use uuid::Uuid;
 
 use super::plan::{OwnUpdate, Row};
+use crate::config::TagLimit;
 use crate::store::{rows, Store};
 
 /// At most this many updates in one statement: bounds its size and its locks.
@@ -60,6 +61,7 @@ impl Together {
         store: &Store,
         id: Uuid,
         update: OwnUpdate,
+        limit: &TagLimit,
     ) -> crate::Result<Written> {
         let (done, mut written) = oneshot::channel();
         let ticket = {
@@ -79,7 +81,7 @@ impl Together {
         let outcome = tokio::select! {
             w = &mut written => Some(w.map_err(drop)),
             client = store.client() => match client {
-                Ok(client) => self.write_batches(&client, &mut written).await,
+                Ok(client) => self.write_batches(&client, &mut written, limit).await,
                 // No connection: give up unless another handler's batch has taken ours.
                 Err(e) => {
                     let mut queue = self.lock();
@@ -101,7 +103,7 @@ impl Together {
             // The batch failed: alone, on a connection of our own.
             Err(()) => {
                 let client = store.client().await?;
-                Ok(rows::update_own(&client, &[(id, &update)])
+                Ok(rows::update_own(&client, &[(id, &update)], limit)
                     .await?
                     .remove(&id))
             }
@@ -114,6 +116,7 @@ impl Together {
         &self,
         client: &deadpool_postgres::Object,
         written: &mut oneshot::Receiver<Written>,
+        limit: &TagLimit,
     ) -> Option<Result<Written, ()>> {
         loop {
             match written.try_recv() {
@@ -127,7 +130,7 @@ impl Together {
             }
             let updates: Vec<_> = batch.iter().map(|w| (w.id, &w.update)).collect();
             // On failure the batch is dropped unanswered: each of its handlers writes alone.
-            if let Ok(mut saved) = rows::update_own(client, &updates).await {
+            if let Ok(mut saved) = rows::update_own(client, &updates, limit).await {
                 for w in batch {
                     let _ = w.done.send(saved.remove(&w.id));
                 }

@@ -111,3 +111,36 @@ fn row_keys_round_trip_and_refuse_anything_else() {
         assert_eq!(parse_row_key(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn forgetting_undoes_only_what_the_named_update_taught() {
+    let links = LinkCache::default();
+    let r = router(links.clone(), SkipList::default(), Top::default());
+    let (app, stranger, child, old) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    r(&record(app, stranger, Some("s@example.com"), 5));
+    assert_eq!(links.len(), 1);
+    links.forget(app, stranger, 5..=5);
+    assert!(links.is_empty(), "the stranger's entry is gone");
+
+    // A later update changed the entry: forgetting the earlier one leaves it.
+    r(&record(app, child, Some("a@example.com"), 6));
+    r(&record(app, child, Some("b@example.com"), 7));
+    links.forget(app, child, 6..=6);
+    let b = email_parent_id(app, "b@example.com");
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 8))),
+        vec![child, b]
+    );
+    // A link the database holds is never forgotten.
+    links.absorb([(app, child, old)]);
+    links.forget(app, child, 7..=7);
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 9))),
+        vec![child, b, old]
+    );
+}

@@ -10,6 +10,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row as PgRow;
 use uuid::Uuid;
 
+use crate::config::TagLimit;
 use crate::message::Fields;
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -102,11 +103,12 @@ pub async fn save(c: &impl GenericClient, id: Uuid, row: &Row) -> Result<()> {
 
 /// Writes updates of rows themselves in one statement, each provided its row exists in the
 /// update's app and has none of its changes yet; returns the rows written, as saved. A row left
-/// out was not written (missing, foreign, or a replay: for [`lock`] and the plan to tell apart).
-/// `updates` must not name a row twice.
+/// out was not written (missing, foreign, a replay, or tags over `limit`: for [`lock`] and the
+/// plan to tell apart). `updates` must not name a row twice.
 pub async fn update_own(
     c: &impl GenericClient,
     updates: &[(Uuid, &OwnUpdate)],
+    limit: &TagLimit,
 ) -> Result<HashMap<Uuid, Row>> {
     let n = updates.len();
     let (mut ids, mut apps) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -137,13 +139,15 @@ pub async fn update_own(
         first.push(u.first);
         last.push(u.last);
     }
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let (max_tags, max_bytes) = (count(limit.max_tags), count(limit.max_bytes));
     let rows = c
         .query(
             &c.prepare_cached(include_str!("../../sql/rows_update_own.sql"))
                 .await?,
             &[
                 &ids, &apps, &language, &timezone, &lat, &long, &country, &external, &set,
-                &deleted, &first, &last,
+                &deleted, &first, &last, &max_tags, &max_bytes,
             ],
         )
         .await?;

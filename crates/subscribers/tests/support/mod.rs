@@ -3,16 +3,19 @@
 //! while the API keeps taking updates), an HTTP client, and polling for conditions.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kafkaesque_subscribers::config::RateLimit;
+use kafkaesque_runtime::headers;
+use kafkaesque_subscribers::config::{HttpLimits, RateLimit};
 use kafkaesque_subscribers::{Config, Roles};
 use kafkaesque_testkit::{
     require_broker, require_postgres, unique_name, Broker, TestDatabase, TestTopic,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use reqwest::{Method, StatusCode};
@@ -59,6 +62,11 @@ impl Rig {
             rate_limit: RateLimit {
                 per_second: 1_000_000,
                 burst: 1_000_000,
+            },
+            // Nor by the edge's cap on requests in flight; the tests of the edge set their own.
+            http: HttpLimits {
+                max_requests_in_flight: 100_000,
+                ..HttpLimits::default()
             },
             topic: topic.name().to_owned(),
             partitions,
@@ -131,6 +139,35 @@ impl Rig {
             .expect("watermarks");
         high - low
     }
+}
+
+/// Every dead letter's reason, by the `marker` its payload contains, once all of `markers` are
+/// there.
+pub fn dead_letters(rig: &Rig, markers: &[String]) -> HashMap<String, String> {
+    let c = rig.dead_letter_reader();
+    let mut found = HashMap::new();
+    let deadline = Instant::now() + WITHIN;
+    while found.len() < markers.len() {
+        assert!(
+            Instant::now() < deadline,
+            "dead letters in time: have {found:?}"
+        );
+        let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let payload = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+        let Some(marker) = markers.iter().find(|k| payload.contains(k.as_str())) else {
+            continue;
+        };
+        let reason = m
+            .headers()
+            .and_then(|hs| hs.iter().find(|h| h.key == headers::REASON))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| panic!("no reason header on the dead letter of {marker}"));
+        found.insert(marker.clone(), reason);
+    }
+    found
 }
 
 /// One running instance of the service and the means to stop it.
@@ -281,6 +318,23 @@ impl Client {
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(v, json!({"success": true}));
+    }
+
+    /// A new subscription of `app` linked to the email subscription of `email`, with `tags`
+    /// (mirrored onto its parent): the child and the parent, once the link is applied.
+    pub async fn linked_child(&self, app: &App, email: &str, tags: Value) -> (Uuid, Uuid) {
+        let child = self
+            .create_player(app, json!({"app_id": app.id, "device_type": 1}))
+            .await;
+        let linking = json!({"app_id": app.id, "email": email, "tags": tags});
+        self.update(app, child, &linking).await;
+        let parent = eventually("the child linked", WITHIN, || async {
+            let (s, v) = self.player(app, child).await;
+            let parent = v["parent_player_id"].as_str()?.parse().ok()?;
+            (s == StatusCode::OK).then_some(parent)
+        })
+        .await;
+        (child, parent)
     }
 
     pub async fn player(&self, app: &App, id: Uuid) -> (StatusCode, Value) {

@@ -22,6 +22,7 @@ use kafkaesque_runtime::{headers, HandlerError, HotKeyPolicy, Record};
 use kafkaesque_subscribers::apply::Applier;
 use kafkaesque_subscribers::merge::is_batch;
 use kafkaesque_subscribers::message::{row_key, Batch};
+use kafkaesque_subscribers::routing::LinkCache;
 use kafkaesque_subscribers::skip::SkipList;
 use kafkaesque_subscribers::store::Store;
 use kafkaesque_subscribers::top::Top;
@@ -116,7 +117,8 @@ pub async fn run(job: &str) -> Result<()> {
     };
     let store = Store::new(&config.database, config.pool_size)?;
     let skips = SkipList::default();
-    let builder = consumer::builder(&config, &store, &skips, &Top::default())
+    let links = LinkCache::default();
+    let builder = consumer::builder(&config, &store, &skips, &Top::default(), &links)
         .commit_interval(Duration::from_millis(500));
     let builder = match job.variant {
         Variant::Legacy => legacy_design(builder, job.concurrency, LEGACY_CAP),
@@ -124,7 +126,7 @@ pub async fn run(job: &str) -> Result<()> {
         Variant::Divert => builder.hot_key(HotKeyPolicy::Divert),
     };
     let consumer = builder.build()?;
-    let applier = Applier::new(store, skips, config.link_limit);
+    let applier = Applier::new(store, skips, config.link_limit).with_links(links);
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     // The hot row's write turns slow when the benchmark says "flood" (the set-up before runs at
     // PostgreSQL's own speed); the consumer stops when standard input closes.

@@ -24,6 +24,7 @@ fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
         linked: linked.iter().copied().collect(),
         children: existing.iter().map(|c| (*c, Child::Exists)).collect(),
         link_limit: LIMIT,
+        tag_limit: TagLimit::default(),
     }
 }
 
@@ -300,4 +301,59 @@ fn another_apps_update_or_create_of_a_row_stops_as_foreign_and_leaves_it_alone()
         ]
     )
     .is_none());
+}
+
+#[test]
+fn an_update_over_the_tag_limit_is_refused_whole_and_the_rest_applies() {
+    let (app, id, child) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut r = row(app, 1, 0);
+    r.device_type = 1;
+    r.tags = [("a".to_owned(), "1".to_owned())].into();
+    let tags = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+            .collect()
+    };
+    let change = |offset, lang: &str, t| {
+        let mut c = update(app, id, offset, lang, None);
+        if let Message::Update(u) = &mut c.message {
+            u.tags = t;
+        }
+        c
+    };
+    let k = Known {
+        tag_limit: TagLimit {
+            max_tags: 2,
+            max_bytes: 100,
+        },
+        ..known(&[], &[])
+    };
+    let changes = [
+        change(2, "de", tags(&[("b", Some("2")), ("c", Some("3"))])),
+        change(3, "fr", tags(&[("a", None), ("b", Some("2"))])),
+    ];
+    let p = plan(id, Some(r.clone()), &changes, &k).unwrap();
+    assert_eq!(p.over_tag_limit.len(), 1);
+    assert_eq!(p.over_tag_limit[0].0, 2);
+    assert!(p.over_tag_limit[0].1.contains("3 tags, at most 2"));
+    let saved = p.save.expect("the rest applied");
+    assert_eq!(saved.fields.language.as_deref(), Some("fr"), "not de");
+    assert_eq!(saved.tags, [("b".to_owned(), "2".to_owned())].into());
+    assert_eq!(saved.source_offset, 3);
+
+    // On a parent, a child's tags over the limit are left out; its fields are mirrored.
+    let mut mirrored = update(app, child, 4, "it", None);
+    if let Message::Update(u) = &mut mirrored.message {
+        u.tags = tags(&[("x", Some("1")), ("y", Some("2")), ("z", Some("3"))]);
+    }
+    let k = Known {
+        linked: [child].into(),
+        ..k
+    };
+    let p = plan(Uuid::new_v4(), Some(row(app, 1, 1)), &[mirrored], &k).unwrap();
+    assert_eq!(p.mirrored_tags_refused, vec![(child, 4)]);
+    let saved = p.save.expect("fields mirrored");
+    assert_eq!(saved.fields.language.as_deref(), Some("it"));
+    assert!(saved.tags.is_empty());
 }
