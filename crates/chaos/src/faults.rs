@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::metadata::Partition;
-use crate::progress::Say;
+use crate::progress::Progress;
 use crate::rig::Rig;
 use crate::schedule::Fault;
 use crate::verdict::{Hit, Verdict};
@@ -13,10 +13,10 @@ use crate::{Error, Result};
 const RESYNC_LIMIT: Duration = Duration::from_secs(120);
 
 /// Waits until `deadline`, checking every second for processes that ended on their own.
-pub async fn watch_until(deadline: Instant, rig: &mut Rig, say: &Say) -> Result<()> {
+pub async fn watch_until(deadline: Instant, rig: &mut Rig, progress: &Progress) -> Result<()> {
     loop {
         for crash in rig.service.reap()? {
-            say.line(format_args!(
+            progress.line(format_args!(
                 "{} ended on its own ({}); replaced",
                 crash.name, crash.how
             ));
@@ -34,23 +34,28 @@ pub async fn watch_until(deadline: Instant, rig: &mut Rig, say: &Say) -> Result<
 
 /// Carries out one fault; returns when it is over (a broker fault: when every replica is back
 /// in sync, so that the next one cannot take the last in-sync copy of a partition).
-pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -> Result<()> {
+pub async fn fault(
+    f: &Fault,
+    rig: &mut Rig,
+    verdict: &mut Verdict,
+    progress: &Progress,
+) -> Result<()> {
     let service = &mut rig.service;
     match f {
         Fault::Kill { pick } => {
             let (killed, started) = service.kill(*pick).await?;
             verdict.kills += 1;
-            say.line(format_args!("SIGKILL {killed}; started {started}"));
+            progress.line(format_args!("SIGKILL {killed}; started {started}"));
         }
         Fault::Join => {
             let name = service.join()?;
             verdict.joins += 1;
-            say.line(format_args!("{name} joins the group"));
+            progress.line(format_args!("{name} joins the group"));
         }
         Fault::Leave => {
             let (name, clean) = service.leave().await?;
             verdict.leaves += 1;
-            say.line(format_args!(
+            progress.line(format_args!(
                 "{name} left the group ({})",
                 if clean { "clean" } else { "needed SIGKILL" }
             ));
@@ -58,7 +63,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
         Fault::FreezeBroker(d) => {
             let busiest = rig.topic.busiest().await?;
             let node = leader(&busiest, rig.broker.nodes())?;
-            say.line(format_args!(
+            progress.line(format_args!(
                 "node {node} (leader of partition {}) frozen (SIGSTOP) for {d:?}",
                 busiest.id
             ));
@@ -68,10 +73,10 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
                 partition: busiest.id,
                 took: *d,
             });
-            say.line(format_args!("node {node} thawed (SIGCONT)"));
+            progress.line(format_args!("node {node} thawed (SIGCONT)"));
         }
         Fault::RestartBroker(down) => {
-            say.line(format_args!(
+            progress.line(format_args!(
                 "every broker node stopping, to be down for {down:?}, then started again"
             ));
             let t = Instant::now();
@@ -80,7 +85,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
             rig.broker.start_missing().await?;
             verdict.broker_restarts += 1;
             verdict.broker_restart_took = Some(t.elapsed());
-            say.line(format_args!(
+            progress.line(format_args!(
                 "brokers back after {:.1} s",
                 t.elapsed().as_secs_f64()
             ));
@@ -90,7 +95,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
             let node = leader(&busiest, rig.broker.nodes())?;
             let t = Instant::now();
             rig.broker.kill(node).await?;
-            say.line(format_args!(
+            progress.line(format_args!(
                 "SIGKILL node {node} (leader of partition {}); down for {down:?}",
                 busiest.id
             ));
@@ -101,7 +106,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
                 partition: busiest.id,
                 took: t.elapsed(),
             });
-            say.line(format_args!(
+            progress.line(format_args!(
                 "node {node} back after {:.1} s",
                 t.elapsed().as_secs_f64()
             ));
@@ -113,7 +118,7 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
                 rig.broker.start_missing().await?;
                 let synced = rig.topic.wait_in_sync(RESYNC_LIMIT).await;
                 verdict.rolling_restart.push(t.elapsed());
-                say.line(format_args!(
+                progress.line(format_args!(
                     "rolling restart: node {node} stopped ({}), started, {} after {:.1} s",
                     if clean { "clean" } else { "needed SIGKILL" },
                     if synced { "in sync" } else { "NOT in sync" },
@@ -124,11 +129,11 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
         Fault::StopDatabase(d) => {
             rig.db.stop().await?;
             let t = Instant::now();
-            say.line(format_args!("PostgreSQL stopped for {d:?}"));
+            progress.line(format_args!("PostgreSQL stopped for {d:?}"));
             tokio::time::sleep(*d).await;
             rig.db.start().await?;
             verdict.database_outage = Some(t.elapsed());
-            say.line(format_args!(
+            progress.line(format_args!(
                 "PostgreSQL back after {:.1} s",
                 t.elapsed().as_secs_f64()
             ));
@@ -137,14 +142,14 @@ pub async fn fault(f: &Fault, rig: &mut Rig, verdict: &mut Verdict, say: &Say) -
     if f.on_brokers() {
         let t = Instant::now();
         if rig.topic.wait_in_sync(RESYNC_LIMIT).await {
-            say.line(format_args!(
+            progress.line(format_args!(
                 "every replica in sync again ({:.1} s)",
                 t.elapsed().as_secs_f64()
             ));
         } else {
             let note =
                 format!("after {f:?}, the replicas were not all in sync within {RESYNC_LIMIT:?}");
-            say.line(&note);
+            progress.line(&note);
             verdict.notes.push(note);
         }
     }

@@ -42,7 +42,8 @@ pub mod verdict;
 pub mod verify;
 
 pub use profile::Profile;
-pub use run::{run, Options, BROKER_SCRIPT};
+pub use rig::{Options, BROKER_SCRIPT};
+pub use run::run;
 pub use verdict::Verdict;
 
 /// Errors that stop a chaos run before it can give a verdict.

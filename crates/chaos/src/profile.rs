@@ -1,4 +1,4 @@
-//! How big a run is: the full run the issue asks for, and the quick one the test suite keeps.
+//! How big a run is: the full run, and the quick one the test suite keeps.
 
 use std::time::Duration;
 
@@ -47,9 +47,9 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The issue's run on three brokers: ten kills, four joins and leaves, a 30 s freeze of a
+    /// The full run, on three brokers: ten kills, four joins and leaves, a 30 s freeze of a
     /// leader, two SIGKILLs of a leader, a rolling restart, a restart of the whole cluster and a
-    /// 30 s database outage, under about 200 updates a second. About 8 minutes.
+    /// 30 s database outage, under about 200 updates a second.
     pub fn full() -> Profile {
         Profile {
             apps: 8,
@@ -75,7 +75,7 @@ impl Profile {
     /// The test suite's run, on one broker: three brokers take half a minute more to start and
     /// their faults (leader kills, a rolling restart) a minute more to play out, which the test
     /// suite cannot spare. Kills, a join and a leave, a 10 s freeze, a restart of the broker and
-    /// a 10 s database outage, smaller. About 2 minutes.
+    /// a 10 s database outage, smaller.
     pub fn quick() -> Profile {
         Profile {
             apps: 4,

@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 /// Prints progress lines; every step of the run (bringing the rig up, the faults) says what it
 /// does through one of these, so that the times line up.
 #[derive(Debug)]
-pub struct Say(Instant);
+pub struct Progress(Instant);
 
-impl Default for Say {
-    fn default() -> Say {
-        Say(Instant::now())
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress(Instant::now())
     }
 }
 
-impl Say {
+impl Progress {
     pub fn elapsed(&self) -> Duration {
         self.0.elapsed()
     }

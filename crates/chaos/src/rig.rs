@@ -2,13 +2,35 @@
 //! cluster of the run's own, the API and the consumers, and the write history in the service's
 //! database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::metadata::Topic;
-use crate::progress::Say;
+use crate::progress::Progress;
 use crate::service::{Env, Service};
-use crate::{broker, history, logs, postgres, Error, Options, Profile, Result};
+use crate::{broker, history, logs, postgres, Error, Profile, Result};
+
+/// Where `scripts/broker` is in the source tree this was built from.
+pub const BROKER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/broker");
+
+/// What the command line decides.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The short run of the test suite rather than the full one.
+    pub quick: bool,
+    /// Seeds the schedule: the same seed, the same faults at the same times.
+    pub seed: u64,
+    /// The `kafkaesque` executable whose `api` and `consume` are run.
+    pub binary: PathBuf,
+    /// `scripts/broker`, which starts and stops the run's Kafka nodes ([`BROKER_SCRIPT`]).
+    pub broker_script: PathBuf,
+    /// PostgreSQL's server programs (`initdb`, `pg_ctl`); found under /usr/lib/postgresql if unset.
+    pub pg_bin: Option<PathBuf>,
+    /// Where logs and data go; a fresh temporary folder if unset.
+    pub work_dir: Option<PathBuf>,
+    /// Keep the work folder even when the run passes.
+    pub keep: bool,
+}
 
 /// The service's database in the run's own cluster.
 pub const DATABASE: &str = "kafkaesque";
@@ -34,13 +56,18 @@ pub struct Rig {
 }
 
 impl Rig {
-    pub async fn bring_up(o: &Options, profile: &Profile, work: &Path, say: &Say) -> Result<Rig> {
+    pub async fn bring_up(
+        o: &Options,
+        profile: &Profile,
+        work: &Path,
+        progress: &Progress,
+    ) -> Result<Rig> {
         let logs_dir = work.join("logs");
         let bin = o.pg_bin.clone().or_else(postgres::find_bin_dir).ok_or_else(|| {
             Error::Setup("no PostgreSQL server programs under /usr/lib/postgresql: run `scripts/db ensure` (installs Debian's postgresql)".into())
         })?;
         let db = postgres::Cluster::create(&bin, &work.join("pg-service")).await?;
-        say.line(format_args!(
+        progress.line(format_args!(
             "PostgreSQL of the service on port {}",
             db.port()
         ));
@@ -51,7 +78,7 @@ impl Rig {
             logs_dir.join("broker.log"),
         )
         .await?;
-        say.line(format_args!(
+        progress.line(format_args!(
             "Kafka, {} node(s), at {} (state in {})",
             broker.nodes(),
             broker.bootstrap(),

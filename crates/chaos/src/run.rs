@@ -1,45 +1,22 @@
 //! One chaos run, start to verdict: bring up the rig, send traffic while the schedule's faults
 //! happen, wait for the consumers to catch up, check, tear down.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::faults::{fault, watch_until};
-use crate::progress::Say;
-use crate::rig::{Rig, DATABASE, READY_LIMIT, TOPIC};
+use crate::progress::Progress;
+use crate::rig::{Options, Rig, DATABASE, READY_LIMIT, TOPIC};
 use crate::schedule::Schedule;
 use crate::service::epoch_ms;
 use crate::traffic::{self, Sent};
 use crate::verdict::Verdict;
 use crate::{history, logs, ownership, verify, Error, Profile, Result};
 
-/// Where `scripts/broker` is in the source tree this was built from.
-pub const BROKER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/broker");
-
-/// What the command line decides.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The short run of the test suite rather than the full one.
-    pub quick: bool,
-    /// Seeds the schedule: the same seed, the same faults at the same times.
-    pub seed: u64,
-    /// The `kafkaesque` executable whose `api` and `consume` are run.
-    pub binary: PathBuf,
-    /// `scripts/broker`, which starts and stops the run's Kafka nodes ([`BROKER_SCRIPT`]).
-    pub broker_script: PathBuf,
-    /// PostgreSQL's server programs (`initdb`, `pg_ctl`); found under /usr/lib/postgresql if unset.
-    pub pg_bin: Option<PathBuf>,
-    /// Where logs and data go; a fresh temporary folder if unset.
-    pub work_dir: Option<PathBuf>,
-    /// Keep the work folder even when the run passes.
-    pub keep: bool,
-}
-
 /// Runs the whole thing and returns the verdict; `Err` only when the rig could not be set up.
 pub async fn run(o: Options) -> Result<Verdict> {
-    let say = Say::default();
+    let progress = Progress::default();
     let profile = if o.quick {
         Profile::quick()
     } else {
@@ -55,9 +32,9 @@ pub async fn run(o: Options) -> Result<Verdict> {
     let logs_dir = work.join("logs");
     std::fs::create_dir_all(&logs_dir)
         .map_err(Error::io(format!("creating {}", logs_dir.display())))?;
-    say.line(format_args!("work folder {}", work.display()));
+    progress.line(format_args!("work folder {}", work.display()));
 
-    let mut rig = Rig::bring_up(&o, &profile, &work, &say).await?;
+    let mut rig = Rig::bring_up(&o, &profile, &work, &progress).await?;
     let subs = traffic::set_up(
         &rig.service.api_url,
         &rig.token,
@@ -76,7 +53,7 @@ pub async fn run(o: Options) -> Result<Verdict> {
             logs_dir.display()
         )));
     }
-    say.line(format_args!(
+    progress.line(format_args!(
         "API and {} consumers up; {} subscriptions in {} apps",
         rig.service.consumers(),
         subs.len(),
@@ -97,7 +74,7 @@ pub async fn run(o: Options) -> Result<Verdict> {
         profile.rate_per_subscription,
         stop.clone(),
     ));
-    say.line(format_args!(
+    progress.line(format_args!(
         "traffic for {:.0} s or more, {} faults (seed {})",
         schedule.traffic.as_secs_f64(),
         schedule.steps.len(),
@@ -111,19 +88,19 @@ pub async fn run(o: Options) -> Result<Verdict> {
     let mut ended = start;
     for step in &schedule.steps {
         let at = (start + step.at).max(ended + profile.gap.0);
-        watch_until(at, &mut rig, &say).await?;
-        fault(&step.fault, &mut rig, &mut verdict, &say).await?;
+        watch_until(at, &mut rig, &progress).await?;
+        fault(&step.fault, &mut rig, &mut verdict, &progress).await?;
         ended = Instant::now();
         most_consumers = most_consumers.max(rig.service.consumers());
     }
     let until = (start + schedule.traffic).max(ended + profile.warm_up);
-    watch_until(until, &mut rig, &say).await?;
+    watch_until(until, &mut rig, &progress).await?;
     stop.store(true, Ordering::Relaxed);
     let traffic_ended = epoch_ms();
     let ledger = traffic
         .await
         .map_err(|e| Error::Setup(format!("the traffic task failed: {e}")))??;
-    say.line("traffic stopped; waiting for the consumers to catch up");
+    progress.line("traffic stopped; waiting for the consumers to catch up");
     verdict.caught_up = verify::catch_up(&rig.db.url(DATABASE), &ledger, profile.catch_up).await;
     rig.service.reap()?;
 
@@ -152,7 +129,7 @@ pub async fn run(o: Options) -> Result<Verdict> {
             u
         });
     verdict.crashes = service.crashes.clone();
-    verdict.took = say.elapsed();
+    verdict.took = progress.elapsed();
     drop(rig);
     if verdict.passed() && !o.keep {
         let _ = std::fs::remove_dir_all(&work);

@@ -154,6 +154,31 @@ pub fn encode(
 
 /// Decodes metadata committed together with `committed`.
 pub fn decode(metadata: &str, committed: Offset) -> Result<Decoded, CodecError> {
+    let (base, dpart, cpart) = decode_sections(metadata, committed)?;
+    let diverted = decode_diverted(dpart)?;
+    let first = base + 1;
+    let completed = match cpart.chars().next() {
+        None => Vec::new(),
+        Some(tag) => {
+            let body = URL_SAFE_NO_PAD
+                .decode(&cpart[1..])
+                .map_err(|_| CodecError::Corrupt("completed offsets are not base64url"))?;
+            match tag {
+                'r' => decode_runs(first, &body)?,
+                'b' => decode_bits(first, &body),
+                _ => return Err(CodecError::Corrupt("unknown completed-set variant")),
+            }
+        }
+    };
+    Ok(Decoded {
+        completed,
+        diverted,
+    })
+}
+
+/// The base offset, checked against the committed one, and the two sections after it (diverted
+/// keys, completed offsets).
+fn decode_sections(metadata: &str, committed: Offset) -> Result<(Offset, &str, &str), CodecError> {
     let mut parts = metadata.split(';');
     if parts.next() != Some(MAGIC) {
         return Err(CodecError::Foreign);
@@ -177,6 +202,11 @@ pub fn decode(metadata: &str, committed: Offset) -> Result<Decoded, CodecError> 
     if parts.next().is_some() {
         return Err(CodecError::Corrupt("trailing sections"));
     }
+    Ok((base, dpart, cpart))
+}
+
+/// The diverted keys: their hashes and overflow marks.
+fn decode_diverted(dpart: &str) -> Result<Vec<(u64, Offset)>, CodecError> {
     let dbytes = URL_SAFE_NO_PAD
         .decode(dpart)
         .map_err(|_| CodecError::Corrupt("diverted keys are not base64url"))?;
@@ -191,59 +221,54 @@ pub fn decode(metadata: &str, committed: Offset) -> Result<Decoded, CodecError> 
         let mark = get_varint(&dbytes, &mut at).ok_or(CodecError::Corrupt("divert mark"))?;
         diverted.push((h, to_offset(mark)?));
     }
+    Ok(diverted)
+}
+
+/// The inverse of [`encode_runs`]: (gap, length) varint pairs from `first`.
+fn decode_runs(first: Offset, body: &[u8]) -> Result<Vec<(Offset, Offset)>, CodecError> {
     let mut completed = Vec::new();
-    let first = base + 1;
-    if let Some(tag) = cpart.chars().next() {
-        let body = URL_SAFE_NO_PAD
-            .decode(&cpart[1..])
-            .map_err(|_| CodecError::Corrupt("completed offsets are not base64url"))?;
-        match tag {
-            'r' => {
-                let mut at = 0;
-                let mut pos = first;
-                while at < body.len() {
-                    let gap = get_varint(&body, &mut at).ok_or(CodecError::Corrupt("run gap"))?;
-                    let len = get_varint(&body, &mut at).ok_or(CodecError::Corrupt("run len"))?;
-                    if len == 0 {
-                        return Err(CodecError::Corrupt("empty run"));
-                    }
-                    let start = pos
-                        .checked_add(to_offset(gap)?)
-                        .ok_or(CodecError::Corrupt("run overflows"))?;
-                    let end = start
-                        .checked_add(to_offset(len)?)
-                        .ok_or(CodecError::Corrupt("run overflows"))?;
-                    completed.push((start, end));
-                    pos = end;
+    let mut at = 0;
+    let mut pos = first;
+    while at < body.len() {
+        let gap = get_varint(body, &mut at).ok_or(CodecError::Corrupt("run gap"))?;
+        let len = get_varint(body, &mut at).ok_or(CodecError::Corrupt("run len"))?;
+        if len == 0 {
+            return Err(CodecError::Corrupt("empty run"));
+        }
+        let start = pos
+            .checked_add(to_offset(gap)?)
+            .ok_or(CodecError::Corrupt("run overflows"))?;
+        let end = start
+            .checked_add(to_offset(len)?)
+            .ok_or(CodecError::Corrupt("run overflows"))?;
+        completed.push((start, end));
+        pos = end;
+    }
+    Ok(completed)
+}
+
+/// The inverse of [`encode_bits`]: one bit per offset from `first`, set where completed.
+fn decode_bits(first: Offset, body: &[u8]) -> Vec<(Offset, Offset)> {
+    let mut completed = Vec::new();
+    let mut run: Option<Offset> = None;
+    for (i, byte) in body.iter().enumerate() {
+        for bit in 0..8 {
+            let o = first + (i as Offset) * 8 + bit;
+            let set = byte & (1 << bit) != 0;
+            match (set, run) {
+                (true, None) => run = Some(o),
+                (false, Some(s)) => {
+                    completed.push((s, o));
+                    run = None;
                 }
+                _ => {}
             }
-            'b' => {
-                let mut run: Option<Offset> = None;
-                for (i, byte) in body.iter().enumerate() {
-                    for bit in 0..8 {
-                        let o = first + (i as Offset) * 8 + bit;
-                        let set = byte & (1 << bit) != 0;
-                        match (set, run) {
-                            (true, None) => run = Some(o),
-                            (false, Some(s)) => {
-                                completed.push((s, o));
-                                run = None;
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                if let Some(s) = run {
-                    completed.push((s, first + body.len() as Offset * 8));
-                }
-            }
-            _ => return Err(CodecError::Corrupt("unknown completed-set variant")),
         }
     }
-    Ok(Decoded {
-        completed,
-        diverted,
-    })
+    if let Some(s) = run {
+        completed.push((s, first + body.len() as Offset * 8));
+    }
+    completed
 }
 
 fn to_offset(v: u64) -> Result<Offset, CodecError> {

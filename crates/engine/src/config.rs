@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 /// What "in order" means for a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ordering {
+pub enum ProcessingOrder {
     /// Items of one key run one at a time, in offset order; different keys run concurrently.
     /// Each key has its own queue: unrelated keys never share one.
     Key,
@@ -13,13 +13,13 @@ pub enum Ordering {
     Partition,
     /// No order: any record may run at any time, bounded only by the concurrency limit.
     Unordered,
-    /// The seed's original design, kept as a baseline for benchmarks: each partition has `queues`
+    /// The legacy system's design, kept as a baseline for benchmarks: each partition has `queues`
     /// worker queues, a record goes to queue `hash(key) % queues`, each queue runs one at a time.
     /// Unrelated keys that hash alike wait for each other.
     HashedQueues { queues: u32 },
 }
 
-/// Where a record without a key goes in [`Ordering::Key`] mode.
+/// Where a record without a key goes in [`ProcessingOrder::Key`] mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoKey {
     /// Runs as soon as there is capacity, in no particular order.
@@ -44,7 +44,7 @@ pub enum HotKeyPolicy<P> {
     /// overflow partition has completed everything diverted for it. The diverted set travels in
     /// the commit metadata, so a new owner keeps the rule after a rebalance.
     Divert,
-    /// Pause the whole partition until the key drains (the seed's behaviour; a baseline).
+    /// Pause the whole partition until the key drains (the legacy system's behaviour; a baseline).
     Backpressure,
     /// Send the items over the cap to the dead-letter sink with reason `key_queue_full`.
     DeadLetter,
@@ -163,7 +163,7 @@ impl Default for RetryPolicy {
 /// key-ordered consumer.
 #[derive(Debug, Clone)]
 pub struct EngineConfig<P> {
-    pub ordering: Ordering,
+    pub ordering: ProcessingOrder,
     pub no_key: NoKey,
     pub limits: Limits,
     pub hot_key: HotKeyPolicy<P>,
@@ -175,7 +175,7 @@ pub struct EngineConfig<P> {
 impl<P> Default for EngineConfig<P> {
     fn default() -> Self {
         EngineConfig {
-            ordering: Ordering::Key,
+            ordering: ProcessingOrder::Key,
             no_key: NoKey::Unordered,
             limits: Limits::default(),
             hot_key: HotKeyPolicy::Backpressure,
@@ -205,12 +205,12 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl<P> EngineConfig<P> {
-    /// The seed's original design: `queues` hashed worker queues per partition, one global cap
+    /// The legacy system's design: `queues` hashed worker queues per partition, one global cap
     /// on records held, and fetching paused everywhere once it is reached. Benchmarks run it side
     /// by side with the real thing.
-    pub fn seed_design(queues: u32, global_max_records: usize, max_in_flight: usize) -> Self {
+    pub fn legacy_design(queues: u32, global_max_records: usize, max_in_flight: usize) -> Self {
         EngineConfig {
-            ordering: Ordering::HashedQueues { queues },
+            ordering: ProcessingOrder::HashedQueues { queues },
             limits: Limits {
                 key_max_records: usize::MAX,
                 key_max_bytes: usize::MAX,
@@ -270,7 +270,7 @@ impl<P> EngineConfig<P> {
                 "must not exceed retry.max_backoff_ms",
             ),
             (
-                matches!(self.ordering, Ordering::HashedQueues { queues: 0 }),
+                matches!(self.ordering, ProcessingOrder::HashedQueues { queues: 0 }),
                 "ordering.queues",
                 "must be at least 1",
             ),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rustc_hash::FxBuildHasher;
 
 use crate::codec::{self, CodecError};
-use crate::config::{ConfigError, EngineConfig, NoKey, Ordering};
-use crate::lane::{Item, Lane, LaneKind};
+use crate::config::{ConfigError, EngineConfig, NoKey, ProcessingOrder};
+use crate::lane::{Item, Lane, LaneKind, Route};
 use crate::offsets::OffsetTracker;
 use crate::slab::Slab;
 use crate::types::*;
@@ -32,7 +32,7 @@ pub(crate) struct Part {
     pub(crate) keys: KeyMap,
     /// The shared lane for partition/unordered modes and keyless records.
     pub(crate) shared: Option<u32>,
-    /// The seed-design baseline's hashed lanes.
+    /// The legacy-design baseline's hashed lanes.
     pub(crate) hashed: Vec<u32>,
     /// Solo lanes of unordered items waiting out a retry.
     pub(crate) solo: Vec<u32>,
@@ -108,7 +108,7 @@ pub struct Engine<P> {
     pub(crate) actions: Vec<Action<P>>,
     pub(crate) counters: Counters,
     /// Scratch space for routing a fetched record, kept to avoid an allocation per record.
-    pub(crate) routed: Vec<(crate::intake::Route, P)>,
+    pub(crate) routed: Vec<(Route, P)>,
     /// What the last call to `fetched` refused, until taken (see [`Engine::take_refused`]).
     pub(crate) refused: Option<P>,
 }
@@ -212,16 +212,16 @@ impl<P: Clone> Engine<P> {
         };
         if main.is_none() {
             let shared = match (self.cfg.ordering, self.cfg.no_key) {
-                (Ordering::Partition, _) | (Ordering::Key, NoKey::PartitionQueue) => {
+                (ProcessingOrder::Partition, _) | (ProcessingOrder::Key, NoKey::PartitionQueue) => {
                     Some(LaneKind::Ordered)
                 }
-                (Ordering::Unordered, _) | (Ordering::Key, NoKey::Unordered) => {
+                (ProcessingOrder::Unordered, _) | (ProcessingOrder::Key, NoKey::Unordered) => {
                     Some(LaneKind::Unordered)
                 }
-                (Ordering::HashedQueues { .. }, _) => None,
+                (ProcessingOrder::HashedQueues { .. }, _) => None,
             };
             part.shared = shared.map(|k| self.new_lane(index, None, k));
-            if let Ordering::HashedQueues { queues } = self.cfg.ordering {
+            if let ProcessingOrder::HashedQueues { queues } = self.cfg.ordering {
                 part.hashed = (0..queues)
                     .map(|_| self.new_lane(index, None, LaneKind::Ordered))
                     .collect();

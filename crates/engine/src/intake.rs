@@ -8,18 +8,12 @@
 use std::sync::Arc;
 
 use crate::codec;
-use crate::config::{HotKeyPolicy, Ordering};
+use crate::config::{HotKeyPolicy, ProcessingOrder};
 use crate::engine::{Engine, SinkKind, SinkWait};
-use crate::lane::{Diversion, Item, LaneKind};
+use crate::lane::{Diversion, Item, LaneKind, Route};
 use crate::offsets::Fetch;
 use crate::types::*;
 use crate::Offset;
-
-/// Where one item of a record goes.
-pub(crate) enum Route {
-    Shared(u32),
-    Key(Arc<[u8]>, Option<u32>),
-}
 
 impl<P: Clone> Engine<P> {
     /// A record was fetched. `items` are its shares by key — usually one, several when the record
@@ -161,11 +155,11 @@ impl<P: Clone> Engine<P> {
     fn route(&self, part: u32, key: Option<&[u8]>) -> Route {
         let p = self.part(part);
         match (self.cfg.ordering, key) {
-            (Ordering::HashedQueues { queues }, k) => {
+            (ProcessingOrder::HashedQueues { queues }, k) => {
                 let h = codec::key_hash(k.unwrap_or_default());
                 Route::Shared(p.hashed[(h % u64::from(queues)) as usize])
             }
-            (Ordering::Key, Some(k)) => match p.keys.get_key_value(k) {
+            (ProcessingOrder::Key, Some(k)) => match p.keys.get_key_value(k) {
                 Some((k, l)) => Route::Key(k.clone(), Some(*l)),
                 None => Route::Key(Arc::from(k), None),
             },

@@ -3,13 +3,20 @@
 //! In key mode every key with work has a lane of its own (no hashing of unrelated keys onto a
 //! shared queue); a lane exists only while its key has something queued, in flight, waiting, or
 //! diverted, so idle keys cost nothing. Partition and unordered modes use one shared lane per
-//! partition with a different in-flight bound; the seed-design baseline uses `queues` hashed
+//! partition with a different in-flight bound; the legacy-design baseline uses `queues` hashed
 //! lanes per partition.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::{Millis, Offset};
+
+/// The lane one item of a fetched record goes to: a shared lane, or its key's — `None` while
+/// the key has none yet.
+pub(crate) enum Route {
+    Shared(u32),
+    Key(Arc<[u8]>, Option<u32>),
+}
 
 /// The offsets one item stands for: one record, or several folded by coalescing.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 //! | event | method |
 //! |---|---|
 //! | partition assigned / draining / revoked | [`Engine::assign`], [`Engine::drain`], [`Engine::revoke`] |
-//! | record fetched | [`Engine::fetched`], or [`Engine::fetched_now`] to run it at once |
+//! | record fetched | [`Engine::fetched`], or [`Engine::fetched_inline`] to run it at once |
 //! | work finished / failed | [`Engine::complete`], [`Engine::fail`] |
 //! | sink acknowledged a dead-letter or diverted item | [`Engine::sink_acked`] |
 //! | time advanced | [`Engine::advance_time`] |
@@ -19,8 +19,8 @@
 //! queues and capped the records in memory with one global number. One hot row filled that cap,
 //! every other queue went idle, fetching stopped, commits stopped, and lag climbed while the CPU
 //! slept. Here, every key has its own queue, every scope has its own cap, and a key at its cap is
-//! handled by a [`HotKeyPolicy`] that touches that key alone. The seed's design remains available
-//! ([`EngineConfig::seed_design`]) so benchmarks can show the difference in one run.
+//! handled by a [`HotKeyPolicy`] that touches that key alone. The legacy design remains available
+//! ([`EngineConfig::legacy_design`]) so benchmarks can show the difference in one run.
 //!
 //! ## Guarantees
 //! * Items of one key run one at a time, in offset order (across the overflow topic too).
@@ -35,20 +35,20 @@ pub mod codec;
 mod config;
 mod dispatch;
 mod engine;
+mod inline;
 mod intake;
 mod introspect;
 mod lane;
-mod now;
 mod offsets;
 pub mod sim;
 mod slab;
 mod types;
 
 pub use config::{
-    ConfigError, EngineConfig, HotKeyPolicy, Limits, Merge, NoKey, Ordering, RetryPolicy,
+    ConfigError, EngineConfig, HotKeyPolicy, Limits, Merge, NoKey, ProcessingOrder, RetryPolicy,
 };
 pub use engine::Engine;
-pub use now::{Now, RunNow};
+pub use inline::{Inline, InlineRun};
 pub use types::*;
 
 /// A Kafka offset.

@@ -2,7 +2,7 @@
 //!
 //! It drives the same [`Engine`] the runtime drives — fetches with pause and seek, handlers with a
 //! latency, an overflow partition for diverted keys — but on a millisecond clock of its own, so a
-//! scenario such as the seed's incident runs in a fraction of a second, gives the same figures
+//! scenario such as the legacy system's incident runs in a fraction of a second, gives the same figures
 //! every time, and can compare designs side by side. Benchmarks print its figures; tests assert
 //! only what must be true of them (a watermark that moves, a design that stalls).
 
@@ -51,7 +51,7 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The seed's incident in small: a quarter of all records go to one key whose write is
+    /// The legacy system's incident in small: a quarter of all records go to one key whose write is
     /// 20 times slower, alongside ordinary traffic over 10,000 keys in 4 partitions.
     pub fn incident(duration_ms: Millis) -> Self {
         Scenario {
@@ -77,7 +77,7 @@ impl Scenario {
     }
 }
 
-/// The configurations the incident is replayed with: the seed's design (hashed worker queues and
+/// The configurations the incident is replayed with: the legacy design (hashed worker queues and
 /// one global cap) and this engine with each hot-key policy, all at the same concurrency.
 pub fn incident_configs(concurrency: usize) -> Vec<(&'static str, EngineConfig<SimPayload>)> {
     let ours = |hot_key| {
@@ -93,8 +93,8 @@ pub fn incident_configs(concurrency: usize) -> Vec<(&'static str, EngineConfig<S
     };
     vec![
         (
-            "seed design",
-            EngineConfig::seed_design(64, 20_000, concurrency),
+            "legacy design",
+            EngineConfig::legacy_design(64, 20_000, concurrency),
         ),
         ("kafkaesque coalesce", ours(coalesce_policy())),
         ("kafkaesque divert", ours(HotKeyPolicy::Divert)),

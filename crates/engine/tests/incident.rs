@@ -1,4 +1,4 @@
-//! The seed's incident, simulated: one key receives a quarter of all records and its writes are
+//! The legacy system's incident, simulated: one key receives a quarter of all records and its writes are
 //! twenty times slower. Only qualitative invariants are asserted here; the figures (rates,
 //! delays, the lag curve) are printed by `cargo bench -p kafkaesque-engine --bench incident`.
 
@@ -45,15 +45,15 @@ fn a_hot_key_slows_only_itself_under_coalesce_and_divert() {
 }
 
 #[test]
-fn the_seed_design_stalls_on_the_same_traffic() {
+fn the_legacy_design_stalls_on_the_same_traffic() {
     let scenario = Scenario::incident(4_000);
     let (name, cfg) = sim::incident_configs(CONCURRENCY).remove(0);
-    assert_eq!(name, "seed design");
+    assert_eq!(name, "legacy design");
     let r = sim::run(cfg, &scenario);
     let lag = lag_while_producing(&r, &scenario);
     assert!(
         lag.windows(2).all(|w| w[1] > w[0]),
-        "the seed design's lag did not climb: {lag:?}"
+        "the legacy design's lag did not climb: {lag:?}"
     );
     assert!(
         r.other_completed < r.other_produced,

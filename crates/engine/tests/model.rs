@@ -77,18 +77,18 @@ fn policy() -> impl Strategy<Value = HotKeyPolicy<Pay>> {
     ]
 }
 
-fn ordering() -> impl Strategy<Value = (Ordering, NoKey)> {
+fn ordering() -> impl Strategy<Value = (ProcessingOrder, NoKey)> {
     prop_oneof![
-        4 => Just((Ordering::Key, NoKey::Unordered)),
-        2 => Just((Ordering::Key, NoKey::PartitionQueue)),
-        1 => Just((Ordering::Partition, NoKey::Unordered)),
-        1 => Just((Ordering::Unordered, NoKey::Unordered)),
-        1 => Just((Ordering::HashedQueues { queues: 3 }, NoKey::Unordered)),
+        4 => Just((ProcessingOrder::Key, NoKey::Unordered)),
+        2 => Just((ProcessingOrder::Key, NoKey::PartitionQueue)),
+        1 => Just((ProcessingOrder::Partition, NoKey::Unordered)),
+        1 => Just((ProcessingOrder::Unordered, NoKey::Unordered)),
+        1 => Just((ProcessingOrder::HashedQueues { queues: 3 }, NoKey::Unordered)),
     ]
 }
 
 fn config(
-    (ordering, no_key): (Ordering, NoKey),
+    (ordering, no_key): (ProcessingOrder, NoKey),
     hot_key: HotKeyPolicy<Pay>,
     (key, part, global, in_flight, retries): (usize, usize, usize, usize, usize),
     seed: u64,

@@ -5,10 +5,8 @@
 //! Why a crate of its own, and the only `unsafe` in the workspace: the `rdkafka` crate hands
 //! out one message per `poll`, and wraps each in an event, a reference-counted owner and two
 //! clock reads. For a consumer whose ceiling is the CPU it spends per record, that wrapping is
-//! a large share of the whole (see `docs/benchmarks.md`, "Overhead"): librdkafka's own batch
-//! call, `rd_kafka_consume_batch_queue`, takes the same records for less than half the CPU
-//! (0.68–0.78 µs of process CPU per record against 1.53–1.79 µs, in a bare loop over four
-//! partitions on the 2-core development machine).
+//! a large share of the whole: librdkafka's own batch call, `rd_kafka_consume_batch_queue`,
+//! takes the same records without it (`docs/benchmarks.md`, "Overhead", has the figures).
 //! `rdkafka` does not expose it, so this crate does, behind an interface with nothing unsafe
 //! left to its callers: [`PartitionQueue::take_into`] moves messages into a [`Taken`], which
 //! keeps their client alive, lends them out only while it is borrowed and destroys them when

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafkaesque_engine::{
-    EngineConfig, HotKeyPolicy, Limits, NoKey, Ordering, RetryPolicy, TopicPartition,
+    EngineConfig, HotKeyPolicy, Limits, NoKey, ProcessingOrder, RetryPolicy, TopicPartition,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
@@ -114,7 +114,7 @@ impl ConsumerBuilder {
     }
 
     /// By key (default), by partition, or unordered.
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
+    pub fn ordering(mut self, ordering: ProcessingOrder) -> Self {
         self.cfg.engine.ordering = ordering;
         self
     }
@@ -202,8 +202,8 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Checks everything that can be checked without a broker.
-    pub fn build(self) -> Result<crate::Consumer> {
+    /// Checks everything that can be checked without a broker (see `ConsumerBuilder::build`).
+    pub(crate) fn validate(self) -> Result<ConsumerConfig> {
         let cfg = self.cfg;
         if !self.group_set || cfg.group_id.trim().is_empty() {
             return Err(Error::config("group_id", "a consumer group is required"));
@@ -233,7 +233,7 @@ impl ConsumerBuilder {
         client_config(&cfg, &cfg.group_id)
             .create::<BaseConsumer>()
             .map_err(property_error)?;
-        Ok(crate::Consumer::new(cfg))
+        Ok(cfg)
     }
 }
 

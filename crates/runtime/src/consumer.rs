@@ -11,27 +11,27 @@
 //! besides: see `fetcher.rs`.
 
 use std::future::Future;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{Engine, HotKeyPolicy};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
-use rdkafka::metadata::Metadata;
-use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::config::{client_config, ConsumerConfig};
-use crate::context::{GroupContext, OverflowContext};
-use crate::events::Event;
-use crate::fetcher::{self, Batches, Closing, Hub};
+use crate::admin::{metadata_budget, prepare_topics};
+use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
+use crate::context::GroupContext;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventTx};
+use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
+use crate::handler::Handler;
 use crate::observe::Observer;
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
-use crate::state::{Inputs, State};
-use crate::{ConsumerBuilder, Error, Handler, Result};
+use crate::state::{Inputs, OverflowContext, State};
 
 /// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
 #[derive(Debug)]
@@ -40,16 +40,33 @@ pub struct Consumer {
     observer: Observer,
 }
 
+impl ConsumerBuilder {
+    /// Checks everything that can be checked without a broker.
+    pub fn build(self) -> Result<Consumer> {
+        Ok(Consumer {
+            cfg: self.validate()?,
+            observer: Observer::default(),
+        })
+    }
+}
+
+/// What the driver thread starts with: the clients, and the state that carries out the
+/// engine's actions, shared with the group consumer's rebalance callbacks.
+struct Setup {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    state: Arc<Mutex<State>>,
+    queues: Arc<Queues<GroupContext>>,
+}
+
+/// The threads at work: the driver reports how it ended on `done`.
+struct Running {
+    driver: JoinHandle<()>,
+    done: oneshot::Receiver<Result<()>>,
+}
+
 impl Consumer {
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder::default()
-    }
-
-    pub(crate) fn new(cfg: ConsumerConfig) -> Self {
-        Consumer {
-            cfg,
-            observer: Observer::default(),
-        }
     }
 
     /// A live view of partitions and the busiest keys, refreshed every second.
@@ -65,10 +82,22 @@ impl Consumer {
         H: Handler,
         S: Future<Output = ()>,
     {
-        let cfg = self.cfg;
-        let (prepared, budget) = tokio::join!(prepare_topics(&cfg), metadata_budget(&cfg));
-        prepared?;
         let (tx, rx) = mpsc::channel::<Event>();
+        let setup = self.setup(handler, &tx, rx).await?;
+        let running = start(setup, self.cfg)?;
+        wait(running, shutdown, &tx).await
+    }
+
+    /// Prepares the topics and creates the engine, the clients and the driver state.
+    async fn setup<H: Handler>(
+        &self,
+        handler: H,
+        tx: &EventTx,
+        events: mpsc::Receiver<Event>,
+    ) -> Result<Setup> {
+        let cfg = &self.cfg;
+        let (prepared, budget) = tokio::join!(prepare_topics(cfg), metadata_budget(cfg));
+        prepared?;
         let spawn = Spawner::new(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
@@ -77,43 +106,30 @@ impl Consumer {
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
         let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
-        let mut consumer: BaseConsumer<GroupContext> = client_config(&cfg, &cfg.group_id)
+        let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
         // An idle driver sleeps until something arrives: the main queue (rebalances, errors)
         // wakes it through this callback, the fetcher by unparking it. Outcomes and deliveries
         // are picked up by its short naps while work is running.
-        let hub: Arc<Hub> = Arc::default();
-        let wake = hub.clone();
+        let queues: Arc<Queues<GroupContext>> = Arc::default();
+        let wake = queues.clone();
         consumer.set_nonempty_callback(move || wake.wake_driver());
         let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
             let group = format!("{}.overflow", cfg.group_id);
-            let mut c: BaseConsumer<OverflowContext> = client_config(&cfg, &group)
+            let mut c: BaseConsumer<OverflowContext> = client_config(cfg, &group)
                 .create_with_context(OverflowContext::new(tx.clone()))
                 .map_err(Error::kafka("creating the overflow consumer"))?;
             // Diverted records coming back wake an idle driver too.
-            let wake = hub.clone();
+            let wake = queues.clone();
             c.set_nonempty_callback(move || wake.wake_driver());
             Some(c)
         } else {
             None
         };
-        let (batch_tx, batch_rx) = mpsc::channel();
-        let (spent_tx, spent_rx) = mpsc::channel();
-        let fetcher = {
-            let hub = hub.clone();
-            std::thread::Builder::new()
-                .name("kafkaesque-fetch".into())
-                .spawn(move || fetcher::run(&hub, &batch_tx, &spent_rx))
-                .map_err(|e| Error::Driver(e.to_string()))?
-        };
-        // Set before any partition gets a queue: each queue's callback wakes the fetcher.
-        let _ = hub.fetcher.set(fetcher.thread().clone());
-        let consumer = Arc::new(consumer);
         let inputs = Inputs {
-            events: rx,
-            hub: hub.clone(),
-            spent: spent_tx,
+            events,
+            queues: queues.clone(),
         };
         let state = State::new(
             engine,
@@ -124,41 +140,68 @@ impl Consumer {
             cfg.clone(),
             self.observer.clone(),
         );
-        consumer.context().install(state, &consumer);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let rt = tokio::runtime::Handle::current();
-        let thread = std::thread::Builder::new()
-            .name("kafkaesque-driver".into())
-            .spawn(move || {
-                // Handlers are started (and first polled) on this thread: it lives inside the
-                // caller's runtime for good, rather than entering it once per record.
-                let _runtime = rt.enter();
-                // Closes the hub however this thread ends, a panic included: the partitions'
-                // queues hold references to the consumer, and without them it can be dropped
-                // (and leave the group) when this thread ends.
-                let closing = Closing(hub.clone());
-                let _ = hub.driver.set(std::thread::current());
-                let r = drive(&consumer, &cfg, &batch_rx);
-                drop(closing);
-                if fetcher.join().is_err() {
-                    error!("the fetcher thread panicked");
-                }
-                let _ = done_tx.send(r);
-            })
-            .map_err(|e| Error::Driver(e.to_string()))?;
-        let mut done_rx = done_rx;
-        tokio::pin!(shutdown);
-        let result = tokio::select! {
-            r = &mut done_rx => r,
-            () = &mut shutdown => {
-                let _ = tx.send(Event::Shutdown);
-                thread.thread().unpark();
-                done_rx.await
-            }
-        };
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        result.map_err(|_| Error::Driver("the driver thread panicked".into()))?
+        Ok(Setup {
+            consumer: Arc::new(consumer),
+            state: Arc::new(Mutex::new(state)),
+            queues,
+        })
     }
+}
+
+/// Starts the fetcher thread and the driver thread, which subscribes and runs the driver loop.
+fn start(setup: Setup, cfg: ConsumerConfig) -> Result<Running> {
+    let Setup {
+        consumer,
+        state,
+        queues,
+    } = setup;
+    // Before any partition gets a queue: each queue's callback wakes the fetcher.
+    let (fetcher, batches) = fetcher::start(&queues).map_err(|e| Error::Driver(e.to_string()))?;
+    consumer.context().install(state.clone(), &consumer);
+    let (done_tx, done) = oneshot::channel();
+    let rt = tokio::runtime::Handle::current();
+    let driver = std::thread::Builder::new()
+        .name("kafkaesque-driver".into())
+        .spawn(move || {
+            // Handlers are started (and first polled) on this thread: it lives inside the
+            // caller's runtime for good, rather than entering it once per record.
+            let _runtime = rt.enter();
+            // Closes the queues however this thread ends, a panic included: they hold
+            // references to the consumer, and without them it can be dropped (and leave the
+            // group) when this thread ends.
+            let closing = CloseOnDrop(queues.clone());
+            let _ = queues.driver.set(std::thread::current());
+            let r = drive(&consumer, &state, &cfg, &batches);
+            drop(closing);
+            if fetcher.join().is_err() {
+                error!("the fetcher thread panicked");
+            }
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| Error::Driver(e.to_string()))?;
+    Ok(Running { driver, done })
+}
+
+/// Waits for the driver to end, telling it to shut down once `shutdown` resolves.
+async fn wait(running: Running, shutdown: impl Future<Output = ()>, tx: &EventTx) -> Result<()> {
+    let Running { driver, mut done } = running;
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        r = &mut done => r,
+        () = &mut shutdown => {
+            let _ = tx.send(Event::Shutdown);
+            driver.thread().unpark();
+            done.await
+        }
+    };
+    let _ = tokio::task::spawn_blocking(move || driver.join()).await;
+    result.map_err(|_| Error::Driver("the driver thread panicked".into()))?
+}
+
+/// The driver state, locked. Never held across `poll`: the rebalance callbacks inside it take
+/// it too.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().expect("state lock")
 }
 
 /// Shortest and longest pause of the driver while handlers run and Kafka has nothing new.
@@ -171,8 +214,9 @@ const IDLE_NAP: Duration = Duration::from_millis(50);
 /// The driver loop. See the module documentation.
 fn drive(
     consumer: &BaseConsumer<GroupContext>,
+    state: &Mutex<State>,
     cfg: &ConsumerConfig,
-    batches: &Batches,
+    batches: &Batches<GroupContext>,
 ) -> Result<()> {
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
@@ -190,7 +234,7 @@ fn drive(
             match consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => {
-                    consumer.context().state().on_message(&m);
+                    lock(state).on_message(&m);
                     got += 1;
                 }
                 Some(Err(e)) => {
@@ -199,7 +243,7 @@ fn drive(
                 }
             }
         }
-        let mut st = consumer.context().state();
+        let mut st = lock(state);
         st.retry_assign_hook(consumer);
         got += st.take_batches(batches, consumer);
         got += st.poll_overflow();
@@ -221,7 +265,7 @@ fn drive(
         }
         if st.shutdown {
             drop(st);
-            return shut_down(consumer, cfg);
+            return shut_down(consumer, state, cfg);
         }
         if got > 0 || events > 0 {
             nap = MIN_NAP;
@@ -245,11 +289,15 @@ fn drive(
 }
 
 /// Graceful shutdown: stop dispatching, drain, commit synchronously, leave the group.
-fn shut_down(consumer: &BaseConsumer<GroupContext>, cfg: &ConsumerConfig) -> Result<()> {
+fn shut_down(
+    consumer: &BaseConsumer<GroupContext>,
+    state: &Mutex<State>,
+    cfg: &ConsumerConfig,
+) -> Result<()> {
     info!("shutting down: draining in-flight work");
     {
-        let mut st = consumer.context().state();
-        st.feeds.hub.stop();
+        let mut st = lock(state);
+        st.feeds.queues.stop();
         for h in st.handles() {
             st.engine.drain(h);
         }
@@ -288,167 +336,4 @@ fn check_fatal(consumer: &BaseConsumer<GroupContext>, e: KafkaError) -> Result<(
     }
     warn!(error = %e, "consumer error (librdkafka will retry)");
     Ok(())
-}
-
-/// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
-/// many partitions as their source topic, if they do not exist.
-async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg, &cfg.group_id)
-        .create()
-        .map_err(Error::kafka("creating the admin client"))?;
-    let meta_consumer: BaseConsumer = client_config(cfg, &cfg.group_id)
-        .create()
-        .map_err(Error::kafka("creating a metadata client"))?;
-    let divert = matches!(cfg.engine.hot_key, HotKeyPolicy::Divert);
-    let mut wanted = Vec::new();
-    let mut brokers = 1;
-    for topic in &cfg.topics {
-        let meta = first_metadata(&meta_consumer, topic).await?;
-        brokers = meta.brokers().len();
-        let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-        if partitions == 0 {
-            continue; // auto-created later; sinks then rely on auto-creation too
-        }
-        wanted.push((format!("{topic}{}", cfg.dead_letter_suffix), partitions));
-        if divert {
-            wanted.push((format!("{topic}{}", cfg.overflow_suffix), partitions));
-        }
-    }
-    let replication = cfg.replication.resolve(brokers);
-    let new: Vec<NewTopic<'_>> = wanted
-        .iter()
-        .map(|(name, p)| replication.new_topic(name, *p))
-        .collect();
-    if new.is_empty() {
-        return Ok(());
-    }
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(5)))
-        .request_timeout(Some(Duration::from_secs(5)));
-    let results = match admin.create_topics(&new, &opts).await {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(error = %e, "could not create dead-letter/overflow topics (they may be auto-created on first use)");
-            return Ok(());
-        }
-    };
-    for r in results {
-        if let Err((topic, code)) = r {
-            if code != RDKafkaErrorCode::TopicAlreadyExists {
-                warn!(%topic, ?code, "could not create topic (it may be auto-created on first use)");
-            }
-        }
-    }
-    // A topic that was just created may not have its leaders yet; fetching from it then meets
-    // errors some client and broker pairs handle badly. Wait (briefly) until it has them.
-    for (name, partitions) in &wanted {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready = tokio::task::block_in_place(|| {
-                meta_consumer.fetch_metadata(Some(name), Duration::from_secs(2))
-            })
-            .ok()
-            .and_then(|m| {
-                let t = m.topics().first()?;
-                Some(
-                    t.error().is_none()
-                        && t.partitions().len() as i32 >= *partitions
-                        && t.partitions().iter().all(|p| p.leader() >= 0),
-                )
-            })
-            .unwrap_or(false);
-            if ready || Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
-}
-
-/// The metadata of `topic`: the consumer's first request to the cluster. Asked for a second at
-/// a time, up to ten, so that a refused login or TLS handshake (wrong password, mechanism or
-/// CA) ends the consumer at once as [`Error::Refused`], rather than after the timeout as a
-/// transport failure — or never, since librdkafka itself retries for ever.
-async fn first_metadata(client: &BaseConsumer, topic: &str) -> Result<Metadata> {
-    const CONTEXT: &str = "reading topic metadata";
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = tokio::task::block_in_place(|| {
-            client.fetch_metadata(Some(topic), Duration::from_secs(1))
-        });
-        match got {
-            Ok(meta) => return Ok(meta),
-            Err(e) => {
-                if let Some(code) = crate::login_refused(client) {
-                    return Err(Error::Refused {
-                        context: CONTEXT,
-                        reason: code.to_string(),
-                    });
-                }
-                if Instant::now() >= deadline {
-                    return Err(Error::kafka(CONTEXT)(e));
-                }
-            }
-        }
-    }
-}
-
-/// The commit-metadata budget: `offset.metadata.max.bytes` as the first broker that answers
-/// says, and that broker's id; 4096 (Kafka's default) and `None` when none says.
-///
-/// Asked of every broker in the cluster's metadata in turn rather than of one fixed id: broker
-/// ids are whatever the cluster was given (KRaft clusters often start at 1), and any one broker
-/// may be down when the consumer starts.
-async fn metadata_budget(cfg: &ConsumerConfig) -> (usize, Option<i32>) {
-    use rdkafka::admin::ResourceSpecifier;
-    const DEFAULT: usize = 4096;
-    let Ok(admin) = client_config(cfg, &cfg.group_id).create::<AdminClient<DefaultClientContext>>()
-    else {
-        return (DEFAULT, None);
-    };
-    let ids: Vec<i32> =
-        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, Duration::from_secs(5)))
-            .map(|m| m.brokers().iter().map(|b| b.id()).collect())
-            .unwrap_or_default();
-    // Brokers that do not implement DescribeConfigs simply do not answer: do not wait long.
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_millis(1500)));
-    for id in ids {
-        let Ok(results) = admin
-            .describe_configs(&[ResourceSpecifier::Broker(id)], &opts)
-            .await
-        else {
-            continue;
-        };
-        let budget = results
-            .into_iter()
-            .flatten()
-            .flat_map(|r| r.entries)
-            .find(|e| e.name == "offset.metadata.max.bytes")
-            .and_then(|e| e.value?.parse().ok());
-        if let Some(bytes) = budget {
-            return (bytes, Some(id));
-        }
-    }
-    (DEFAULT, None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_metadata_budget_is_read_from_a_broker_that_answers() {
-        let broker = kafkaesque_testkit::require_broker().await;
-        let cfg = Consumer::builder()
-            .brokers(broker.bootstrap_servers())
-            .group_id("budget")
-            .topics(["budget"])
-            .build()
-            .unwrap()
-            .cfg;
-        let (bytes, from) = metadata_budget(&cfg).await;
-        assert!(from.is_some(), "no broker answered DescribeConfigs");
-        assert!(bytes >= 1024, "{bytes} bytes from broker {from:?}");
-    }
 }

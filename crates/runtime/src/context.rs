@@ -1,5 +1,6 @@
-//! librdkafka's callbacks. Rebalance callbacks run on the driver thread, inside `poll`; commit
-//! results and statistics are forwarded without touching the driver's state.
+//! librdkafka's callbacks on the group consumer. Rebalance callbacks run on the driver thread,
+//! inside `poll`, and go to the [`RebalanceHandler`] installed; commit results and statistics
+//! are forwarded without touching the driver's state.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -12,11 +13,26 @@ use tracing::error;
 
 use crate::events::{Event, EventTx};
 use crate::observe::Observer;
-use crate::state::State;
 
-/// The group consumer's context: owns the driver state so rebalance callbacks can reach it.
+/// What the group consumer's rebalance callbacks call: the driver state. Each runs on the
+/// driver thread, inside `poll`, so the driver never holds the handler across `poll`.
+pub(crate) trait RebalanceHandler: Send {
+    /// Partitions are about to be assigned; librdkafka has not started fetching them yet.
+    fn assigning(&mut self, consumer: &Arc<BaseConsumer<GroupContext>>, tps: Vec<TopicPartition>);
+    /// Partitions were assigned.
+    fn assigned(&mut self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList);
+    /// Partitions are being taken away; `lost` when the group has moved on already.
+    fn revoking(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        tpl: &TopicPartitionList,
+        lost: bool,
+    );
+}
+
+/// The group consumer's context.
 pub(crate) struct GroupContext {
-    state: Mutex<Option<State>>,
+    handler: OnceLock<Arc<Mutex<dyn RebalanceHandler>>>,
     tx: Mutex<EventTx>,
     observer: Observer,
     /// The consumer this context belongs to: giving a partition a queue of its own takes a
@@ -28,37 +44,30 @@ pub(crate) struct GroupContext {
 impl GroupContext {
     pub(crate) fn new(tx: EventTx, observer: Observer) -> Self {
         GroupContext {
-            state: Mutex::new(None),
+            handler: OnceLock::new(),
             tx: Mutex::new(tx),
             observer,
             consumer: OnceLock::new(),
         }
     }
 
-    /// Hands the context its state and the consumer it belongs to, before the first poll.
-    pub(crate) fn install(&self, state: State, consumer: &Arc<BaseConsumer<GroupContext>>) {
-        *self.state.lock().expect("state lock") = Some(state);
+    /// Hands the context its rebalance handler and the consumer it belongs to, before the
+    /// first poll.
+    pub(crate) fn install(
+        &self,
+        handler: Arc<Mutex<dyn RebalanceHandler>>,
+        consumer: &Arc<BaseConsumer<GroupContext>>,
+    ) {
+        let _ = self.handler.set(handler);
         let _ = self.consumer.set(Arc::downgrade(consumer));
     }
 
-    /// The driver state. Never held across `poll` (callbacks inside it take it too).
-    pub(crate) fn state(&self) -> StateGuard<'_> {
-        StateGuard(self.state.lock().expect("state lock"))
-    }
-}
-
-pub(crate) struct StateGuard<'a>(MutexGuard<'a, Option<State>>);
-
-impl std::ops::Deref for StateGuard<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        self.0.as_ref().expect("state installed before polling")
-    }
-}
-
-impl std::ops::DerefMut for StateGuard<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        self.0.as_mut().expect("state installed before polling")
+    fn handler(&self) -> MutexGuard<'_, dyn RebalanceHandler + 'static> {
+        self.handler
+            .get()
+            .expect("rebalance handler installed before polling")
+            .lock()
+            .expect("state lock")
     }
 }
 
@@ -80,7 +89,7 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let lost = consumer.assignment_lost();
-                self.state().on_revoke(consumer, tpl, lost);
+                self.handler().revoking(consumer, tpl, lost);
             }
             Rebalance::Assign(tpl) => {
                 // Before librdkafka applies the assignment and starts fetching (see `feeds`).
@@ -90,7 +99,7 @@ impl ConsumerContext for GroupContext {
                         .iter()
                         .map(|e| TopicPartition::new(e.topic(), e.partition()))
                         .collect::<Vec<_>>();
-                    self.state().feeds.split(&c, tps);
+                    self.handler().assigning(&c, tps);
                 }
             }
             Rebalance::Error(e) => error!(error = %e, "rebalance error"),
@@ -99,7 +108,7 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            self.state().on_assign(consumer, tpl);
+            self.handler().assigned(consumer, tpl);
         }
     }
 
@@ -108,27 +117,12 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// The overflow consumer's context: commit results go to the driver as events, because this
-/// consumer is polled while the driver holds its state.
-pub(crate) struct OverflowContext {
-    tx: Mutex<EventTx>,
-}
-
-impl OverflowContext {
-    pub(crate) fn new(tx: EventTx) -> Self {
-        OverflowContext { tx: Mutex::new(tx) }
-    }
-}
-
-impl ClientContext for OverflowContext {}
-
-impl ConsumerContext for OverflowContext {
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        forward_commits(&self.tx, result, offsets);
-    }
-}
-
-fn forward_commits(tx: &Mutex<EventTx>, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+/// Sends the driver a [`Event::Committed`] for each partition of a commit librdkafka reports.
+pub(crate) fn forward_commits(
+    tx: &Mutex<EventTx>,
+    result: KafkaResult<()>,
+    offsets: &TopicPartitionList,
+) {
     let tx = tx.lock().expect("event channel lock");
     for e in offsets.elements() {
         if let Offset::Offset(offset) = e.offset() {

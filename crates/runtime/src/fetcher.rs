@@ -15,26 +15,27 @@
 //! why).
 //!
 //! What the fetcher may and may not do is decided by the driver, which owns the engine: a
-//! partition is polled only while its [`Tap`] is open, and at most [`BATCHES_PER_TAP`] batches
-//! of a partition are on their way at once, so what is fetched but not yet in the engine stays
-//! bounded per partition. Every poll happens under the tap's lock, which the driver takes to
-//! drop a revoked partition's queue or to seek it: once it has, no record of the old queue or
-//! position can be taken any more, and batches already on their way carry the tap's `seq`, by
-//! which the driver recognises and drops them.
+//! partition is polled only while its [`SharedQueue`] is open, and at most
+//! [`BATCHES_PER_QUEUE`] batches of a partition are on their way at once, so what is fetched but
+//! not yet in the engine stays bounded per partition. Every poll happens under the queue's lock,
+//! which the driver takes to drop a revoked partition's queue or to seek it: once it has, no
+//! record of the old queue or position can be taken any more, and batches already on their way
+//! carry the queue's `seq`, by which the driver recognises and drops them.
+//!
+//! The fetcher works for a consumer of any context `C`: it knows queues, not the consumer.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::Thread;
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use kafkaesque_engine::TopicPartition;
 use kafkaesque_rdqueue::{PartitionQueue, Taken};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use tracing::{debug, warn};
 
-use crate::context::GroupContext;
-use crate::record::BatchShared;
-use crate::{Record, RecordData};
+use crate::record::{BatchShared, Record, RecordData};
 
 /// Records taken from one partition's queue per batch, so that a busy partition cannot starve
 /// the others.
@@ -42,117 +43,139 @@ pub(crate) const PER_PARTITION: usize = 128;
 /// A batch stops growing past this many bytes (it always holds at least one record).
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches of one partition on their way to the driver at most.
-const BATCHES_PER_TAP: u32 = 2;
+const BATCHES_PER_QUEUE: u32 = 2;
 /// Shortest and longest sleep of a fetcher that found nothing to take: a queue receiving
-/// something, a tap opening or a batch being taken wakes it sooner, but not always — librdkafka
-/// calls a queue's callback only when the queue turns from empty to not empty, and a queue whose
-/// last entries were not records (a fetch restart, an outdated batch) answers a poll with
-/// nothing while not being empty. The naps lengthen while nothing comes, so an idle consumer
-/// costs next to nothing, and a record arriving unannounced waits at most `MAX_NAP`.
+/// something, a queue opening or a batch being taken wakes it sooner, but not always —
+/// librdkafka calls a queue's callback only when the queue turns from empty to not empty, and a
+/// queue whose last entries were not records (a fetch restart, an outdated batch) answers a poll
+/// with nothing while not being empty. The naps lengthen while nothing comes, so an idle
+/// consumer costs next to nothing, and a record arriving unannounced waits at most `MAX_NAP`.
 const MIN_NAP: Duration = Duration::from_micros(100);
 const MAX_NAP: Duration = Duration::from_millis(5);
 
 /// One partition's queue, shared by the driver (which opens, closes, seeks and drops it) and
 /// the fetcher (which polls it).
-pub(crate) struct Tap {
+pub(crate) struct SharedQueue<C: ConsumerContext + 'static> {
     pub(crate) tp: TopicPartition,
-    /// Tells this tap's batches from those of an earlier queue of the same partition.
+    /// Tells this queue's batches from those of an earlier queue of the same partition.
     pub(crate) id: u64,
     /// The driver wants records of it (assigned, not held, nothing kept).
     open: AtomicBool,
     /// Its batches taken but not yet handed over by the driver.
     in_transit: AtomicU32,
-    inner: Mutex<TapInner>,
+    inner: Mutex<Position<C>>,
 }
 
-pub(crate) struct TapInner {
+/// The queue and where in it the driver stands.
+struct Position<C: ConsumerContext + 'static> {
     /// `None` once the partition is revoked.
-    pub(crate) queue: Option<PartitionQueue<GroupContext>>,
+    queue: Option<PartitionQueue<C>>,
     /// Raised by the driver whenever it moves the partition's position (a seek): batches taken
     /// before carry the old value.
-    pub(crate) seq: u32,
+    seq: u32,
 }
 
-impl Tap {
+impl<C: ConsumerContext + 'static> SharedQueue<C> {
     pub(crate) fn set_open(&self, open: bool) {
         self.open.store(open, Ordering::Release);
     }
 
-    /// Closes the tap and drops its queue: whatever the fetcher takes afterwards cannot come
-    /// from it.
+    /// Closes the queue and drops it: whatever the fetcher takes afterwards cannot come from it.
     fn shut(&self) {
         self.set_open(false);
         self.lock().queue = None;
     }
 
-    /// The driver has taken what it wants of one of this tap's batches: the fetcher may take
+    /// The driver has taken what it wants of one of this queue's batches: the fetcher may take
     /// another.
-    pub(crate) fn handed_over(&self, hub: &Hub) {
-        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == BATCHES_PER_TAP {
-            hub.wake_fetcher();
+    pub(crate) fn handed_over(&self, queues: &Queues<C>) {
+        if self.in_transit.fetch_sub(1, Ordering::AcqRel) == BATCHES_PER_QUEUE {
+            queues.wake_fetcher();
         }
     }
 
+    /// Moves the partition's position with `seek`, the fetcher kept off the queue meanwhile:
+    /// batches taken from here on carry the `seq` returned, those already on their way an older
+    /// one.
+    pub(crate) fn reposition(&self, seek: impl FnOnce()) -> u32 {
+        let mut inner = self.lock();
+        inner.seq = inner.seq.wrapping_add(1);
+        seek();
+        inner.seq
+    }
+
     /// The queue and its position, with the fetcher kept off them while the guard lives.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, TapInner> {
+    fn lock(&self) -> MutexGuard<'_, Position<C>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Messages of one partition, in order, taken in one go: read on the driver (see
-/// [`Batch::records`]), destroyed on the fetcher (see [`Batch::spend`]).
-pub(crate) struct Batch {
-    pub(crate) tap: Arc<Tap>,
+/// [`Batch::records`]), destroyed on the fetcher (see [`Batches::give_back`]).
+pub(crate) struct Batch<C: ConsumerContext + 'static> {
+    pub(crate) queue: Arc<SharedQueue<C>>,
     pub(crate) seq: u32,
-    taken: Taken<GroupContext>,
+    taken: Taken<C>,
 }
 
-/// What the driver and the fetcher share.
-#[derive(Default)]
-pub(crate) struct Hub {
-    taps: Mutex<Vec<Arc<Tap>>>,
-    /// Raised whenever `taps` changes, so that the fetcher copies it only then.
+/// The partitions' queues and the two threads' handles: what the driver and the fetcher share.
+pub(crate) struct Queues<C: ConsumerContext + 'static> {
+    list: Mutex<Vec<Arc<SharedQueue<C>>>>,
+    /// Raised whenever `list` changes, so that the fetcher copies it only then.
     version: AtomicU64,
     next_id: AtomicU64,
     stop: AtomicBool,
-    pub(crate) fetcher: OnceLock<Thread>,
+    fetcher: OnceLock<Thread>,
     pub(crate) driver: OnceLock<Thread>,
 }
 
-impl Hub {
-    /// A tap for a partition's own queue, closed until the driver opens it; the queue's
-    /// callback wakes the fetcher whenever it receives something.
+impl<C: ConsumerContext + 'static> Default for Queues<C> {
+    fn default() -> Self {
+        Queues {
+            list: Mutex::default(),
+            version: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            fetcher: OnceLock::new(),
+            driver: OnceLock::new(),
+        }
+    }
+}
+
+impl<C: ConsumerContext + 'static> Queues<C> {
+    /// Shares a partition's own queue, closed until the driver opens it; the queue's callback
+    /// wakes the fetcher whenever it receives something.
     pub(crate) fn add(
         &self,
         tp: TopicPartition,
-        mut queue: PartitionQueue<GroupContext>,
-    ) -> Arc<Tap> {
+        mut queue: PartitionQueue<C>,
+    ) -> Arc<SharedQueue<C>> {
         if let Some(f) = self.fetcher.get().cloned() {
             queue.on_nonempty(move || f.unpark());
         }
-        let tap = Arc::new(Tap {
+        let shared = Arc::new(SharedQueue {
             tp,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             open: AtomicBool::new(false),
             in_transit: AtomicU32::new(0),
-            inner: Mutex::new(TapInner {
+            inner: Mutex::new(Position {
                 queue: Some(queue),
                 seq: 0,
             }),
         });
-        self.taps.lock().expect("taps lock").push(tap.clone());
+        self.list.lock().expect("queues lock").push(shared.clone());
         self.version.fetch_add(1, Ordering::Release);
-        tap
+        shared
     }
 
-    /// Drops a tap's queue now and forgets the tap (a revoke, or a new queue for the same
+    /// Drops a partition's queue now and forgets it (a revoke, or a new queue for the same
     /// partition).
-    pub(crate) fn remove(&self, tap: &Tap) {
-        tap.shut();
-        self.taps
+    pub(crate) fn remove(&self, queue: &SharedQueue<C>) {
+        queue.shut();
+        self.list
             .lock()
-            .expect("taps lock")
-            .retain(|t| t.id != tap.id);
+            .expect("queues lock")
+            .retain(|q| q.id != queue.id);
         self.version.fetch_add(1, Ordering::Release);
     }
 
@@ -168,69 +191,89 @@ impl Hub {
         }
     }
 
-    /// Ends the fetcher's loop (it drops its copies of the taps on the way out).
+    /// Ends the fetcher's loop (it drops its copies of the queues on the way out).
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.wake_fetcher();
     }
 
     /// Stops the fetcher and drops every partition's queue. Each queue holds a reference to the
-    /// consumer, which (through its context) holds the taps: without this, a driver that ended
+    /// consumer, which (through its context) holds the queues: without this, a driver that ended
     /// by a panic would leave the consumer — and its group membership, kept alive by
     /// librdkafka's own threads — behind.
     pub(crate) fn close(&self) {
         self.stop();
-        let taps = std::mem::take(&mut *self.taps.lock().unwrap_or_else(|e| e.into_inner()));
-        for tap in taps {
-            tap.shut();
+        let list = std::mem::take(&mut *self.list.lock().unwrap_or_else(|e| e.into_inner()));
+        for queue in list {
+            queue.shut();
         }
         self.version.fetch_add(1, Ordering::Release);
     }
 }
 
-/// Closes the hub when dropped, whichever way the driver thread ends.
-pub(crate) struct Closing(pub(crate) Arc<Hub>);
+/// Closes the queues when dropped, whichever way the driver thread ends.
+pub(crate) struct CloseOnDrop<C: ConsumerContext + 'static>(pub(crate) Arc<Queues<C>>);
 
-impl Drop for Closing {
+impl<C: ConsumerContext + 'static> Drop for CloseOnDrop<C> {
     fn drop(&mut self) {
         self.0.close();
     }
 }
 
-/// The fetcher thread's loop: round-robin over the open taps, one batch from each per round.
-pub(crate) fn run(
-    hub: &Hub,
-    tx: &mpsc::Sender<Batch>,
-    spent: &mpsc::Receiver<Taken<GroupContext>>,
+/// Starts the fetcher thread over `queues`; the driver receives its batches from what is
+/// returned. Call it before any partition gets a queue: each queue's callback wakes the fetcher.
+pub(crate) fn start<C: ConsumerContext + 'static>(
+    queues: &Arc<Queues<C>>,
+) -> std::io::Result<(JoinHandle<()>, Batches<C>)> {
+    let (batch_tx, batch_rx) = mpsc::channel();
+    let (read_tx, read_rx) = mpsc::channel();
+    let shared = queues.clone();
+    let thread = std::thread::Builder::new()
+        .name("kafkaesque-fetch".into())
+        .spawn(move || run(&shared, &batch_tx, &read_rx))?;
+    let _ = queues.fetcher.set(thread.thread().clone());
+    let batches = Batches {
+        rx: batch_rx,
+        read: read_tx,
+    };
+    Ok((thread, batches))
+}
+
+/// The fetcher thread's loop: round-robin over the open queues, one batch from each per round.
+fn run<C: ConsumerContext + 'static>(
+    queues: &Queues<C>,
+    tx: &mpsc::Sender<Batch<C>>,
+    read: &mpsc::Receiver<Taken<C>>,
 ) {
-    let mut taps: Vec<Arc<Tap>> = Vec::new();
+    let mut list: Vec<Arc<SharedQueue<C>>> = Vec::new();
     let mut version = u64::MAX;
     let mut next = 0;
     let mut nap = MIN_NAP;
-    while !hub.stop.load(Ordering::Acquire) {
+    while !queues.stop.load(Ordering::Acquire) {
         // Destroyed here, where librdkafka's allocations for them were made or freed anyway.
-        while let Ok(taken) = spent.try_recv() {
+        while let Ok(taken) = read.try_recv() {
             drop(taken);
         }
-        let v = hub.version.load(Ordering::Acquire);
+        let v = queues.version.load(Ordering::Acquire);
         if v != version {
-            taps = hub.taps.lock().expect("taps lock").clone();
+            list = queues.list.lock().expect("queues lock").clone();
             version = v;
         }
-        let n = taps.len();
+        let n = list.len();
         let mut sent = false;
         for i in 0..n {
-            let tap = &taps[(next + i) % n];
-            // In this order: the driver closes a tap before it hands a batch over, so a fetcher
-            // that sees the batch handed over also sees the tap closed, and a partition never
-            // has more than `BATCHES_PER_TAP` batches taken after the record it refused.
-            if tap.in_transit.load(Ordering::Acquire) >= BATCHES_PER_TAP
-                || !tap.open.load(Ordering::Acquire)
+            let queue = &list[(next + i) % n];
+            // In this order: the driver closes a queue before it hands a batch over, so a
+            // fetcher that sees the batch handed over also sees the queue closed, and a
+            // partition never has more than `BATCHES_PER_QUEUE` batches taken after the record
+            // it refused.
+            if queue.in_transit.load(Ordering::Acquire) >= BATCHES_PER_QUEUE
+                || !queue.open.load(Ordering::Acquire)
             {
                 continue;
             }
-            let Some(batch) = take(tap) else { continue };
-            tap.in_transit.fetch_add(1, Ordering::AcqRel);
+            let Some(batch) = take(queue) else { continue };
+            queue.in_transit.fetch_add(1, Ordering::AcqRel);
             if tx.send(batch).is_err() {
                 return; // the driver is gone
             }
@@ -238,7 +281,7 @@ pub(crate) fn run(
         }
         next = if n == 0 { 0 } else { (next + 1) % n };
         if sent {
-            hub.wake_driver();
+            queues.wake_driver();
             nap = MIN_NAP;
         } else {
             std::thread::park_timeout(nap);
@@ -251,9 +294,9 @@ pub(crate) fn run(
 /// [`BATCH_BYTES`].
 const TAKE: usize = 32;
 
-/// One batch of a tap's messages, if its queue has any.
-fn take(tap: &Arc<Tap>) -> Option<Batch> {
-    let inner = tap.lock();
+/// One batch of a queue's messages, if it has any.
+fn take<C: ConsumerContext + 'static>(shared: &Arc<SharedQueue<C>>) -> Option<Batch<C>> {
+    let inner = shared.lock();
     let queue = inner.queue.as_ref()?;
     let mut taken = queue.taken(PER_PARTITION);
     while taken.len() < PER_PARTITION && taken.bytes() < BATCH_BYTES && !taken.failed() {
@@ -265,22 +308,38 @@ fn take(tap: &Arc<Tap>) -> Option<Batch> {
     let seq = inner.seq;
     drop(inner);
     (!taken.is_empty()).then(|| Batch {
-        tap: tap.clone(),
+        queue: shared.clone(),
         seq,
         taken,
     })
 }
 
-/// Where the driver sends the messages of batches it has read, for the fetcher to destroy.
-pub(crate) type Spent = mpsc::Sender<Taken<GroupContext>>;
+/// Where the driver receives batches, and sends the messages of those it has read back to the
+/// fetcher to be destroyed.
+///
+/// Owned by the driver thread, not by the driver state: a batch keeps its consumer alive, and
+/// the state belongs to the consumer's context, so a batch left in a channel the state owned
+/// would keep the consumer — and its group membership — for good. Dropped with the driver
+/// thread, however it ends, the channel drops what is left in it.
+pub(crate) struct Batches<C: ConsumerContext + 'static> {
+    rx: mpsc::Receiver<Batch<C>>,
+    read: mpsc::Sender<Taken<C>>,
+}
 
-/// Where the driver receives batches. Owned by the driver thread, not by the driver state: a
-/// batch keeps its consumer alive, and the state belongs to the consumer's context, so a batch
-/// left in a channel the state owned would keep the consumer — and its group membership — for
-/// good. Dropped with the driver thread, however it ends, the channel drops what is left in it.
-pub(crate) type Batches = mpsc::Receiver<Batch>;
+impl<C: ConsumerContext + 'static> Batches<C> {
+    /// The next batch the fetcher has handed over, if there is one.
+    pub(crate) fn try_next(&self) -> Option<Batch<C>> {
+        self.rx.try_recv().ok()
+    }
 
-impl Batch {
+    /// Sends a read batch's messages back to the fetcher, which destroys them (see the module
+    /// documentation); once the fetcher is gone, they are destroyed here.
+    pub(crate) fn give_back(&self, batch: Batch<C>) {
+        let _ = self.read.send(batch.taken);
+    }
+}
+
+impl<C: ConsumerContext + 'static> Batch<C> {
     /// Messages taken (records and errors).
     pub(crate) fn len(&self) -> usize {
         self.taken.len()
@@ -289,8 +348,8 @@ impl Batch {
     /// The batch's records, copied out of librdkafka's messages as they are asked for; errors
     /// librdkafka queued are logged and skipped.
     pub(crate) fn records(&self) -> impl Iterator<Item = Record> + '_ {
-        let shared = BatchShared::new(&self.tap.tp.topic);
-        let tp = &self.tap.tp;
+        let shared = BatchShared::new(&self.queue.tp.topic);
+        let tp = &self.queue.tp;
         self.taken.iter().filter_map(move |m| match m {
             Ok(m) => Some(Record::from(RecordData::from_queued(&m, &shared))),
             Err(KafkaError::PartitionEOF(_)) => {
@@ -302,11 +361,5 @@ impl Batch {
                 None
             }
         })
-    }
-
-    /// Sends the batch's messages back to the fetcher, which destroys them (see the module
-    /// documentation); once the fetcher is gone, they are destroyed here.
-    pub(crate) fn spend(self, spent: &Spent) {
-        let _ = spent.send(self.taken);
     }
 }

@@ -30,7 +30,7 @@
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
 
-mod commit;
+mod admin;
 mod config;
 pub mod consumer;
 mod context;
@@ -40,7 +40,6 @@ mod feeds;
 mod fetcher;
 mod handler;
 mod observe;
-mod rebalance;
 mod record;
 pub mod replication;
 mod sinks;
@@ -52,7 +51,7 @@ pub use consumer::Consumer;
 pub use error::{login_refused, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
-    HotKeyPolicy, KeyStats, Limits, Merge, NoKey, Ordering, PartitionStats, RetryPolicy,
+    HotKeyPolicy, KeyStats, Limits, Merge, NoKey, PartitionStats, ProcessingOrder, RetryPolicy,
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};

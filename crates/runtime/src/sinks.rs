@@ -13,7 +13,7 @@ use rdkafka::ClientContext;
 use tracing::{error, warn};
 
 use crate::events::{Event, EventTx};
-use crate::record::headers as h;
+use crate::record::headers;
 use crate::{Error, Record, Result};
 
 /// Forwards deliveries to the driver. Runs inside [`Sinks::poll`], on the driver thread.
@@ -103,12 +103,12 @@ impl Sinks {
         let extra = source_headers(rec, r.tp.partition, r.offset)
             .into_iter()
             .chain([
-                (h::REASON, r.reason.to_owned()),
+                (headers::REASON, r.reason.to_owned()),
                 (
-                    h::ERROR,
+                    headers::ERROR,
                     r.error.clone().unwrap_or_else(|| r.reason.to_owned()),
                 ),
-                (h::ATTEMPTS, r.attempts.to_string()),
+                (headers::ATTEMPTS, r.attempts.to_string()),
             ])
             .collect::<Vec<_>>();
         let pending = Pending {
@@ -128,7 +128,7 @@ impl Sinks {
         let rec = &r.payload;
         let mut extra = source_headers(rec, r.tp.partition, r.offset);
         if let Some(k) = &rec.key {
-            extra.push((h::SOURCE_KEY, String::from_utf8_lossy(k).into_owned()));
+            extra.push((headers::SOURCE_KEY, String::from_utf8_lossy(k).into_owned()));
         }
         let pending = Pending {
             topic: format!("{}{suffix}", r.tp.topic),
@@ -214,12 +214,12 @@ impl Sinks {
 
 fn source_headers(rec: &Record, partition: i32, offset: i64) -> Vec<(&'static str, String)> {
     let mut v = vec![
-        (h::SOURCE_TOPIC, rec.topic.to_string()),
-        (h::SOURCE_PARTITION, partition.to_string()),
-        (h::SOURCE_OFFSET, offset.to_string()),
+        (headers::SOURCE_TOPIC, rec.topic.to_string()),
+        (headers::SOURCE_PARTITION, partition.to_string()),
+        (headers::SOURCE_OFFSET, offset.to_string()),
     ];
     if let Some(ts) = rec.timestamp {
-        v.push((h::SOURCE_TIMESTAMP, ts.to_string()));
+        v.push((headers::SOURCE_TIMESTAMP, ts.to_string()));
     }
     v
 }

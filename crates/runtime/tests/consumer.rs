@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafkaesque_runtime::{Consumer, ConsumerBuilder, HandlerError, Limits, Record};
-use kafkaesque_testkit::{require_broker, unique_name, Broker, TestTopic};
+use kafkaesque_runtime::{Consumer, HandlerError, Limits, Record};
+use kafkaesque_testkit::unique_name;
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -18,21 +18,15 @@ const PER_KEY: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_every_record_in_key_order_and_commits_to_the_end() {
-    let broker = require_broker().await;
-    let topic = broker.create_topic("runtime-e2e", 8).await.expect("topic");
-    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
-    let group = unique_name("runtime-e2e");
-    let consumer = builder(&broker, &group, &topic)
-        .concurrency(500)
-        .build()
-        .expect("valid config");
+    let f = Fixture::new("runtime-e2e", 8).await;
+    f.produce(KEYS, PER_KEY);
+    let consumer = f.builder().concurrency(500).build().expect("valid config");
     let ledger = consume_all(consumer, KEYS * PER_KEY, 5, Duration::ZERO).await;
     let duplicates = ledger.check(KEYS, PER_KEY);
     assert_eq!(duplicates, 0, "no rebalance or crash, so no duplicates");
-    let committed = tokio::task::block_in_place(|| common::committed(&broker, &group, &topic));
     assert_eq!(
-        committed,
-        ledger.ends(topic.partitions()),
+        f.committed(),
+        ledger.ends(f.topic.partitions()),
         "committed to the end of every partition"
     );
 }
@@ -44,11 +38,10 @@ async fn processes_every_record_in_key_order_and_commits_to_the_end() {
 async fn a_partition_held_at_its_cap_over_and_over_loses_and_reorders_nothing() {
     const KEYS: usize = 300;
     const PER_KEY: usize = 10;
-    let broker = require_broker().await;
-    let topic = broker.create_topic("runtime-held", 2).await.expect("topic");
-    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
-    let group = unique_name("runtime-held");
-    let consumer = builder(&broker, &group, &topic)
+    let f = Fixture::new("runtime-held", 2).await;
+    f.produce(KEYS, PER_KEY);
+    let consumer = f
+        .builder()
         .concurrency(64)
         .limits(Limits {
             partition_max_records: 16,
@@ -62,10 +55,9 @@ async fn a_partition_held_at_its_cap_over_and_over_loses_and_reorders_nothing() 
     assert_eq!(ledger.check(KEYS, PER_KEY), 0, "no duplicates");
     let pauses = observer.snapshot().counters.pauses;
     assert!(pauses >= 50, "the cap was reached often ({pauses} pauses)");
-    let committed = tokio::task::block_in_place(|| common::committed(&broker, &group, &topic));
     assert_eq!(
-        committed,
-        ledger.ends(topic.partitions()),
+        f.committed(),
+        ledger.ends(f.topic.partitions()),
         "committed to the end"
     );
 }
@@ -77,9 +69,8 @@ async fn a_partition_held_at_its_cap_over_and_over_loses_and_reorders_nothing() 
 async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_blocks_shutdown() {
     const KEYS: usize = 50;
     const PER_KEY: usize = 4;
-    let broker = require_broker().await;
-    let topic = broker.create_topic("runtime-gate", 2).await.expect("topic");
-    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
+    let f = Fixture::new("runtime-gate", 2).await;
+    f.produce(KEYS, PER_KEY);
     let consumer =
         |group: &str, fail_first: usize, ready: Arc<AtomicBool>, calls: Arc<AtomicUsize>| {
             let hook = Arc::new(move |_: &[kafkaesque_runtime::TopicPartition]| {
@@ -89,7 +80,7 @@ async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_
                 ready.store(true, Ordering::SeqCst);
                 Ok(())
             });
-            builder(&broker, group, &topic)
+            f.builder_in(group)
                 .on_assign(hook)
                 .build()
                 .expect("valid config")
@@ -100,12 +91,7 @@ async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicUsize::new(0)),
     );
-    let c = consumer(
-        &unique_name("runtime-gate"),
-        3,
-        ready.clone(),
-        calls.clone(),
-    );
+    let c = consumer(&f.group, 3, ready.clone(), calls.clone());
     let ledger = Ledger::default();
     let early = Arc::new(AtomicUsize::new(0));
     let all_seen = Arc::new(Notify::new());
@@ -204,21 +190,13 @@ async fn a_consumer_stopped_mid_stream_leaves_the_group_and_drops_its_client() {
     const KEYS: usize = 1_000;
     const PER_KEY: usize = 50;
     const PARTITIONS: i32 = 4;
-    let broker = require_broker().await;
-    let topic = broker
-        .create_topic("runtime-leave", PARTITIONS)
-        .await
-        .expect("topic");
-    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
+    let f = Fixture::new("runtime-leave", PARTITIONS).await;
+    f.produce(KEYS, PER_KEY);
     // The clients alive before (the test broker's own): each has one `rdk:main` thread.
     let clients_before = librdkafka_clients();
-    let group = unique_name("runtime-leave");
     // Each run stops once its handler has seen records of every partition, `enough` in all.
     let run = |enough: usize| {
-        let consumer = builder(&broker, &group, &topic)
-            .concurrency(100)
-            .build()
-            .expect("valid config");
+        let consumer = f.builder().concurrency(100).build().expect("valid config");
         let seen = Arc::new(std::sync::Mutex::new((
             0usize,
             [false; PARTITIONS as usize],
@@ -268,18 +246,6 @@ fn librdkafka_clients() -> usize {
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .filter(|name| name.trim() == "rdk:main")
         .count()
-}
-
-/// A consumer of `topic` in `group`, with the session settings the local broker needs.
-fn builder(broker: &Broker, group: &str, topic: &TestTopic) -> ConsumerBuilder {
-    let mut b = Consumer::builder()
-        .brokers(broker.bootstrap_servers())
-        .group_id(group)
-        .topics([topic.name()]);
-    for (k, v) in SESSION {
-        b = b.set(k, v);
-    }
-    b
 }
 
 /// Runs `consumer`, its handler sleeping 0 to `max_ms` ms, until `total` distinct records have

@@ -6,9 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{key, SESSION};
-use kafkaesque_runtime::{headers, Consumer, HandlerError, Record, RetryPolicy};
-use kafkaesque_testkit::{require_broker, unique_name};
+use common::{key, Fixture};
+use kafkaesque_runtime::{headers, HandlerError, Record, RetryPolicy};
+use kafkaesque_testkit::unique_name;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -19,8 +19,8 @@ const POISON: &str = "poison";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
-    let broker = require_broker().await;
-    let topic = broker.create_topic("rt-poison", 1).await.expect("topic");
+    let f = Fixture::new("rt-poison", 1).await;
+    let (broker, topic) = (&f.broker, &f.topic);
     tokio::task::block_in_place(|| {
         // Idempotent: the partition holds the records in the order they were sent.
         let p: BaseProducer = broker
@@ -61,20 +61,14 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
             Ok(())
         }
     };
-    let mut b = Consumer::builder()
-        .brokers(broker.bootstrap_servers())
-        .group_id(unique_name("rt-poison"))
-        .topics([topic.name()])
+    let run = f
+        .builder()
         .concurrency(50)
         .retry(RetryPolicy {
             max_attempts: 3,
             base_backoff_ms: 400,
             max_backoff_ms: 2_000,
-        });
-    for (k, v) in SESSION {
-        b = b.set(k, v);
-    }
-    let run = b
+        })
         .build()
         .unwrap()
         .run(handler, async move { finished.notified().await });

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{key, logs, Ledger};
+use common::{key, logs, Fixture, Ledger};
 use kafkaesque_runtime::{Consumer, HandlerError, HotKeyPolicy, Limits, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::mocking::MockCluster;
@@ -78,10 +78,9 @@ fn overflowed(bootstrap: &str, topic: &str) -> usize {
 async fn on_apache_kafka_a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry_on(
 ) {
     logs();
-    let broker = kafkaesque_testkit::require_broker().await;
-    let topic = broker.create_topic("diverted", 1).await.expect("topic");
-    let group = kafkaesque_testkit::unique_name("diverting");
-    flooded_key_goes_through_the_overflow(broker.bootstrap_servers(), topic.name(), &group).await;
+    let f = Fixture::new("diverted", 1).await;
+    flooded_key_goes_through_the_overflow(f.broker.bootstrap_servers(), f.topic.name(), &f.group)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

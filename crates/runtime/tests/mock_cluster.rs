@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{key, logs, Ledger};
+use common::{key, logs, Fixture, Ledger};
 use kafkaesque_runtime::{Consumer, HandlerError, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::mocking::MockCluster;
@@ -157,13 +157,11 @@ async fn on_the_mock_cluster_completed_records_above_the_watermark_are_not_repla
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_apache_kafka_completed_records_above_the_watermark_are_not_replayed() {
     logs();
-    let broker = kafkaesque_testkit::require_broker().await;
-    let topic = broker.create_topic("metadata", 1).await.expect("topic");
-    let group = kafkaesque_testkit::unique_name("metadata");
+    let f = Fixture::new("metadata", 1).await;
     completed_records_above_the_watermark_are_not_replayed(
-        broker.bootstrap_servers(),
-        topic.name(),
-        &group,
+        f.broker.bootstrap_servers(),
+        f.topic.name(),
+        &f.group,
     )
     .await;
 }

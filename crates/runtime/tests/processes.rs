@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kafkaesque_runtime::{Consumer, HandlerError, Record};
-use kafkaesque_testkit::{require_broker, unique_name};
+use kafkaesque_testkit::unique_name;
 use rand::Rng;
 
 const CONCURRENCY: usize = 64;
@@ -206,16 +206,15 @@ async fn under_kip_848_a_killed_consumer_loses_nothing_and_replays_only_its_wind
 async fn a_group_that_grows_and_shrinks_loses_nothing(protocol: &str) {
     const KEYS: usize = 2_000;
     const PER_KEY: usize = 20;
-    let broker = require_broker().await;
-    let topic = broker.create_topic("rt-rebalance", 8).await.expect("topic");
-    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
+    let f = Fixture::new("rt-rebalance", 8).await;
+    f.produce(KEYS, PER_KEY);
     let dir = tempdir();
     let ledger = dir.join("ledger");
     let mut children = Children {
         env: vec![
-            ("CHILD_BROKERS", broker.bootstrap_servers().to_owned()),
-            ("CHILD_TOPIC", topic.name().to_owned()),
-            ("CHILD_GROUP", unique_name("rt-rebalance")),
+            ("CHILD_BROKERS", f.broker.bootstrap_servers().to_owned()),
+            ("CHILD_TOPIC", f.topic.name().to_owned()),
+            ("CHILD_GROUP", f.group.clone()),
             ("CHILD_LEDGER", ledger.display().to_string()),
             ("CHILD_PROTOCOL", protocol.to_owned()),
         ],
@@ -252,16 +251,15 @@ async fn a_group_that_grows_and_shrinks_loses_nothing(protocol: &str) {
 async fn a_killed_consumer_loses_nothing_and_replays_only_its_window(protocol: &str) {
     const KEYS: usize = 2_000;
     const PER_KEY: usize = 10;
-    let broker = require_broker().await;
-    let topic = broker.create_topic("rt-kill", 4).await.expect("topic");
-    tokio::task::block_in_place(|| produce(&broker, &topic, KEYS, PER_KEY));
+    let f = Fixture::new("rt-kill", 4).await;
+    f.produce(KEYS, PER_KEY);
     let dir = tempdir();
     let ledger = dir.join("ledger");
-    let group = unique_name("rt-kill");
+    let group = f.group.clone();
     let mut children = Children {
         env: vec![
-            ("CHILD_BROKERS", broker.bootstrap_servers().to_owned()),
-            ("CHILD_TOPIC", topic.name().to_owned()),
+            ("CHILD_BROKERS", f.broker.bootstrap_servers().to_owned()),
+            ("CHILD_TOPIC", f.topic.name().to_owned()),
             ("CHILD_GROUP", group.clone()),
             ("CHILD_LEDGER", ledger.display().to_string()),
             ("CHILD_PROTOCOL", protocol.to_owned()),
@@ -277,7 +275,7 @@ async fn a_killed_consumer_loses_nothing_and_replays_only_its_window(protocol: &
         });
         // The group's commits before the kill, with the completed offsets above each that their
         // metadata names: none of those may run again.
-        let before = commits(&broker, &group, &topic);
+        let before = commits(&f.broker, &group, &f.topic);
         children.signal(0, "-KILL");
         // What the killed process applied that those commits do not cover: the most that may
         // replay.

@@ -4,8 +4,7 @@
 //! each one to a table and commits the offsets of what it has written. The test then checks, from
 //! the table and from the broker, that every record arrived exactly once, where the producer was
 //! told it landed, in order per key, and that the group's committed offsets reached the end of
-//! every partition. Later issues put the engine between the consumer and the table; this path and
-//! its assertions are what they must keep true.
+//! every partition: the path, without the engine, that the consumer's own tests build on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -36,7 +36,7 @@ pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
     }
     older.payload = Some(batch.into_bytes());
     older.offset = newer.offset;
-    older.records += newer.records;
+    older.coalesced += newer.coalesced;
     weight(older)
 }
 

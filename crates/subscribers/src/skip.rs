@@ -11,37 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
 use uuid::Uuid;
 
+pub use crate::store::SkipTarget;
 use crate::store::Store;
 
 /// How often each process reads the table: well inside the promised second.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
-
-/// What an operator can skip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SkipTarget {
-    App(Uuid),
-    Player(Uuid),
-}
-
-impl SkipTarget {
-    /// The `target` column of the `skips` table.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SkipTarget::App(_) => "app",
-            SkipTarget::Player(_) => "player",
-        }
-    }
-
-    pub fn id(&self) -> Uuid {
-        match self {
-            SkipTarget::App(id) | SkipTarget::Player(id) => *id,
-        }
-    }
-}
 
 /// The skip list as this process knows it, cheap to clone and to ask.
 #[derive(Debug, Clone, Default)]

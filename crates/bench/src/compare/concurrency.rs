@@ -1,5 +1,5 @@
 //! Concurrency beyond partitions: one partition, 10,000 keys, a 5 ms handler, concurrency 1,000.
-//! This consumer (key order) vs partition-serial (Kafka's native model) vs the seed's design
+//! This consumer (key order) vs partition-serial (Kafka's native model) vs the legacy design
 //! (hashed worker queues and one global cap) vs the bound min(C / L, raw poll rate of that
 //! partition). Targets: ≥ 0.9× the bound, ≥ 100× partition-serial.
 //!
@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use kafkaesque_runtime::{Consumer, Ordering};
+use kafkaesque_runtime::{Consumer, ProcessingOrder};
 use kafkaesque_testkit::Broker;
 
 use super::kafka::{blocking, ours, produce, raw};
-use super::{seed_design, SEED_GLOBAL_CAP, SEED_QUEUES};
+use super::{legacy_design, LEGACY_GLOBAL_CAP, LEGACY_QUEUES};
 use crate::report::Figure;
 use crate::stats::median;
 
@@ -45,22 +45,22 @@ pub async fn run(
         rw.push(blocking(move || raw(&b, &name, records)).await?.rate);
         ceiling.push(timer_ceiling(CONCURRENCY, HANDLER, CEILING_WINDOW).await);
         let key = Consumer::builder()
-            .ordering(Ordering::Key)
+            .ordering(ProcessingOrder::Key)
             .concurrency(CONCURRENCY);
         k.push(
             ours(broker, topic.name(), records, key, HANDLER)
                 .await?
                 .rate,
         );
-        let seed = Consumer::builder().concurrency(CONCURRENCY);
-        let seed = seed_design(seed, CONCURRENCY, SEED_GLOBAL_CAP);
+        let legacy = Consumer::builder().concurrency(CONCURRENCY);
+        let legacy = legacy_design(legacy, CONCURRENCY, LEGACY_GLOBAL_CAP);
         sd.push(
-            ours(broker, topic.name(), records / 5, seed, HANDLER)
+            ours(broker, topic.name(), records / 5, legacy, HANDLER)
                 .await?
                 .rate,
         );
         let part = Consumer::builder()
-            .ordering(Ordering::Partition)
+            .ordering(ProcessingOrder::Partition)
             .concurrency(CONCURRENCY);
         s.push(
             ours(broker, topic.name(), serial, part, HANDLER)
@@ -101,10 +101,10 @@ pub async fn run(
     }
     .vs(&ceiling);
     let key = key.vs(&bound).at_least("≥ 0.9× bound", 0.9);
-    let seed = Figure::new("concurrency", "seed design", "records/s", sd)
+    let legacy = Figure::new("concurrency", "legacy design", "records/s", sd)
         .vs(&bound)
         .note(format!(
-            "{SEED_QUEUES} hashed worker queues per partition, one global cap of {SEED_GLOBAL_CAP}, \
+            "{LEGACY_QUEUES} hashed worker queues per partition, one global cap of {LEGACY_GLOBAL_CAP}, \
              no hot-key policy; a fifth of the records per run (it is slow)"
         ));
     Ok(vec![
@@ -113,7 +113,7 @@ pub async fn run(
         key,
         key_vs_ceiling,
         key_vs_serial,
-        seed,
+        legacy,
         serial,
     ])
 }

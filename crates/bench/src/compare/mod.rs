@@ -6,8 +6,8 @@
 //! - [`engine`]: the sans-I/O engine alone, in-process;
 //! - [`overhead`]: a raw rdkafka poll loop vs this consumer with a no-op handler;
 //! - [`concurrency`]: one partition, a 5 ms handler: this consumer vs partition-serial vs the
-//!   seed's design vs the theoretical bound;
-//! - [`incident`]: the seed's incident replayed through the service's consumer;
+//!   legacy design vs the theoretical bound;
+//! - [`incident`]: the legacy system's incident replayed through the service's consumer;
 //! - [`http_edge`]: the API's acknowledged updates per second vs the same server's `/healthz`;
 //! - [`apply_rate`]: the service's apply rate vs a plain `UPDATE` loop;
 //! - [`kafka`]: what several of them share: producing, a raw poll loop, a timed consumer run.
@@ -23,20 +23,20 @@ pub mod overhead;
 use kafkaesque_engine::EngineConfig;
 use kafkaesque_runtime::{ConsumerBuilder, HotKeyPolicy};
 
-/// Worker queues per partition of the seed's design, as in the engine's simulation
+/// Worker queues per partition of the legacy design, as in the engine's simulation
 /// (`kafkaesque_engine::sim::incident_configs`).
-pub const SEED_QUEUES: u32 = 64;
+pub const LEGACY_QUEUES: u32 = 64;
 
-/// Records the seed's one global cap lets the consumer hold, as in the engine's simulation.
-pub const SEED_GLOBAL_CAP: usize = 20_000;
+/// Records the legacy design's one global cap lets the consumer hold, as in the engine's simulation.
+pub const LEGACY_GLOBAL_CAP: usize = 20_000;
 
-/// `builder` turned into the seed's design: hashed worker queues, one global cap of `cap` records
+/// `builder` turned into the legacy design: hashed worker queues, one global cap of `cap` records
 /// held (fetching stops everywhere once it is reached), no hot-key protection; the concurrency
 /// stays.
-pub fn seed_design(builder: ConsumerBuilder, concurrency: usize, cap: usize) -> ConsumerBuilder {
-    let seed = EngineConfig::<()>::seed_design(SEED_QUEUES, cap, concurrency);
+pub fn legacy_design(builder: ConsumerBuilder, concurrency: usize, cap: usize) -> ConsumerBuilder {
+    let legacy = EngineConfig::<()>::legacy_design(LEGACY_QUEUES, cap, concurrency);
     builder
-        .ordering(seed.ordering)
-        .limits(seed.limits)
+        .ordering(legacy.ordering)
+        .limits(legacy.limits)
         .hot_key(HotKeyPolicy::Backpressure)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use kafkaesque_runtime::{Consumer, Ordering};
+use kafkaesque_runtime::{Consumer, ProcessingOrder};
 use kafkaesque_testkit::Broker;
 
 use super::kafka::{blocking, ours, produce, raw, Run};
@@ -24,7 +24,7 @@ pub async fn run(broker: &Broker, records: usize, reps: usize) -> Result<Vec<Fig
         let (b, name) = (broker.clone(), topic.name().to_owned());
         r.push(blocking(move || raw(&b, &name, records)).await?);
         let builder = Consumer::builder()
-            .ordering(Ordering::Key)
+            .ordering(ProcessingOrder::Key)
             .concurrency(1_000);
         o.push(ours(broker, topic.name(), records, builder, Duration::ZERO).await?);
     }

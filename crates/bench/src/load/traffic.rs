@@ -33,7 +33,7 @@ pub enum Scenario {
 pub const FLOOD_EMAIL: &str = "admin@flood.example.com";
 
 /// Share of the flooding app's subscriptions linked to the one address: 4.8 of 5 million in the
-/// seed's incident.
+/// legacy system's incident.
 const LINKED_SHARE: f64 = 0.96;
 
 /// Cities the flood cycles through: contradictory updates, each undoing the one before.

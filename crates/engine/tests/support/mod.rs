@@ -88,7 +88,7 @@ pub struct Harness {
     zombies: Vec<WorkId>,
     sinks: Vec<Action<Pay>>,
     now: u64,
-    ordering: Ordering,
+    ordering: ProcessingOrder,
     limits: Limits,
     budget: usize,
     with_overflow: bool,
@@ -268,7 +268,7 @@ impl Harness {
                 self.parts[i].pos += 1;
                 // Every other single-key record in key order is offered to run at once.
                 let single = !r.keyless && r.keys.len() == 1;
-                if self.ordering == Ordering::Key && single && r.offset % 2 == 0 {
+                if self.ordering == ProcessingOrder::Key && single && r.offset % 2 == 0 {
                     let intake = self.fetch_now(i, handle, &r);
                     self.process_actions();
                     if intake == Intake::Refused {
@@ -304,10 +304,10 @@ impl Harness {
         let payload = vec![(i as u32, r.offset, k)];
         let run = match self
             .engine
-            .fetched_now(handle, r.offset, BYTES, &key, payload)
+            .fetched_inline(handle, r.offset, BYTES, &key, payload)
         {
-            Now::Taken(intake) => return intake,
-            Now::Run(run) => run,
+            Inline::Taken(intake) => return intake,
+            Inline::Run(run) => run,
         };
         assert!(
             !busy,
@@ -353,8 +353,10 @@ impl Harness {
         for a in actions {
             match a {
                 Action::Dispatch(w) => {
-                    if matches!(self.ordering, Ordering::Key | Ordering::HashedQueues { .. })
-                        && w.key.is_some()
+                    if matches!(
+                        self.ordering,
+                        ProcessingOrder::Key | ProcessingOrder::HashedQueues { .. }
+                    ) && w.key.is_some()
                     {
                         let main = self
                             .part_of(w.partition)
@@ -367,7 +369,7 @@ impl Harness {
                             w.key
                         );
                     }
-                    if self.ordering == Ordering::Partition {
+                    if self.ordering == ProcessingOrder::Partition {
                         let main = self.part_of(w.partition).unwrap().0;
                         assert!(
                             !self
@@ -433,8 +435,8 @@ impl Harness {
         for &(p, o, k) in payload {
             assert_eq!(p, main);
             let order_key = match self.ordering {
-                Ordering::Key | Ordering::HashedQueues { .. } if k != 255 => Some(k),
-                Ordering::Partition => Some(0),
+                ProcessingOrder::Key | ProcessingOrder::HashedQueues { .. } if k != 255 => Some(k),
+                ProcessingOrder::Partition => Some(0),
                 _ => None,
             };
             let first = self.applied.insert((p, o, k));
@@ -443,7 +445,7 @@ impl Harness {
             }
             if let Some(ok) = order_key.filter(|_| !self.shed.contains(&(p, o, k))) {
                 // In partition mode the items of one multi-key record share the partition's lane.
-                let same_ok = self.ordering == Ordering::Partition;
+                let same_ok = self.ordering == ProcessingOrder::Partition;
                 if first {
                     // Items applied for the first time come in order, whatever crashed between.
                     let top = self.first_applied.entry((p, ok)).or_insert(-1);
@@ -701,7 +703,7 @@ impl Harness {
                 "uncommitted cap"
             );
         }
-        if self.ordering == Ordering::Key {
+        if self.ordering == ProcessingOrder::Key {
             for (k, n) in self.key_counts() {
                 if n > before_keys.get(&k).copied().unwrap_or(0) {
                     assert!(

@@ -1,14 +1,15 @@
-//! Shared by the runtime's end-to-end tests: producing keyed, numbered records, reading a
-//! group's committed offsets, and a ledger of what the handlers saw that checks per-key order.
+//! Shared by the runtime's end-to-end tests: a topic and group of the test's own ([`Fixture`]),
+//! producing keyed, numbered records, reading a group's committed offsets, and a ledger of what
+//! the handlers saw that checks per-key order.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafkaesque_runtime::Record;
-use kafkaesque_testkit::{Broker, TestTopic};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use kafkaesque_runtime::{Consumer, ConsumerBuilder, Record};
+use kafkaesque_testkit::{require_broker, unique_name, Broker, TestTopic};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -17,6 +18,53 @@ pub const SESSION: [(&str, &str); 2] = [
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),
 ];
+
+/// The broker, and a topic and a consumer group of this test alone.
+pub struct Fixture {
+    pub broker: Broker,
+    pub topic: TestTopic,
+    pub group: String,
+}
+
+impl Fixture {
+    /// A topic of `partitions` partitions and a group, both named after `name` and unique.
+    pub async fn new(name: &str, partitions: i32) -> Fixture {
+        let broker = require_broker().await;
+        let topic = broker.create_topic(name, partitions).await.expect("topic");
+        Fixture {
+            broker,
+            topic,
+            group: unique_name(name),
+        }
+    }
+
+    /// Produces `per_key` records for each of `keys` keys into the topic (see [`produce`]).
+    pub fn produce(&self, keys: usize, per_key: usize) {
+        tokio::task::block_in_place(|| produce(&self.broker, &self.topic, keys, per_key));
+    }
+
+    /// A consumer of the topic in the fixture's group, with the tests' [`SESSION`] settings.
+    pub fn builder(&self) -> ConsumerBuilder {
+        self.builder_in(&self.group)
+    }
+
+    /// A consumer of the topic in another group, with the tests' [`SESSION`] settings.
+    pub fn builder_in(&self, group: &str) -> ConsumerBuilder {
+        let mut b = Consumer::builder()
+            .brokers(self.broker.bootstrap_servers())
+            .group_id(group)
+            .topics([self.topic.name()]);
+        for (k, v) in SESSION {
+            b = b.set(k, v);
+        }
+        b
+    }
+
+    /// Each partition's committed offset in the fixture's group; -1 where none is.
+    pub fn committed(&self) -> Vec<i64> {
+        tokio::task::block_in_place(|| committed(&self.broker, &self.group, &self.topic))
+    }
+}
 
 pub fn key(k: usize) -> String {
     format!("key-{k:05}")

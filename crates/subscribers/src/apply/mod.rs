@@ -113,7 +113,7 @@ impl Applier {
             player_id = %row,
             partition = record.partition,
             offset = record.offset,
-            records = record.records,
+            records = record.coalesced,
             host = crate::telemetry::host(),
         );
         self.apply(app, row, &changes, &record)
@@ -129,7 +129,7 @@ impl Applier {
         record: &Record,
     ) -> Result<(), HandlerError> {
         if let Some(target) = self.skips.matches(app, row) {
-            self.skips.skipped(target, record.records);
+            self.skips.skipped(target, record.coalesced);
             tracing::debug!(target = target.kind(), "skipped");
             return Ok(());
         }

@@ -29,18 +29,7 @@ use uuid::Uuid;
 
 use crate::config::TagLimit;
 use crate::message::{email_parent_id, Change, Fields, Message, NewPlayer, EMAIL_DEVICE_TYPE};
-
-/// A subscription row as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub app_id: Uuid,
-    pub device_type: i32,
-    pub identifier: Option<String>,
-    pub fields: Fields,
-    pub tags: BTreeMap<String, String>,
-    pub linked_children: i32,
-    pub source_offset: i64,
-}
+pub use crate::store::rows::{OwnUpdate, Row};
 
 impl Row {
     fn created(p: &NewPlayer, offset: i64) -> Self {
@@ -154,19 +143,6 @@ pub enum Stop {
     Foreign { offset: i64 },
     /// A child asks to be linked but its own queue has not yet created it (or found it unknown).
     Pending { child: Uuid },
-}
-
-/// A delivery that only updates its own row, folded into one change: what
-/// [`crate::store::rows::update_own`] writes in one statement instead of a transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OwnUpdate {
-    pub app_id: Uuid,
-    pub fields: Fields,
-    pub tags: BTreeMap<String, Option<String>>,
-    /// The first change's offset: only a row below it has none of the changes yet.
-    pub first: i64,
-    /// The last change's offset: the row's new `source_offset`.
-    pub last: i64,
 }
 
 /// The delivery as one [`OwnUpdate`], when that is exactly what [`plan`] would do to a row that

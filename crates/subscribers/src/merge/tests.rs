@@ -41,7 +41,7 @@ fn updates_of_the_row_itself_fold_into_one_last_writer_wins_with_deletions_kept(
         record(app, id, 3, &[("c", Some("3"))], None),
     );
     assert!(w > 0);
-    assert_eq!((older.offset, older.records), (3, 3));
+    assert_eq!((older.offset, older.coalesced), (3, 3));
     let all = changes(&older);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].offset, 3);

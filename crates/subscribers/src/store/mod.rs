@@ -13,12 +13,35 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::skip::SkipTarget;
 use crate::{Error, Result};
 
 /// How long a request waits for a free connection before it fails (and the consumer's handler
 /// reports a transient failure, to be retried).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an operator can skip (see [`crate::skip`]): a row of the `skips` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipTarget {
+    App(Uuid),
+    Player(Uuid),
+}
+
+impl SkipTarget {
+    /// The `target` column of the `skips` table.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SkipTarget::App(_) => "app",
+            SkipTarget::Player(_) => "player",
+        }
+    }
+
+    pub fn id(&self) -> Uuid {
+        match self {
+            SkipTarget::App(id) | SkipTarget::Player(id) => *id,
+        }
+    }
+}
 
 /// A cheap-to-clone handle on the pool.
 #[derive(Clone)]

@@ -10,11 +10,36 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row as PgRow;
 use uuid::Uuid;
 
-use crate::apply::plan::{OwnUpdate, Row};
 use crate::config::TagLimit;
 use crate::message::Fields;
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
+
+/// A subscription row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub app_id: Uuid,
+    pub device_type: i32,
+    pub identifier: Option<String>,
+    pub fields: Fields,
+    pub tags: BTreeMap<String, String>,
+    pub linked_children: i32,
+    pub source_offset: i64,
+}
+
+/// A delivery that only updates its own row, folded into one change (see
+/// [`crate::apply::plan::own_update`]): what [`update_own`] writes in one statement instead of
+/// a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnUpdate {
+    pub app_id: Uuid,
+    pub fields: Fields,
+    pub tags: BTreeMap<String, Option<String>>,
+    /// The first change's offset: only a row below it has none of the changes yet.
+    pub first: i64,
+    /// The last change's offset: the row's new `source_offset`.
+    pub last: i64,
+}
 
 /// The row, locked until the transaction ends; `None` when it does not exist.
 pub async fn lock(c: &impl GenericClient, id: Uuid) -> Result<Option<Row>> {

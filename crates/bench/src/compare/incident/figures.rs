@@ -87,12 +87,15 @@ pub(super) fn summarize(replays: &[Replay], sizes: Sizes) -> (Vec<Figure>, Vec<S
     for r in replays {
         series.push(line(r, "incident_lag_seconds", "seconds", |l| l.seconds));
     }
-    // The same without the seed design, whose climb flattens every other line to the axis.
-    for r in replays.iter().filter(|r| r.label != Variant::Seed.label()) {
+    // The same without the legacy design, whose climb flattens every other line to the axis.
+    for r in replays
+        .iter()
+        .filter(|r| r.label != Variant::Legacy.label())
+    {
         let mut zoomed = line(r, "incident_lag_seconds_kafkaesque", "seconds", |l| {
             l.seconds
         });
-        zoomed.title = "Incident replay: consumer lag (seconds), without the seed design".into();
+        zoomed.title = "Incident replay: consumer lag (seconds), without the legacy design".into();
         series.push(zoomed);
     }
     (figures, series)

@@ -1,10 +1,10 @@
-//! The seed's incident, replayed through the service's consumer on the real broker and
+//! The legacy system's incident, replayed through the service's consumer on the real broker and
 //! PostgreSQL: one app links most of its subscriptions to one email address and floods them with
 //! contradictory updates, every one mirrored onto that parent row, whose write is made slow; the
 //! other apps send ordinary traffic into the same partitions.
 //!
 //! Four replays, each with a topic, database and consumer group of its own: the other apps'
-//! traffic alone (the baseline, with the service's consumer), then the flood under the seed's
+//! traffic alone (the baseline, with the service's consumer), then the flood under the legacy
 //! design, under `Coalesce` (the service as it ships) and under `Divert`. Each replay's
 //! consumer runs in a child process ([`worker`]); this side produces, samples the group's
 //! committed offsets and computes the lag ([`lag`]).
@@ -32,7 +32,7 @@ use crate::load::drive::{drive, now_ms, Pace, Sent};
 use crate::load::target::{split, DirectTarget};
 use crate::load::traffic::{Scenario, Traffic};
 use crate::report::{Figure, Series};
-use crate::rig::Rig;
+use crate::rig::{Rig, ServiceEnv};
 use lag::{LagPoint, Produced, Sample};
 use sampler::{Sampler, SAMPLE_EVERY};
 use worker::{Job, Outcome, Variant};
@@ -93,7 +93,7 @@ pub async fn run(rig: &Rig, sizes: Sizes, parallel: bool) -> Result<(Vec<Figure>
     let exe = std::env::current_exe()?;
     let variants = [
         None,
-        Some(Variant::Seed),
+        Some(Variant::Legacy),
         Some(Variant::Coalesce),
         Some(Variant::Divert),
     ];
@@ -110,120 +110,193 @@ pub async fn run(rig: &Rig, sizes: Sizes, parallel: bool) -> Result<(Vec<Figure>
     Ok(figures::summarize(&replays, sizes))
 }
 
+/// One replay: set up its topic, database and traffic, start its consumer, flood it once the
+/// set-up is applied, and collect what it found.
 async fn replay(
     rig: &Rig,
     sizes: Sizes,
     variant: Option<Variant>,
     exe: &std::path::Path,
 ) -> Result<Replay> {
-    let env = rig.service_env("bench-incident", PARTITIONS).await?;
-    let counts = split(sizes.apps, sizes.subscriptions, true);
-    let mut config = env.config.clone();
-    config
-        .producer_properties
-        .push(("linger.ms".to_owned(), PRODUCER_LINGER_MS.to_owned()));
-    let (target, apps, created) = DirectTarget::setup(&config, &counts).await?;
-    let flood_app = apps[0].id;
-    let (mut traffic, rate) = match variant {
-        None => (
-            Traffic::new(Scenario::Uniform, apps[1..].to_vec(), 0.0, 11),
-            sizes.rate * (1.0 - sizes.flood_share),
-        ),
-        Some(_) => (
-            Traffic::new(Scenario::Incident, apps, sizes.flood_share, 11),
-            sizes.rate,
-        ),
-    };
-    let hot_row = traffic.hot_parent().unwrap_or(flood_app);
-    let linked = stream::iter(traffic.link_round())
-        .map(|p| target.send(p))
-        .buffer_unordered(512)
-        .collect::<Vec<_>>()
-        .await;
-    // The set-up's records: the replay starts once the consumer has committed them all.
-    let setup: Vec<Produced> = linked
-        .into_iter()
-        .filter_map(|r| r.ok().flatten())
-        .chain(created)
-        .map(|(partition, offset)| Produced {
-            partition,
-            offset,
-            sent_ms: 0,
-            acked_ms: 0,
-        })
-        .collect();
-
+    let mut setup = Setup::new(rig, sizes, variant).await?;
     let out = std::env::temp_dir().join(format!("{}.json", unique_name("replay")));
-    let job = Job {
-        brokers: env.config.kafka_brokers.clone(),
-        topic: env.config.topic.clone(),
-        group: env.config.group_id.clone(),
-        database: env.database.connection_string(),
-        variant: variant.unwrap_or(Variant::Coalesce),
-        concurrency: CONCURRENCY,
-        hot_row,
-        hot_write_ms: sizes.hot_write_ms,
-        flood_app: Some(flood_app),
-        out: out.clone(),
+    let job = setup.job(sizes, variant, &out);
+    let mut child = start_worker(exe, &job)?;
+    let sampler = Sampler::start(&setup.env, &job.group)?;
+    let settled = wait_for_setup(&sampler, &mut child, &setup.records).await?;
+    let flood = if settled {
+        flood(&mut setup, sizes, sampler, &mut child).await?
+    } else {
+        sampler.stop();
+        Flood::default()
     };
-    let mut child = Command::new(exe)
-        .args(["bench", "--replay-worker", &serde_json::to_string(&job)?])
+    collect(variant, child, settled, flood, &out).await
+}
+
+/// A replay's topic and database, its traffic, and the records of its set-up (every
+/// subscription created and linked), which the consumer applies before the flood.
+struct Setup {
+    env: ServiceEnv,
+    target: DirectTarget,
+    traffic: Traffic,
+    /// Updates per second of the measured traffic.
+    rate: f64,
+    flood_app: uuid::Uuid,
+    hot_row: uuid::Uuid,
+    records: Vec<Produced>,
+}
+
+impl Setup {
+    async fn new(rig: &Rig, sizes: Sizes, variant: Option<Variant>) -> Result<Setup> {
+        let env = rig.service_env("bench-incident", PARTITIONS).await?;
+        let counts = split(sizes.apps, sizes.subscriptions, true);
+        let mut config = env.config.clone();
+        config
+            .producer_properties
+            .push(("linger.ms".to_owned(), PRODUCER_LINGER_MS.to_owned()));
+        let (target, apps, created) = DirectTarget::setup(&config, &counts).await?;
+        let flood_app = apps[0].id;
+        let (mut traffic, rate) = match variant {
+            None => (
+                Traffic::new(Scenario::Uniform, apps[1..].to_vec(), 0.0, 11),
+                sizes.rate * (1.0 - sizes.flood_share),
+            ),
+            Some(_) => (
+                Traffic::new(Scenario::Incident, apps, sizes.flood_share, 11),
+                sizes.rate,
+            ),
+        };
+        let hot_row = traffic.hot_parent().unwrap_or(flood_app);
+        let linked = stream::iter(traffic.link_round())
+            .map(|p| target.send(p))
+            .buffer_unordered(512)
+            .collect::<Vec<_>>()
+            .await;
+        let records = linked
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .chain(created)
+            .map(|(partition, offset)| Produced {
+                partition,
+                offset,
+                sent_ms: 0,
+                acked_ms: 0,
+            })
+            .collect();
+        Ok(Setup {
+            env,
+            target,
+            traffic,
+            rate,
+            flood_app,
+            hot_row,
+            records,
+        })
+    }
+
+    /// What the replay's consumer process is told to do; it writes its outcome to `out`.
+    fn job(&self, sizes: Sizes, variant: Option<Variant>, out: &std::path::Path) -> Job {
+        Job {
+            brokers: self.env.config.kafka_brokers.clone(),
+            topic: self.env.config.topic.clone(),
+            group: self.env.config.group_id.clone(),
+            database: self.env.database.connection_string(),
+            variant: variant.unwrap_or(Variant::Coalesce),
+            concurrency: CONCURRENCY,
+            hot_row: self.hot_row,
+            hot_write_ms: sizes.hot_write_ms,
+            flood_app: Some(self.flood_app),
+            out: out.to_owned(),
+        }
+    }
+}
+
+/// Starts the replay's consumer in a child process of this same executable ([`worker`]).
+fn start_worker(exe: &std::path::Path, job: &Job) -> Result<tokio::process::Child> {
+    Command::new(exe)
+        .args(["bench", "--replay-worker", &serde_json::to_string(job)?])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
+        .with_context(|| format!("starting {}", exe.display()))
+}
 
-    let sampler = Sampler::start(&env, &job.group)?;
-    let settled = wait_for_setup(&sampler, &mut child, &setup).await?;
-    let mut crashed = None;
-    let (mut lag, mut sent, mut drained_after) = (Vec::new(), Vec::new(), None);
-    if settled {
-        if let Some(stdin) = child.stdin.as_mut() {
-            stdin
-                .write_all(format!("{}\n", worker::FLOOD).as_bytes())
-                .await?;
-            stdin.flush().await?;
-        }
-        let start_ms = now_ms();
-        let pace = Pace {
-            rate,
-            duration: Duration::from_secs_f64(sizes.seconds),
-            in_flight: 1_024,
-        };
-        sent = drive(
-            &mut traffic,
-            pace,
-            |p| target.send(p),
-            &ProgressBar::hidden(),
-        )
-        .await;
-        let produced = produced(&sent);
-        let stopped = Instant::now();
-        while stopped.elapsed().as_secs_f64() < sizes.drain_seconds {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            if sampler
-                .latest()
-                .is_some_and(|c| lag::drained(&produced, &c))
-            {
-                drained_after = Some(stopped.elapsed().as_secs_f64());
-                break;
-            }
-            tokio::time::sleep(SAMPLE_EVERY).await;
-        }
-        let samples: Vec<Sample> = sampler
-            .stop()
-            .into_iter()
-            .filter(|s| s.at_ms >= start_ms)
-            .collect();
-        lag = lag::series(start_ms, &produced, &samples);
-    } else {
-        sampler.stop();
+/// What the flood left: the lag over time, what was sent, and when the lag was gone.
+#[derive(Default)]
+struct Flood {
+    lag: Vec<LagPoint>,
+    sent: Vec<Sent>,
+    drained_after: Option<f64>,
+}
+
+/// Tells the consumer the flood begins, sends the measured traffic, and waits (up to the drain
+/// limit) for the lag to go.
+async fn flood(
+    setup: &mut Setup,
+    sizes: Sizes,
+    sampler: Sampler,
+    child: &mut tokio::process::Child,
+) -> Result<Flood> {
+    if let Some(stdin) = child.stdin.as_mut() {
+        stdin
+            .write_all(format!("{}\n", worker::FLOOD).as_bytes())
+            .await?;
+        stdin.flush().await?;
     }
+    let start_ms = now_ms();
+    let pace = Pace {
+        rate: setup.rate,
+        duration: Duration::from_secs_f64(sizes.seconds),
+        in_flight: 1_024,
+    };
+    let target = &setup.target;
+    let sent = drive(
+        &mut setup.traffic,
+        pace,
+        |p| target.send(p),
+        &ProgressBar::hidden(),
+    )
+    .await;
+    let produced = produced(&sent);
+    let stopped = Instant::now();
+    let mut drained_after = None;
+    while stopped.elapsed().as_secs_f64() < sizes.drain_seconds {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if sampler
+            .latest()
+            .is_some_and(|c| lag::drained(&produced, &c))
+        {
+            drained_after = Some(stopped.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    let samples: Vec<Sample> = sampler
+        .stop()
+        .into_iter()
+        .filter(|s| s.at_ms >= start_ms)
+        .collect();
+    Ok(Flood {
+        lag: lag::series(start_ms, &produced, &samples),
+        sent,
+        drained_after,
+    })
+}
+
+/// Stops the consumer, reads the outcome it wrote to `out`, and says how the replay went.
+async fn collect(
+    variant: Option<Variant>,
+    mut child: tokio::process::Child,
+    settled: bool,
+    flood: Flood,
+    out: &std::path::Path,
+) -> Result<Replay> {
+    let mut crashed = None;
     drop(child.stdin.take());
     let status = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
         Ok(status) => Some(status?),
@@ -247,20 +320,20 @@ async fn replay(
             SETUP_LIMIT.as_secs()
         ));
     }
-    let outcome: Outcome = std::fs::read(&out)
+    let outcome: Outcome = std::fs::read(out)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(out);
     let ended_ms = now_ms();
-    let (other_delays_ms, other_unapplied) = other_delays(&sent, &outcome, ended_ms);
+    let (other_delays_ms, other_unapplied) = other_delays(&flood.sent, &outcome, ended_ms);
     Ok(Replay {
         label: variant.map_or("no incident (baseline)", Variant::label),
-        lag,
+        lag: flood.lag,
         other_delays_ms,
         other_unapplied,
         peak_rss_bytes: outcome.peak_rss_bytes,
-        drained_after,
+        drained_after: flood.drained_after,
         crashed,
     })
 }

@@ -31,15 +31,15 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-use crate::compare::seed_design;
+use crate::compare::legacy_design;
 use crate::load::drive::now_ms;
 use crate::rig::GROUP_PROPERTIES;
 use crate::stats::peak_rss_bytes;
 
-/// The seed design's one global cap in the replay, scaled to the replay's rates (about six
-/// seconds of the flood), so that a replay of a minute shows what the seed's consumer went
+/// The legacy design's one global cap in the replay, scaled to the replay's rates (about six
+/// seconds of the flood), so that a replay of a minute shows what the legacy consumer went
 /// through over hours.
-pub const SEED_CAP: usize = 3_000;
+pub const LEGACY_CAP: usize = 3_000;
 
 /// The line on standard input that starts the flood: from then on the hot row's write is slow.
 pub const FLOOD: &str = "flood";
@@ -48,8 +48,8 @@ pub const FLOOD: &str = "flood";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
-    /// The seed's design: hashed worker queues, one global cap, no hot-key policy.
-    Seed,
+    /// The legacy design: hashed worker queues, one global cap, no hot-key policy.
+    Legacy,
     /// The service as it ships: per-row queues, the hot row's queue coalesced.
     Coalesce,
     /// Per-row queues, the hot row's records diverted to an overflow topic.
@@ -59,7 +59,7 @@ pub enum Variant {
 impl Variant {
     pub fn label(self) -> &'static str {
         match self {
-            Variant::Seed => "seed design",
+            Variant::Legacy => "legacy design",
             Variant::Coalesce => "kafkaesque Coalesce",
             Variant::Divert => "kafkaesque Divert",
         }
@@ -121,7 +121,7 @@ pub async fn run(job: &str) -> Result<()> {
     let builder = consumer::builder(&config, &store, &skips, &Top::default(), &links)
         .commit_interval(Duration::from_millis(500));
     let builder = match job.variant {
-        Variant::Seed => seed_design(builder, job.concurrency, SEED_CAP),
+        Variant::Legacy => legacy_design(builder, job.concurrency, LEGACY_CAP),
         Variant::Coalesce => builder,
         Variant::Divert => builder.hot_key(HotKeyPolicy::Divert),
     };

@@ -2,6 +2,7 @@
 //! on (with where the previous owner left them, metadata included) and giving them up (drain,
 //! final commit, drop the rest for the next owner).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{PartitionHandle, Role, TopicPartition};
@@ -9,7 +10,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
-use crate::state::{single, State};
+use super::State;
+use crate::context::{GroupContext, RebalanceHandler};
+use crate::feeds;
 
 /// First and longest wait before the assign hook is called again for partitions it failed for.
 const GATE_FIRST: Duration = Duration::from_millis(100);
@@ -17,10 +20,10 @@ const GATE_MAX: Duration = Duration::from_secs(5);
 
 /// Partitions whose assign hook failed: held until it succeeds for them.
 #[derive(Debug)]
-pub(crate) struct Gate {
-    pub(crate) tps: Vec<TopicPartition>,
-    pub(crate) next: Instant,
-    pub(crate) backoff: Duration,
+pub(super) struct Gate {
+    tps: Vec<TopicPartition>,
+    next: Instant,
+    backoff: Duration,
 }
 
 impl Gate {
@@ -41,13 +44,28 @@ impl Default for Gate {
     }
 }
 
+impl RebalanceHandler for State {
+    fn assigning(&mut self, consumer: &Arc<BaseConsumer<GroupContext>>, tps: Vec<TopicPartition>) {
+        self.feeds.add(consumer, tps);
+    }
+
+    fn assigned(&mut self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
+        self.on_assign(consumer, tpl);
+    }
+
+    fn revoking(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        tpl: &TopicPartitionList,
+        lost: bool,
+    ) {
+        self.on_revoke(consumer, tpl, lost);
+    }
+}
+
 impl State {
     /// Partitions were assigned: read where each stands (offset and metadata) and take it on.
-    pub(crate) fn on_assign<C: ConsumerContext>(
-        &mut self,
-        main: &BaseConsumer<C>,
-        tpl: &TopicPartitionList,
-    ) {
+    fn on_assign<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>, tpl: &TopicPartitionList) {
         let committed = match main.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
@@ -124,14 +142,13 @@ impl State {
         held: bool,
     ) {
         for tp in tps {
-            if self.gate(main, tp, held) {
+            if self.hold(main, tp, held) {
                 continue;
             }
-            let tpl = single(tp, Offset::Invalid);
             let r = if held {
-                main.pause(&tpl)
+                feeds::pause_in_kafka(main, tp)
             } else {
-                main.resume(&tpl)
+                feeds::resume_in_kafka(main, tp)
             };
             if let Err(e) = r {
                 error!(topic = %tp.topic, partition = tp.partition, held, error = %e, "pausing or resuming a partition for its assign hook failed");
@@ -160,49 +177,10 @@ impl State {
         self.hold_for_hook(main, &tps, false);
     }
 
-    fn assign_overflow(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        main: PartitionHandle,
-        out: &mut TopicPartitionList,
-    ) {
-        let name = self.overflow_topic(topic);
-        let otopic = self.intern(&name);
-        let c = self.overflow.as_ref().expect("checked");
-        let mut q = TopicPartitionList::new();
-        q.add_partition(&name, partition);
-        let (start, metadata) = match c.committed_offsets(q, Duration::from_secs(10)) {
-            Ok(r) => r
-                .elements()
-                .first()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => (o, e.metadata().to_owned()),
-                    _ => (0, String::new()),
-                })
-                .unwrap_or((0, String::new())),
-            Err(e) => {
-                warn!(topic = %name, partition, error = %e, "could not read overflow offsets; starting from its beginning");
-                (0, String::new())
-            }
-        };
-        let tp = TopicPartition {
-            topic: otopic,
-            partition,
-        };
-        let (_, warning) = self
-            .engine
-            .assign(tp, start, Some(&metadata), Role::Overflow { main });
-        if let Some(w) = warning {
-            warn!(topic = %name, partition, error = %w, "ignoring overflow commit metadata");
-        }
-        let _ = out.add_partition_offset(&name, partition, Offset::Offset(start));
-    }
-
     /// Partitions are being taken away: stop dispatching them, let their in-flight work finish
     /// (up to the drain timeout), commit their final positions and metadata synchronously, and
     /// drop the rest for the next owner to replay.
-    pub(crate) fn on_revoke<C: ConsumerContext>(
+    fn on_revoke<C: ConsumerContext>(
         &mut self,
         main: &BaseConsumer<C>,
         tpl: &TopicPartitionList,

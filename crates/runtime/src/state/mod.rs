@@ -1,54 +1,59 @@
-//! The driver's state: the engine and everything that carries out its actions. It is owned by
-//! the driver thread alone; it sits behind a mutex only so that rebalance callbacks — which
-//! librdkafka runs *inside* `poll`, on that same thread — can reach it while the loop is not
-//! holding it.
+//! The driver's state: the engine and everything that carries out its actions. It orchestrates;
+//! what it drives (the partitions' feeds, the sinks, the spawner) lives in modules of its own.
+//! It is owned by the driver thread alone; it sits behind a mutex only so that rebalance
+//! callbacks — which librdkafka runs *inside* `poll`, on that same thread — can reach it while
+//! the loop is not holding it.
+//!
+//! Its methods, by what they serve: here, events and the engine's actions; in [`offer`], taking
+//! records and pausing and resuming partitions; in [`rebalance`], assignments, revokes and the
+//! assign hook; in [`commit`], commits; in [`overflow`], the overflow consumer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kafkaesque_engine::{
-    Action, Engine, Failure, Intake, Now, Outcome, PartitionHandle, Role, RunNow, TopicPartition,
-    WorkId,
-};
+use kafkaesque_engine::{Action, Engine, Failure, Outcome, PartitionHandle, Role, WorkId};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use crate::config::{ConsumerConfig, Router};
+use crate::config::ConsumerConfig;
+use crate::context::GroupContext;
 use crate::events::{Event, EventRx};
 use crate::feeds::Feeds;
-use crate::fetcher::{Hub, Spent};
-use crate::handler::FailureKind;
-use crate::observe::{self, Ages, Observer, SAMPLE_EVERY};
-use crate::record::headers as h;
+use crate::fetcher::Queues;
+use crate::handler::{FailureKind, HandlerError};
+use crate::observe::{self, Ages, Observer};
+use crate::record::Record;
 use crate::sinks::Sinks;
 use crate::spawn::{Spawner, Started, AT_ONCE};
-use crate::{HandlerError, Record, RecordData};
 
-/// What connects the driver state to other threads: events arrive on one channel; the hub is
-/// shared with the fetcher, and read batches go back to it. (The fetcher's batches arrive on a
-/// channel the driver thread owns: see [`crate::fetcher::Batches`].)
+mod commit;
+mod offer;
+mod overflow;
+mod rebalance;
+
+pub(crate) use overflow::OverflowContext;
+
+/// What connects the driver state to other threads: events arrive on one channel, and the
+/// partitions' queues are shared with the fetcher. (The fetcher's batches arrive on a channel
+/// the driver thread owns: see [`crate::fetcher::Batches`].)
 pub(crate) struct Inputs {
     pub(crate) events: EventRx,
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) spent: Spent,
+    pub(crate) queues: Arc<Queues<GroupContext>>,
 }
 
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
-    pub(crate) rx: EventRx,
-    pub(crate) spawn: Spawner,
+    rx: EventRx,
+    spawn: Spawner,
     pub(crate) sinks: Sinks,
     /// Consumer of the overflow topics, assigned by hand alongside their main partitions and
     /// committing in a group of its own (`<group>.overflow`).
-    pub(crate) overflow: Option<BaseConsumer<crate::context::OverflowContext>>,
-    pub(crate) cfg: ConsumerConfig,
-    pub(crate) observer: Observer,
-    pub(crate) ages: Ages,
-    pub(crate) clock: Instant,
+    overflow: Option<BaseConsumer<OverflowContext>>,
+    cfg: ConsumerConfig,
+    observer: Observer,
+    ages: Ages,
+    clock: Instant,
     pub(crate) shutdown: bool,
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
@@ -58,11 +63,9 @@ pub(crate) struct State {
     /// only the key's bytes, which the engine reads anyway.
     key: Vec<u8>,
     /// The assigned partitions' own queues (see [`crate::feeds`]).
-    pub(crate) feeds: Feeds,
-    /// Read batches' messages, back to the fetcher.
-    pub(crate) spent: Spent,
+    pub(crate) feeds: Feeds<GroupContext>,
     /// Partitions held until the assign hook succeeds for them.
-    pub(crate) gate: Option<crate::rebalance::Gate>,
+    gate: Option<rebalance::Gate>,
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
@@ -74,15 +77,11 @@ impl State {
         inputs: Inputs,
         spawn: Spawner,
         sinks: Sinks,
-        overflow: Option<BaseConsumer<crate::context::OverflowContext>>,
+        overflow: Option<BaseConsumer<OverflowContext>>,
         cfg: ConsumerConfig,
         observer: Observer,
     ) -> Self {
-        let Inputs {
-            events: rx,
-            hub,
-            spent,
-        } = inputs;
+        let Inputs { events: rx, queues } = inputs;
         State {
             engine,
             rx,
@@ -97,8 +96,7 @@ impl State {
             topics: HashMap::default(),
             actions: Vec::new(),
             key: Vec::new(),
-            feeds: Feeds::new(hub),
-            spent,
+            feeds: Feeds::new(queues),
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
         }
@@ -113,144 +111,11 @@ impl State {
         t
     }
 
-    pub(crate) fn overflow_topic(&self, topic: &str) -> String {
-        format!("{topic}{}", self.cfg.overflow_suffix)
-    }
-
-    pub(crate) fn is_overflow(&self, topic: &str) -> bool {
-        self.overflow.is_some() && topic.ends_with(&self.cfg.overflow_suffix)
-    }
-
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
 
-    /// A record from the consumer's main queue: of a partition that has no queue of its own
-    /// (see `feeds.rs`), which is rare, so it is looked up afresh each time.
-    pub(crate) fn on_message(&mut self, m: &BorrowedMessage<'_>) {
-        let (partition, offset) = (m.partition(), m.offset());
-        let topic = self.intern(m.topic());
-        let tp = TopicPartition {
-            topic: topic.clone(),
-            partition,
-        };
-        let Some(h) = self.engine.handle(&tp) else {
-            debug!(topic = %tp.topic, partition, offset, "record of an unassigned partition ignored");
-            return;
-        };
-        let record = Record::from(RecordData::from_message(m, topic));
-        // `Ages` spaces its samples itself; a partition's own bound only spares it the lookup.
-        let mut sample_from = i64::MIN;
-        self.offer(h, record, &mut sample_from, &tp.topic);
-    }
-
-    /// Hands a record to the engine (under each key the router gives it, if there is one).
-    pub(crate) fn offer(
-        &mut self,
-        h: PartitionHandle,
-        record: Record,
-        next_sample: &mut i64,
-        topic: &str,
-    ) -> Intake {
-        let (offset, partition) = (record.offset, record.partition);
-        if offset >= *next_sample {
-            let tp = TopicPartition {
-                topic: record.topic.clone(),
-                partition,
-            };
-            *next_sample = self.ages.fetched(&tp, offset, record.timestamp) + SAMPLE_EVERY;
-        }
-        let weight = record.weight();
-        let intake = match &self.cfg.router {
-            Some(router) => {
-                let items = route(router, &record)
-                    .into_iter()
-                    .map(|k| (k.clone(), record.clone().with_route(k)));
-                self.engine.fetched(h, offset, weight, items)
-            }
-            None => match record.key.as_deref() {
-                Some(k) => {
-                    self.key.clear();
-                    self.key.extend_from_slice(k);
-                    match self
-                        .engine
-                        .fetched_now(h, offset, weight, &self.key, record)
-                    {
-                        Now::Taken(intake) => intake,
-                        Now::Run(run) => {
-                            run_now(run, &mut self.spawn, &self.handler_seconds);
-                            Intake::Accepted
-                        }
-                    }
-                }
-                None => self
-                    .engine
-                    .fetched(h, offset, weight, [(None::<&[u8]>, record)]),
-            },
-        };
-        if intake == Intake::Stale {
-            debug!(topic, partition, offset, "stale record ignored");
-        }
-        intake
-    }
-
-    /// Polls the overflow consumer (which has no rebalance callbacks, so the lock may be held).
-    pub(crate) fn poll_overflow(&mut self) -> usize {
-        // Lent out while its messages (which borrow it) are handed to the engine.
-        let Some(c) = self.overflow.take() else {
-            return 0;
-        };
-        let mut n = 0;
-        while n < 256 {
-            match c.poll(Duration::ZERO) {
-                None => break,
-                Some(Err(e)) => {
-                    warn!(error = %e, "overflow consumer error");
-                    break;
-                }
-                Some(Ok(m)) => {
-                    self.on_overflow_message(&m);
-                    n += 1;
-                }
-            }
-        }
-        self.overflow = Some(c);
-        n
-    }
-
-    fn on_overflow_message(&mut self, m: &BorrowedMessage<'_>) {
-        let topic = self.intern(m.topic());
-        let tp = TopicPartition {
-            topic,
-            partition: m.partition(),
-        };
-        let Some(h) = self.engine.handle(&tp) else {
-            return;
-        };
-        let mut data = RecordData::from_message(m, tp.topic.clone());
-        let text = |name: &str| {
-            data.header(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
-        // The handler sees the original record: its topic, partition, offset and key.
-        let source_topic = text(h::SOURCE_TOPIC);
-        let source_partition = text(h::SOURCE_PARTITION).and_then(|p| p.parse().ok());
-        let source_offset = text(h::SOURCE_OFFSET).and_then(|o| o.parse().ok());
-        let source_key = data.header(h::SOURCE_KEY).cloned();
-        if let (Some(t), Some(p), Some(o)) = (source_topic, source_partition, source_offset) {
-            data.topic = self.intern(&t);
-            data.partition = p;
-            data.offset = o;
-        }
-        data.key = source_key;
-        let route = m.key().map(Bytes::copy_from_slice);
-        let record = Record::from(data).with_route(route.clone());
-        let weight = record.weight();
-        self.engine
-            .fetched_overflow(h, m.offset(), route, weight, record);
-    }
-
-    /// Applies one event; returns false for shutdown.
+    /// Applies one event (a shutdown sets [`State::shutdown`]).
     pub(crate) fn apply<C: ConsumerContext>(&mut self, ev: Event, main: &BaseConsumer<C>) {
         match ev {
             Event::Done {
@@ -344,7 +209,7 @@ impl State {
                 Action::Dispatch(w) => {
                     let mut r = w.payload;
                     r.attempt = w.attempt;
-                    r.records = w.records;
+                    r.coalesced = w.records;
                     match self.spawn.start(r) {
                         Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
                         Started::Waiting(fut) => self.spawn.wait(fut, w.id),
@@ -425,23 +290,6 @@ impl State {
     }
 }
 
-/// Runs a record the engine let skip its lanes (a first attempt), and tells the engine how it
-/// went.
-fn run_now(run: RunNow<'_, Record>, spawn: &mut Spawner, handler_seconds: &metrics::Histogram) {
-    match spawn.start(run.payload().clone()) {
-        Started::Finished(result) => {
-            handler_seconds.record(AT_ONCE.as_secs_f64());
-            match result {
-                Ok(()) => run.done(),
-                Err(e) => {
-                    run.fail(failure(e));
-                }
-            }
-        }
-        Started::Waiting(fut) => spawn.wait(fut, run.running()),
-    }
-}
-
 /// What the engine makes of a handler's error.
 fn failure(e: HandlerError) -> Failure {
     match e.kind {
@@ -452,16 +300,6 @@ fn failure(e: HandlerError) -> Failure {
             error: e.message,
         },
     }
-}
-
-fn route(router: &Router, record: &Record) -> Vec<Option<Bytes>> {
-    router(record).into_iter().map(Some).collect()
-}
-
-pub(crate) fn single(tp: &TopicPartition, offset: Offset) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    let _ = tpl.add_partition_offset(&tp.topic, tp.partition, offset);
-    tpl
 }
 
 pub(crate) fn key_text(key: &Option<Arc<[u8]>>) -> String {

@@ -4,26 +4,26 @@
 //! driver whose handler can finish without waiting (a filter, a cache hit, an in-memory update)
 //! would otherwise pay for a lane per record — created, keyed in the map, queued, listed as
 //! ready, started into the flight table, and taken apart again — for work that is over before
-//! anything else happens to the engine. [`Engine::fetched_now`] skips all of that when it
+//! anything else happens to the engine. [`Engine::fetched_inline`] skips all of that when it
 //! changes nothing anyone could see: the key has no lane, there is capacity, nothing is waiting
 //! for it, and the partition and engine caps allow the record. The engine stays borrowed by the
-//! [`RunNow`] it returns until the caller says how the run went, so no other event can come in
+//! [`InlineRun`] it returns until the caller says how the run went, so no other event can come in
 //! between; a run that has to wait becomes an ordinary item in flight, in its own key's lane.
 
 use std::sync::Arc;
 
-use crate::config::Ordering;
+use crate::config::ProcessingOrder;
 use crate::engine::Engine;
 use crate::lane::{Item, LaneKind};
 use crate::types::*;
 use crate::{codec, Offset};
 
-/// What [`Engine::fetched_now`] made of a record.
+/// What [`Engine::fetched_inline`] made of a record.
 #[must_use = "a run must be reported done, failed or still running"]
 #[derive(Debug)]
-pub enum Now<'a, P: Clone> {
+pub enum Inline<'a, P: Clone> {
     /// Taken, to run at once.
-    Run(RunNow<'a, P>),
+    Run(InlineRun<'a, P>),
     /// Dealt with as [`Engine::fetched`] deals with a record.
     Taken(Intake),
 }
@@ -31,16 +31,16 @@ pub enum Now<'a, P: Clone> {
 /// A record taken to run at once. Say how it went with [`done`](Self::done),
 /// [`fail`](Self::fail) or [`running`](Self::running); dropped without a word, the record is
 /// queued to be dispatched as usual.
-pub struct RunNow<'a, P: Clone> {
+pub struct InlineRun<'a, P: Clone> {
     engine: &'a mut Engine<P>,
     key: &'a [u8],
     /// Taken by whichever ending comes first.
     item: Option<Item<P>>,
 }
 
-impl<P: Clone> std::fmt::Debug for RunNow<'_, P> {
+impl<P: Clone> std::fmt::Debug for InlineRun<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunNow")
+        f.debug_struct("InlineRun")
             .field("key", &self.key)
             .field("offset", &self.item.as_ref().map(|i| i.offsets.last()))
             .finish_non_exhaustive()
@@ -48,33 +48,33 @@ impl<P: Clone> std::fmt::Debug for RunNow<'_, P> {
 }
 
 impl<P: Clone> Engine<P> {
-    /// A record fetched with one ordering key, offered to run at once: [`Now::Run`] when its key
+    /// A record fetched with one ordering key, offered to run at once: [`Inline::Run`] when its key
     /// has no lane, the engine has capacity that no lane or retry is waiting for, and the
     /// partition's and the engine's caps allow it; otherwise it goes the way of
     /// [`Engine::fetched`] and the result says how. Key ordering only (other orderings share
     /// lanes between keys, so always go that way).
-    pub fn fetched_now<'a>(
+    pub fn fetched_inline<'a>(
         &'a mut self,
         h: PartitionHandle,
         offset: Offset,
         bytes: usize,
         key: &'a [u8],
         payload: P,
-    ) -> Now<'a, P> {
+    ) -> Inline<'a, P> {
         self.refused = None;
         let slot = match self.admit(h, offset) {
             Ok(slot) => slot,
-            Err(intake) => return Now::Taken(intake),
+            Err(intake) => return Inline::Taken(intake),
         };
         if !self.may_run_now(slot, key, bytes) {
-            return Now::Taken(self.fetched(h, offset, bytes, [(Some(key), payload)]));
+            return Inline::Taken(self.fetched(h, offset, bytes, [(Some(key), payload)]));
         }
         self.counters.fetched += 1;
         self.counters.dispatched += 1;
         self.part_mut(slot).tracker.fetch(offset, 1);
         self.hold(slot, 1, bytes);
         let item = Item::fetched(slot, offset, payload, bytes);
-        Now::Run(RunNow {
+        Inline::Run(InlineRun {
             engine: self,
             key,
             item: Some(item),
@@ -85,7 +85,7 @@ impl<P: Clone> Engine<P> {
     /// documentation).
     fn may_run_now(&self, slot: u32, key: &[u8], bytes: usize) -> bool {
         let p = self.part(slot);
-        self.cfg.ordering == Ordering::Key
+        self.cfg.ordering == ProcessingOrder::Key
             && p.role == Role::Main
             && self.in_flight < self.cfg.limits.max_in_flight
             && self.ready_parts.is_empty()
@@ -97,7 +97,7 @@ impl<P: Clone> Engine<P> {
     }
 }
 
-impl<P: Clone> RunNow<'_, P> {
+impl<P: Clone> InlineRun<'_, P> {
     /// The record, for the caller to run (it keeps its own copy for a retry).
     pub fn payload(&self) -> &P {
         &self.item.as_ref().expect("not ended yet").payload
@@ -143,7 +143,7 @@ impl<P: Clone> RunNow<'_, P> {
     }
 }
 
-impl<P: Clone> Drop for RunNow<'_, P> {
+impl<P: Clone> Drop for InlineRun<'_, P> {
     /// Not run after all: queued in its key's lane to be dispatched as usual.
     fn drop(&mut self) {
         let Some(item) = self.item.take() else {

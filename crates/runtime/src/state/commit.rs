@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, warn};
 
-use crate::state::State;
+use super::State;
 
 /// How long a final commit (revoke, shutdown) is retried before the owner gives up on it.
 const FINAL_COMMIT_BUDGET: Duration = Duration::from_secs(5);
@@ -21,7 +21,7 @@ impl State {
         main: &BaseConsumer<C>,
         commits: Vec<Commit>,
     ) {
-        for (list, overflow) in self.split(commits) {
+        for (list, overflow) in self.by_consumer(commits) {
             if let Err(e) = self.send_commit(main, &list, overflow, CommitMode::Async) {
                 warn!(error = %e, partitions = list.len(), "commit failed; will retry");
                 metrics::counter!("kafkaesque_commit_failures_total").increment(1);
@@ -42,7 +42,7 @@ impl State {
         main: &BaseConsumer<C>,
         commits: Vec<Commit>,
     ) {
-        for (list, overflow) in self.split(commits) {
+        for (list, overflow) in self.by_consumer(commits) {
             let started = Instant::now();
             let mut attempt = 1;
             let mut backoff = Duration::from_millis(100);
@@ -70,8 +70,8 @@ impl State {
         }
     }
 
-    /// Group consumer commits and overflow consumer commits.
-    fn split(&self, commits: Vec<Commit>) -> [(Vec<Commit>, bool); 2] {
+    /// The commits of the group consumer, and those of the overflow consumer.
+    fn by_consumer(&self, commits: Vec<Commit>) -> [(Vec<Commit>, bool); 2] {
         let (ovf, primary): (Vec<Commit>, Vec<Commit>) = commits
             .into_iter()
             .partition(|c| self.is_overflow(&c.tp.topic));
