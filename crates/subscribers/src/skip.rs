@@ -1,5 +1,6 @@
 //! The operator's skip list (`PUT/DELETE /admin/skip`): records of a skipped app or row are
-//! completed without writing — the hand brake the seed's operators pulled on their hot row.
+//! completed without writing — the hand brake the legacy system's operators pulled on their hot
+//! row.
 //!
 //! The list lives in the `skips` table so that every process obeys it: each polls the table
 //! every [`POLL_EVERY`], and the process that took the request applies it at once. The consumer

@@ -1,5 +1,6 @@
 //! Updates per app and per row over the last minute, as the router sees them: the first half of
-//! `GET /admin/top`, the view that would have found the seed's hot parent row in a minute.
+//! `GET /admin/top`, the view that would have found the production incident's hot parent row in
+//! a minute.
 //!
 //! Sixty one-second buckets; a bucket counts at most [`MAX_ROWS_PER_SECOND`] distinct rows
 //! (a row first seen after that is not counted for that second). A hot row is seen early in

@@ -1,10 +1,10 @@
-//! The seed's incident as a test: one app links 5,000 subscriptions to one email address and
+//! The production incident as a test: one app links 5,000 subscriptions to one email address and
 //! updates all of them again and again — every update mirrored onto that one parent row — while
 //! a second app sends normal traffic into the same partition. The second app's updates keep
 //! being applied, each within a generous bound, while the flood is still arriving; and the
 //! parent ends in the state of the last mirrored update.
 //!
-//! In the seed's design the parent's queue filled the consumer's one memory cap and stopped the
+//! In the legacy design the parent's queue filled the consumer's one memory cap and stopped the
 //! whole partition for as long as the parent took to drain, one write per update.
 
 mod support;
@@ -25,7 +25,7 @@ const CHILDREN: usize = 5_000;
 const ROUNDS: usize = 2;
 const IN_FLIGHT: usize = 16;
 /// How long one normal update may take to show: generous, far below the flood's duration in
-/// the seed's design (one write per mirrored update).
+/// the legacy design (one write per mirrored update).
 const NORMAL_BOUND: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
