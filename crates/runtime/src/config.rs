@@ -17,10 +17,10 @@ use crate::{Error, Record, Replication, Result};
 /// Maps a record to the ordering keys it must run under. The default is the record's key; a
 /// router may return several (an update also mirrored onto a linked parent row runs once under
 /// each) or none (nothing to do). Called on the driver thread: keep it quick.
-pub type Router = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
+pub type KeyRouter = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
 
 /// Told which partitions the group has just given this consumer. Called on the driver thread,
-/// before any record of those partitions reaches the [`Router`]: a router that keeps state about
+/// before any record of those partitions reaches the [`KeyRouter`]: a router that keeps state about
 /// the records of a partition (which rows are linked to which) can refresh it here from wherever
 /// the previous owner left it.
 ///
@@ -43,7 +43,7 @@ pub struct ConsumerConfig {
     pub(crate) overflow_suffix: String,
     pub(crate) commit_interval: Duration,
     pub(crate) drain_timeout: Duration,
-    pub(crate) router: Option<Router>,
+    pub(crate) router: Option<KeyRouter>,
     pub(crate) on_assign: Option<AssignHook>,
     pub(crate) replication: Replication,
     pub(crate) properties: Vec<(String, String)>,
@@ -185,7 +185,7 @@ impl ConsumerBuilder {
         self
     }
 
-    pub fn router(mut self, router: Router) -> Self {
+    pub fn key_router(mut self, router: KeyRouter) -> Self {
         self.cfg.router = Some(router);
         self
     }

@@ -46,7 +46,7 @@ mod sinks;
 mod spawn;
 mod state;
 
-pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, Router};
+pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
 pub use consumer::Consumer;
 pub use error::{login_refused, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};

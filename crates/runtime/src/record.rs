@@ -25,7 +25,7 @@ pub struct Header {
 #[derive(Debug, Clone)]
 pub struct Record {
     data: Arc<RecordData>,
-    /// The key a [`Router`](crate::Router) gave this delivery; `None` while it runs under the
+    /// The key a [`KeyRouter`](crate::KeyRouter) gave this delivery; `None` while it runs under the
     /// record's own key, which is not cloned for it (see [`Record::route`]).
     routed: Option<Option<Bytes>>,
     /// 1 for the first attempt.
@@ -87,7 +87,7 @@ impl Eq for Record {}
 
 impl Record {
     /// The ordering key this delivery runs under: the record's key, or one of the keys a
-    /// [`Router`](crate::Router) gave it (a record may run once per key).
+    /// [`KeyRouter`](crate::KeyRouter) gave it (a record may run once per key).
     pub fn route(&self) -> Option<&Bytes> {
         match &self.routed {
             Some(route) => route.as_ref(),

@@ -8,17 +8,17 @@ use kafkaesque_runtime::{
 };
 
 use crate::apply::Applier;
+use crate::busiest::Busiest;
 use crate::routing::{self, LinkCache};
 use crate::skip::SkipList;
 use crate::store::Store;
-use crate::top::Top;
 use crate::{merge, Config, Result};
 
 /// What `GET /admin/top` reads from the consumer running in this process.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerView {
     /// Updates per app and row over the last minute, counted by the router.
-    pub top: Top,
+    pub top: Busiest,
     observer: Arc<Mutex<Option<Observer>>>,
 }
 
@@ -61,7 +61,7 @@ pub fn builder(
     config: &Config,
     store: &Store,
     skips: &SkipList,
-    top: &Top,
+    top: &Busiest,
     links: &LinkCache,
 ) -> ConsumerBuilder {
     let merge: Arc<dyn Merge<Record>> = Arc::new(merge::merge);
@@ -76,7 +76,11 @@ pub fn builder(
         })
         .hot_key(HotKeyPolicy::Coalesce(merge))
         .replication(config.replication())
-        .router(routing::router(links.clone(), skips.clone(), top.clone()))
+        .key_router(routing::key_router(
+            links.clone(),
+            skips.clone(),
+            top.clone(),
+        ))
         .on_assign(links.loader(store.clone(), tokio::runtime::Handle::current()));
     for (k, v) in config
         .kafka_properties

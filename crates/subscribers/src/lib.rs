@@ -13,13 +13,14 @@
 //! - [`producer`]: the topic and the idempotent producer the API writes with;
 //! - [`routing`], [`merge`], [`apply`]: the consumer's router (which rows a record writes),
 //!   merge (how a hot row's queue coalesces) and handler (how a delivery is applied, replay-safe);
-//! - [`skip`], [`top`]: the operator's skip list and the busiest apps and rows;
+//! - [`skip`], [`busiest`]: the operator's skip list and the busiest apps and rows;
 //! - [`consumer`]: the runtime's consumer, put together from the three above;
 //! - [`api`]: the HTTP API, admin endpoints, health, metrics and the OpenAPI document;
 //! - [`server`]: runs the API, the consumer, or both, until a shutdown future completes.
 
 pub mod api;
 pub mod apply;
+pub mod busiest;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -33,7 +34,6 @@ pub mod server;
 pub mod skip;
 pub mod store;
 pub mod telemetry;
-pub mod top;
 
 pub use config::{Config, Settings};
 pub use server::{run, serve, Roles};

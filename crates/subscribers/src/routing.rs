@@ -31,14 +31,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafkaesque_runtime::{AssignHook, Record, Router, TopicPartition};
+use kafkaesque_runtime::{AssignHook, KeyRouter, Record, TopicPartition};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::busiest::Busiest;
 use crate::message::{email_parent_id, row_key};
 use crate::skip::SkipList;
 use crate::store::Store;
-use crate::top::Top;
 
 /// The ordering key of records that are not messages: they queue together, apart from every
 /// row, and are dead-lettered by the handler.
@@ -154,11 +154,11 @@ struct View {
 
 /// The router for the consumer; it also counts updates for `/admin/top` and drops the rows an
 /// operator has asked to skip.
-pub fn router(links: LinkCache, skips: SkipList, top: Top) -> Router {
+pub fn key_router(links: LinkCache, skips: SkipList, top: Busiest) -> KeyRouter {
     Arc::new(move |record: &Record| route(&links, &skips, &top, record))
 }
 
-fn route(links: &LinkCache, skips: &SkipList, top: &Top, record: &Record) -> Vec<Bytes> {
+fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) -> Vec<Bytes> {
     let view = record
         .payload
         .as_deref()

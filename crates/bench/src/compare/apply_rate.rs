@@ -9,10 +9,10 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use kafkaesque_runtime::Record;
 use kafkaesque_subscribers::apply::Applier;
+use kafkaesque_subscribers::busiest::Busiest;
 use kafkaesque_subscribers::message::Update;
 use kafkaesque_subscribers::routing::LinkCache;
 use kafkaesque_subscribers::skip::SkipList;
-use kafkaesque_subscribers::top::Top;
 use kafkaesque_subscribers::{consumer, db};
 
 use super::kafka::timed;
@@ -68,7 +68,7 @@ async fn consume(env: &ServiceEnv, records: usize) -> Result<f64> {
     let skips = SkipList::default();
     let links = LinkCache::default();
     let consumer =
-        consumer::builder(&env.config, &store, &skips, &Top::default(), &links).build()?;
+        consumer::builder(&env.config, &store, &skips, &Busiest::default(), &links).build()?;
     let applier = Applier::new(store, skips, env.config.link_limit).with_links(links);
     timed(consumer, records, move |record: Record| {
         let applier = applier.clone();

@@ -10,7 +10,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tracing::{debug, error};
 
 use super::{failure, State};
-use crate::config::Router;
+use crate::config::KeyRouter;
 use crate::context::GroupContext;
 use crate::feeds::{self, Hold, Offer};
 use crate::fetcher::Batches;
@@ -230,6 +230,6 @@ fn run_inline(
     }
 }
 
-fn route(router: &Router, record: &Record) -> Vec<Option<Bytes>> {
+fn route(router: &KeyRouter, record: &Record) -> Vec<Option<Bytes>> {
     router(record).into_iter().map(Some).collect()
 }

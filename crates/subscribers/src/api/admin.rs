@@ -13,8 +13,8 @@ use super::auth;
 use super::body::Body;
 use super::error::ApiError;
 use super::AppState;
+use crate::busiest::WINDOW_SECONDS;
 use crate::skip::SkipTarget;
-use crate::top::WINDOW_SECONDS;
 
 /// `{"player_id": ...}` or `{"app_id": ...}`.
 #[derive(Debug, Deserialize)]

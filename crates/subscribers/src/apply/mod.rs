@@ -13,14 +13,14 @@
 //!
 //! **Two ways to write.** Most deliveries only update their own row. Those go first as one
 //! autocommit `UPDATE` (one round trip, shared with the other such updates waiting for a
-//! connection: `apply/together.rs`) that writes the change and its offset only where the row
+//! connection: `apply/batch.rs`) that writes the change and its offset only where the row
 //! exists in the app and is below the delivery's first offset — exactly the case in which the
 //! plan would apply every change. When it writes nothing (a replay, a partial replay, an unknown
 //! row), and for every other delivery, the row is locked, read and planned in a transaction
 //! (BEGIN, lock, save, COMMIT: four round trips, more with links), which decides why.
 
+mod batch;
 pub mod plan;
-mod together;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,8 +36,8 @@ use crate::message::{parse_row_key, Batch, Change, Message};
 use crate::routing::LinkCache;
 use crate::skip::SkipList;
 use crate::store::{rows, Store};
+use batch::UpdateBatcher;
 use plan::{Child, Known, Plan, Stop};
-use together::Together;
 
 /// How long a parent's delivery waits, in the handler, for a child's own queue to create it
 /// before handing the delivery back to the engine as a transient failure (retried, never
@@ -57,7 +57,7 @@ pub struct Applier {
     /// Woken whenever a row is created or found unknown: what a pending parent waits for.
     settled: Arc<Notify>,
     /// Updates of rows themselves waiting to be written together.
-    together: Arc<Together>,
+    batcher: Arc<UpdateBatcher>,
 }
 
 /// Why a delivery did not apply.
@@ -87,7 +87,7 @@ impl Applier {
             tag_limit: TagLimit::default(),
             links: LinkCache::default(),
             settled: Arc::default(),
-            together: Arc::default(),
+            batcher: Arc::default(),
         }
     }
 
@@ -171,7 +171,7 @@ impl Applier {
     async fn try_apply(&self, app: Uuid, id: Uuid, changes: &[Change]) -> Result<Plan, Failed> {
         if let Some(own) = plan::own_update(id, changes) {
             let limit = &self.tag_limit;
-            if let Some(saved) = self.together.update(&self.store, id, own, limit).await? {
+            if let Some(saved) = self.batcher.update(&self.store, id, own, limit).await? {
                 return Ok(Plan {
                     save: Some(saved),
                     ..Plan::default()

@@ -87,7 +87,7 @@ impl Db {
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.applier.together.waiting() < updates.len() {
+        while self.applier.batcher.waiting() < updates.len() {
             assert!(Instant::now() < deadline, "the updates never waited");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

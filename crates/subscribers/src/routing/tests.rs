@@ -26,7 +26,11 @@ fn rows_of(app: Uuid, keys: Vec<Bytes>) -> Vec<Uuid> {
 
 #[test]
 fn a_child_runs_under_its_parents_and_a_new_email_reaches_old_and_new_parent() {
-    let r = router(LinkCache::default(), SkipList::default(), Top::default());
+    let r = key_router(
+        LinkCache::default(),
+        SkipList::default(),
+        Busiest::default(),
+    );
     let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
     assert_eq!(rows_of(app, r(&record(app, child, None, 0))), vec![child]);
 
@@ -50,7 +54,7 @@ fn a_child_runs_under_its_parents_and_a_new_email_reaches_old_and_new_parent() {
 #[test]
 fn loaded_links_are_added_never_replace_routed_ones() {
     let links = LinkCache::default();
-    let r = router(links.clone(), SkipList::default(), Top::default());
+    let r = key_router(links.clone(), SkipList::default(), Busiest::default());
     let (app, child, old) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let new = email_parent_id(app, "x@example.com");
     r(&record(app, child, Some("x@example.com"), 0));
@@ -64,7 +68,7 @@ fn loaded_links_are_added_never_replace_routed_ones() {
 #[test]
 fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
     let skips = SkipList::default();
-    let r = router(LinkCache::default(), skips.clone(), Top::default());
+    let r = key_router(LinkCache::default(), skips.clone(), Busiest::default());
     let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
     let parent = email_parent_id(app, "p@example.com");
     skips.insert(SkipTarget::Player(parent));
@@ -83,7 +87,11 @@ fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
 
 #[test]
 fn another_apps_update_naming_a_linked_child_reaches_neither_its_parent_nor_its_links() {
-    let r = router(LinkCache::default(), SkipList::default(), Top::default());
+    let r = key_router(
+        LinkCache::default(),
+        SkipList::default(),
+        Busiest::default(),
+    );
     let (victim, attacker, child) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let parent = email_parent_id(victim, "p@example.com");
     r(&record(victim, child, Some("p@example.com"), 0));
@@ -115,7 +123,7 @@ fn row_keys_round_trip_and_refuse_anything_else() {
 #[test]
 fn forgetting_undoes_only_what_the_named_update_taught() {
     let links = LinkCache::default();
-    let r = router(links.clone(), SkipList::default(), Top::default());
+    let r = key_router(links.clone(), SkipList::default(), Busiest::default());
     let (app, stranger, child, old) = (
         Uuid::new_v4(),
         Uuid::new_v4(),

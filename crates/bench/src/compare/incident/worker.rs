@@ -20,12 +20,12 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use kafkaesque_runtime::{headers, HandlerError, HotKeyPolicy, Record};
 use kafkaesque_subscribers::apply::Applier;
+use kafkaesque_subscribers::busiest::Busiest;
 use kafkaesque_subscribers::merge::is_batch;
 use kafkaesque_subscribers::message::{row_key, Batch};
 use kafkaesque_subscribers::routing::LinkCache;
 use kafkaesque_subscribers::skip::SkipList;
 use kafkaesque_subscribers::store::Store;
-use kafkaesque_subscribers::top::Top;
 use kafkaesque_subscribers::{consumer, Config};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -118,7 +118,7 @@ pub async fn run(job: &str) -> Result<()> {
     let store = Store::new(&config.database, &config.database_tls, config.pool_size)?;
     let skips = SkipList::default();
     let links = LinkCache::default();
-    let builder = consumer::builder(&config, &store, &skips, &Top::default(), &links)
+    let builder = consumer::builder(&config, &store, &skips, &Busiest::default(), &links)
         .commit_interval(Duration::from_millis(500));
     let builder = match job.variant {
         Variant::Legacy => legacy_design(builder, job.concurrency, LEGACY_CAP),

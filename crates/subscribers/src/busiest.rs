@@ -30,21 +30,21 @@ struct Bucket {
 
 /// Shared between the router (which counts) and the HTTP handler (which reads).
 #[derive(Debug, Clone)]
-pub struct Top {
+pub struct Busiest {
     inner: Arc<Mutex<VecDeque<Bucket>>>,
     start: Instant,
 }
 
-impl Default for Top {
+impl Default for Busiest {
     fn default() -> Self {
-        Top {
+        Busiest {
             inner: Arc::default(),
             start: Instant::now(),
         }
     }
 }
 
-impl Top {
+impl Busiest {
     /// One record of `app`, written to each of `rows`.
     pub fn count(&self, app: Uuid, rows: &[Uuid]) {
         let now = self.start.elapsed().as_secs();
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn busiest_rows_and_apps_come_first() {
-        let top = Top::default();
+        let top = Busiest::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let (parent, child) = (Uuid::new_v4(), Uuid::new_v4());
         for _ in 0..3 {

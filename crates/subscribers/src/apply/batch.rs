@@ -33,7 +33,7 @@ type Written = Option<Row>;
 
 /// The updates waiting for a connection. Shared by every handler of one [`super::Applier`].
 #[derive(Debug, Default)]
-pub(super) struct Together {
+pub(super) struct UpdateBatcher {
     waiting: Mutex<Queue>,
 }
 
@@ -53,7 +53,7 @@ struct Waiting {
     done: oneshot::Sender<Written>,
 }
 
-impl Together {
+impl UpdateBatcher {
     /// Writes `update` of row `id`, with whatever other updates are waiting when a connection
     /// comes free.
     pub(super) async fn update(
