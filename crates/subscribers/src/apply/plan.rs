@@ -28,7 +28,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 use crate::config::TagLimit;
-use crate::message::{email_parent_id, Change, Fields, Message, NewPlayer, EMAIL_DEVICE_TYPE};
+use crate::message::{
+    email_parent_id, Change, Fields, Message, NewPlayer, Update, EMAIL_DEVICE_TYPE,
+};
 pub use crate::store::rows::{OwnUpdate, Row};
 
 impl Row {
@@ -187,8 +189,10 @@ pub fn plan(
 ) -> Result<Plan, Stop> {
     let existed = row.is_some();
     let first_offset = row.as_ref().map(|r| r.source_offset);
-    let mut linked = known.linked.clone();
-    let mut link_at: HashMap<Uuid, i64> = HashMap::new();
+    let mut links = Links {
+        linked: known.linked.clone(),
+        at: HashMap::new(),
+    };
     let mut plan = Plan::default();
     let mut touched = false;
     for change in changes {
@@ -224,40 +228,8 @@ pub fn plan(
                 None => return Err(Stop::Unknown { offset }),
             },
             Message::Update(u) => {
-                let child = u.player_id;
-                if let Some(email) = &u.email {
-                    if email_parent_id(u.app_id, email) != id {
-                        if linked.remove(&child) {
-                            row.as_mut().expect("a linked row exists").linked_children -= 1;
-                        }
-                    } else if !linked.contains(&child) {
-                        match known.children.get(&child) {
-                            Some(Child::Exists) => {}
-                            // Linked before this delivery: it exists.
-                            None if known.linked.contains(&child) => {}
-                            Some(Child::Rejected(at)) if *at >= offset => continue,
-                            _ => return Err(Stop::Pending { child }),
-                        }
-                        let count = row.as_ref().map_or(0, |r| r.linked_children);
-                        if count >= known.link_limit {
-                            plan.refused.push((child, offset));
-                        } else {
-                            let r = row
-                                .get_or_insert_with(|| Row::email_parent(u.app_id, email, offset));
-                            r.linked_children += 1;
-                            linked.insert(child);
-                            link_at.insert(child, offset);
-                        }
-                    }
-                }
-                if linked.contains(&child) {
-                    let r = row.as_mut().expect("a linked row exists");
-                    if r.tags_exceed(&u.tags, &known.tag_limit).is_some() {
-                        plan.mirrored_tags_refused.push((child, offset));
-                        r.apply(&u.fields, &BTreeMap::new());
-                    } else {
-                        r.apply(&u.fields, &u.tags);
-                    }
+                if !child_on_parent(id, &mut row, u, offset, known, &mut links, &mut plan)? {
+                    continue;
                 }
             }
         }
@@ -270,14 +242,72 @@ pub fn plan(
     if touched && row.as_ref().map(|r| r.source_offset) != first_offset {
         plan.save = row;
     }
-    plan.link = link_at
+    plan.link = links
+        .at
         .into_iter()
-        .filter(|(c, _)| linked.contains(c))
+        .filter(|(c, _)| links.linked.contains(c))
         .collect();
     plan.link.sort_unstable();
-    plan.unlink = known.linked.difference(&linked).copied().collect();
+    plan.unlink = known.linked.difference(&links.linked).copied().collect();
     plan.unlink.sort_unstable();
     Ok(plan)
+}
+
+/// The parent's children as the delivery goes: those linked, and the offset each link made in
+/// this delivery was asked at.
+struct Links {
+    linked: HashSet<Uuid>,
+    at: HashMap<Uuid, i64>,
+}
+
+/// A child's update on its email parent's row `id`: first the link it asks for (an `email`
+/// naming this row) or drops (one naming another), then, while linked, its fields and tags
+/// mirrored here. `Ok(false)` leaves the change out, row offset and all: the child was refused
+/// at or after it, so the link it asks for is not to be made.
+fn child_on_parent(
+    id: Uuid,
+    row: &mut Option<Row>,
+    u: &Update,
+    offset: i64,
+    known: &Known,
+    links: &mut Links,
+    plan: &mut Plan,
+) -> Result<bool, Stop> {
+    let child = u.player_id;
+    if let Some(email) = &u.email {
+        if email_parent_id(u.app_id, email) != id {
+            if links.linked.remove(&child) {
+                row.as_mut().expect("a linked row exists").linked_children -= 1;
+            }
+        } else if !links.linked.contains(&child) {
+            match known.children.get(&child) {
+                Some(Child::Exists) => {}
+                // Linked before this delivery: it exists.
+                None if known.linked.contains(&child) => {}
+                Some(Child::Rejected(at)) if *at >= offset => return Ok(false),
+                _ => return Err(Stop::Pending { child }),
+            }
+            let count = row.as_ref().map_or(0, |r| r.linked_children);
+            if count >= known.link_limit {
+                plan.refused.push((child, offset));
+            } else {
+                let r = row.get_or_insert_with(|| Row::email_parent(u.app_id, email, offset));
+                r.linked_children += 1;
+                links.linked.insert(child);
+                links.at.insert(child, offset);
+            }
+        }
+    }
+    if links.linked.contains(&child) {
+        let r = row.as_mut().expect("a linked row exists");
+        if r.tags_exceed(&u.tags, &known.tag_limit).is_some() {
+            plan.mirrored_tags_refused.push((child, offset));
+            r.apply(&u.fields, &BTreeMap::new());
+        } else {
+            r.apply(&u.fields, &u.tags);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
