@@ -391,4 +391,6 @@ fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), HandlerError> {
 }
 
 #[cfg(test)]
+mod changes;
+#[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use kafkaesque_testkit::{require_postgres, TestDatabase};
 use tokio_postgres::Client;
 
 use super::*;
-use crate::message::{test_record, Fields, NewPlayer, Update};
+use crate::message::{test_record, Fields, NewPlayer};
 
 struct Db {
     /// Dropped (connections and all) with the test.
@@ -120,22 +120,7 @@ fn update(
     language: &str,
     tags: &[(&str, Option<&str>)],
 ) -> Change {
-    Change {
-        offset,
-        message: Message::Update(Update {
-            player_id: id,
-            app_id: app,
-            fields: Fields {
-                language: Some(language.to_owned()),
-                ..Fields::default()
-            },
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
-                .collect(),
-            email: None,
-        }),
-    }
+    changes::update(app, id, offset, language, tags, None)
 }
 
 fn record(change: &Change, id: Uuid) -> Record {
@@ -173,23 +158,21 @@ async fn an_update_of_the_row_itself_saves_what_the_plan_decides() {
     let steps = [
         update(db.app, id, 2, "de", &[("a", Some("1")), ("b", Some("2"))]),
         update(db.app, id, 3, "fr", &[("a", None), ("old", Some("y"))]),
-        Change {
-            offset: 4,
-            message: Message::Update(Update {
-                player_id: id,
-                app_id: db.app,
-                fields: Fields {
-                    timezone: Some(-3600),
-                    lat: Some(41.9),
-                    long: Some(-87.6),
-                    country: Some("US".into()),
-                    external_user_id: Some("u-1".into()),
-                    ..Fields::default()
-                },
-                tags: [("b".to_owned(), None), ("c".to_owned(), None)].into(),
-                email: Some("ignored@example.com".into()),
-            }),
-        },
+        changes::with_fields(
+            db.app,
+            id,
+            4,
+            Fields {
+                timezone: Some(-3600),
+                lat: Some(41.9),
+                long: Some(-87.6),
+                country: Some("US".into()),
+                external_user_id: Some("u-1".into()),
+                ..Fields::default()
+            },
+            &[("b", None), ("c", None)],
+            Some("ignored@example.com"),
+        ),
     ];
     for step in steps {
         let before = db.row(id).await;

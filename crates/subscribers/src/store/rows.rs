@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row as PgRow;
 use uuid::Uuid;
 
@@ -14,6 +15,22 @@ use crate::config::TagLimit;
 use crate::message::Fields;
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Runs `sql`, prepared once per connection, returning its rows.
+async fn query(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<PgRow>> {
+    c.query(&c.prepare_cached(sql).await?, params).await
+}
+
+/// Runs `sql`, prepared once per connection, returning its row if any.
+async fn query_opt(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Option<PgRow>> {
+    c.query_opt(&c.prepare_cached(sql).await?, params).await
+}
+
+/// Runs `sql`, prepared once per connection, returning the rows it changed.
+async fn execute(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64> {
+    c.execute(&c.prepare_cached(sql).await?, params).await
+}
 
 /// A subscription row as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,13 +60,7 @@ pub struct OwnUpdate {
 
 /// The row, locked until the transaction ends; `None` when it does not exist.
 pub async fn lock(c: &impl GenericClient, id: Uuid) -> Result<Option<Row>> {
-    let row = c
-        .query_opt(
-            &c.prepare_cached(include_str!("../../sql/row_lock.sql"))
-                .await?,
-            &[&id],
-        )
-        .await?;
+    let row = query_opt(c, include_str!("../../sql/row_lock.sql"), &[&id]).await?;
     Ok(row.as_ref().map(from_pg))
 }
 
@@ -78,9 +89,9 @@ fn from_pg(r: &PgRow) -> Row {
 pub async fn save(c: &impl GenericClient, id: Uuid, row: &Row) -> Result<()> {
     let tags = serde_json::to_value(&row.tags).expect("tags always serialize");
     let f = &row.fields;
-    c.execute(
-        &c.prepare_cached(include_str!("../../sql/row_save.sql"))
-            .await?,
+    execute(
+        c,
+        include_str!("../../sql/row_save.sql"),
         &[
             &id,
             &row.app_id,
@@ -141,16 +152,15 @@ pub async fn update_own(
     }
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let (max_tags, max_bytes) = (count(limit.max_tags), count(limit.max_bytes));
-    let rows = c
-        .query(
-            &c.prepare_cached(include_str!("../../sql/rows_update_own.sql"))
-                .await?,
-            &[
-                &ids, &apps, &language, &timezone, &lat, &long, &country, &external, &set,
-                &deleted, &first, &last, &max_tags, &max_bytes,
-            ],
-        )
-        .await?;
+    let rows = query(
+        c,
+        include_str!("../../sql/rows_update_own.sql"),
+        &[
+            &ids, &apps, &language, &timezone, &lat, &long, &country, &external, &set, &deleted,
+            &first, &last, &max_tags, &max_bytes,
+        ],
+    )
+    .await?;
     Ok(rows.iter().map(|r| (r.get("id"), from_pg(r))).collect())
 }
 
@@ -164,13 +174,12 @@ pub async fn linked(
     if children.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = c
-        .query(
-            &c.prepare_cached(include_str!("../../sql/links_of.sql"))
-                .await?,
-            &[&app, &parent, &children],
-        )
-        .await?;
+    let rows = query(
+        c,
+        include_str!("../../sql/links_of.sql"),
+        &[&app, &parent, &children],
+    )
+    .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -184,9 +193,9 @@ pub async fn link(
         return Ok(());
     }
     let (ids, offsets): (Vec<Uuid>, Vec<i64>) = children.iter().copied().unzip();
-    c.execute(
-        &c.prepare_cached(include_str!("../../sql/links_insert.sql"))
-            .await?,
+    execute(
+        c,
+        include_str!("../../sql/links_insert.sql"),
         &[&app, &parent, &ids, &offsets],
     )
     .await?;
@@ -202,9 +211,9 @@ pub async fn unlink(
     if children.is_empty() {
         return Ok(());
     }
-    c.execute(
-        &c.prepare_cached(include_str!("../../sql/links_delete.sql"))
-            .await?,
+    execute(
+        c,
+        include_str!("../../sql/links_delete.sql"),
         &[&app, &parent, &children],
     )
     .await?;
@@ -216,13 +225,12 @@ pub async fn existing(c: &impl GenericClient, app: Uuid, ids: &[Uuid]) -> Result
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = c
-        .query(
-            &c.prepare_cached(include_str!("../../sql/players_existing.sql"))
-                .await?,
-            &[&app, &ids],
-        )
-        .await?;
+    let rows = query(
+        c,
+        include_str!("../../sql/players_existing.sql"),
+        &[&app, &ids],
+    )
+    .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -235,13 +243,7 @@ pub async fn rejected(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = c
-        .query(
-            &c.prepare_cached(include_str!("../../sql/rejected_of.sql"))
-                .await?,
-            &[&app, &ids],
-        )
-        .await?;
+    let rows = query(c, include_str!("../../sql/rejected_of.sql"), &[&app, &ids]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -251,9 +253,9 @@ pub async fn record_rejected(
     id: Uuid,
     offset: i64,
 ) -> Result<()> {
-    c.execute(
-        &c.prepare_cached(include_str!("../../sql/rejected_record.sql"))
-            .await?,
+    execute(
+        c,
+        include_str!("../../sql/rejected_record.sql"),
         &[&app, &id, &offset],
     )
     .await?;

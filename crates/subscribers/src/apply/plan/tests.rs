@@ -1,22 +1,9 @@
 use super::*;
-use crate::message::Update;
 
 const LIMIT: i32 = 2;
 
 fn update(app: Uuid, player: Uuid, offset: i64, lang: &str, email: Option<&str>) -> Change {
-    Change {
-        offset,
-        message: Message::Update(Update {
-            player_id: player,
-            app_id: app,
-            fields: Fields {
-                language: Some(lang.into()),
-                ..Fields::default()
-            },
-            tags: [("k".to_owned(), Some(lang.to_owned()))].into(),
-            email: email.map(str::to_owned),
-        }),
-    }
+    crate::apply::changes::update(app, player, offset, lang, &[("k", Some(lang))], email)
 }
 
 fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
@@ -216,19 +203,7 @@ fn only_own_updates_in_rising_order_fold() {
 // the victim app, with offsets above the victim row's (another partition, or later in the same
 // one). None of them may touch the victim's row, its offset or its links.
 
-fn create(app: Uuid, player: Uuid, offset: i64) -> Change {
-    Change {
-        offset,
-        message: Message::Create(crate::message::NewPlayer {
-            player_id: player,
-            app_id: app,
-            device_type: 1,
-            identifier: None,
-            fields: Fields::default(),
-            tags: BTreeMap::new(),
-        }),
-    }
-}
+use crate::apply::changes::create;
 
 #[test]
 fn another_apps_update_of_a_linked_child_is_not_mirrored_onto_the_parent() {
