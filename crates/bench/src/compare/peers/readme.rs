@@ -1,0 +1,143 @@
+//! Row b: Parallel Consumer's own README scenario — 10,000 records on one partition, a handler
+//! that sleeps 0–5 ms (uniform), concurrency 100, KEY order over 10,000 keys and PARTITION order
+//! (the README reports 2.13 s and 22.2 s on its hardware). Ours at 100 and at 1,000, and the
+//! handler's own ceiling: as many tokio tasks running the same sleeps with no Kafka at all.
+//! Each side's clock runs from the first record fetched to the last handler completed.
+//! Targets: ours at 100 ≤ 0.5× Parallel Consumer's KEY time; ours at 1,000 ≥ 0.9× the ceiling.
+
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kafkaesque_testkit::Broker;
+
+use super::side::{self, Handler, Order, Outcome, Side};
+use super::{filled_topic, job, less_memory, memory};
+use crate::report::Figure;
+
+const C: &str = "peers b: README scenario";
+
+/// The handler of the README's scenario: 0 to 5 ms, the same draw for a record on both sides.
+fn handler() -> Handler {
+    Handler {
+        spread_ms: 5,
+        ..Handler::default()
+    }
+}
+
+/// `records` records; the PARTITION runs (serial: about 30 s each) `partition_reps` times.
+///
+/// # Errors
+/// When the topic cannot be made or a run fails.
+pub async fn run(
+    broker: &Broker,
+    records: usize,
+    reps: usize,
+    partition_reps: usize,
+) -> Result<Vec<Figure>> {
+    let topic = filled_topic(broker, "bench-peers-readme", 1, records, 10_000).await?;
+    // The JIT's warm-up (and ours alike): a tenth of the records, in a group of its own.
+    let warmup = records / 10;
+    let run = |side: Side, order: Order, concurrency: usize| {
+        let j = job(
+            side,
+            broker,
+            topic.name(),
+            order,
+            concurrency,
+            records,
+            warmup,
+            handler(),
+        );
+        async move { side::run(&j).await }
+    };
+    let (mut pc, mut ours, mut ours_1000, mut ceiling_100, mut ceiling_1000) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pc_part, mut ours_part) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        pc.push(run(Side::ParallelConsumer, Order::Key, 100).await?);
+        ours.push(run(Side::Ours, Order::Key, 100).await?);
+        ours_1000.push(run(Side::Ours, Order::Key, 1_000).await?);
+        ceiling_100.push(ceiling(&handler(), records, 100).await);
+        ceiling_1000.push(ceiling(&handler(), records, 1_000).await);
+        if rep < partition_reps {
+            pc_part.push(run(Side::ParallelConsumer, Order::Partition, 100).await?);
+            ours_part.push(run(Side::Ours, Order::Partition, 100).await?);
+        }
+    }
+    let secs = |label: &str, r: &[Outcome]| {
+        Figure::new(C, label, "s", r.iter().map(|o| o.seconds).collect())
+    };
+    let pc_key = secs("Parallel Consumer, KEY, concurrency 100", &pc).note(format!(
+        "{records} records, 1 partition, 10,000 keys, handler sleeps 0–5 ms (drawn from the \
+         offset: the same for both sides); warm-up {warmup} records in its own group first; \
+         the README reports 2.13 s (KEY) and 22.2 s (PARTITION) on its own hardware"
+    ));
+    let ours_key = secs("kafkaesque, key order, concurrency 100", &ours)
+        .vs(&pc_key)
+        .at_most("≤ 0.5× Parallel Consumer", 0.5);
+    let ours_key_1000 = secs("kafkaesque, key order, concurrency 1,000", &ours_1000).vs(&pc_key);
+    let ceiling_key_100 = Figure::new(C, "handler ceiling, 100 tasks", "s", ceiling_100).note(
+        "the same sleeps for the same offsets run by that many tokio tasks, no Kafka: what the handler itself allows",
+    );
+    let ceiling_key_1000 = Figure::new(C, "handler ceiling, 1,000 tasks", "s", ceiling_1000);
+    let rate = |f: &Figure, label: &str| {
+        let rates = f.samples.iter().map(|s| records as f64 / s).collect();
+        Figure::new(C, label, "records/s", rates)
+    };
+    let ceiling_rate = rate(&ceiling_key_1000, "handler ceiling, 1,000 tasks, rate");
+    let ours_vs_ceiling = rate(&ours_key_1000, "kafkaesque at 1,000 vs the ceiling, rate")
+        .vs(&ceiling_rate)
+        .at_least("≥ 0.9× ceiling", 0.9);
+    let ours_100_vs_ceiling = rate(&ours_key, "kafkaesque at 100 vs the ceiling at 100, rate")
+        .vs(&rate(&ceiling_key_100, "handler ceiling, 100 tasks"));
+    let mut figures = vec![
+        pc_key.clone(),
+        ours_key,
+        ours_key_1000,
+        ceiling_key_100,
+        ceiling_key_1000,
+        ceiling_rate,
+        ours_vs_ceiling,
+        ours_100_vs_ceiling,
+    ];
+    if !pc_part.is_empty() {
+        let pc_p = secs("Parallel Consumer, PARTITION, concurrency 100", &pc_part);
+        let ours_p = secs("kafkaesque, partition order, concurrency 100", &ours_part).vs(&pc_p);
+        figures.extend([pc_p, ours_p]);
+    }
+    let pc_mem = memory("b", "Parallel Consumer, KEY 100", &pc);
+    let ours_mem = less_memory(memory("b", "kafkaesque, key order 100", &ours), &pc_mem);
+    let ours_mem_1000 = memory("b", "kafkaesque, key order 1,000", &ours_1000).vs(&pc_mem);
+    figures.extend([pc_mem, ours_mem, ours_mem_1000]);
+    Ok(figures)
+}
+
+/// Seconds `tasks` tokio tasks take to run the handler's sleeps for offsets 0 to `records` − 1,
+/// each task taking the next offset as it finishes one: the handler's own ceiling.
+async fn ceiling(handler: &Handler, records: usize, tasks: usize) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let loops: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (next, handler) = (next.clone(), handler.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                    if i >= records {
+                        break;
+                    }
+                    let ms = handler.sleep_ms(i as i64, false);
+                    if ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+    start.elapsed().as_secs_f64()
+}
