@@ -85,8 +85,8 @@ impl Sizes {
             apply_rows: 2_000,
             apply_updates: 10_000,
             peers: peers::Sizes {
-                noop_records: 200_000,
-                noop_warmup: 50_000,
+                noop_records: 100_000,
+                noop_warmup: 20_000,
                 readme_records: 10_000,
                 readme_partition_reps: 1,
                 incident: peers::incident::Sizes {
@@ -123,8 +123,8 @@ impl Sizes {
             apply_rows: 10_000,
             apply_updates: 50_000,
             peers: peers::Sizes {
-                noop_records: 500_000,
-                noop_warmup: 100_000,
+                noop_records: 300_000,
+                noop_warmup: 50_000,
                 readme_records: 10_000,
                 readme_partition_reps: 3,
                 incident: peers::incident::Sizes {

@@ -16,7 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::side::{Handler, Job, Order, Outcome, Policy, Running, Side};
-use super::{job, memory};
+use super::{job, memory, with_busiest};
 use crate::compare::kafka::blocking;
 use crate::load::drive::now_ms;
 use crate::report::{Figure, Series};
@@ -355,7 +355,7 @@ fn summarize(replays: &[Replay], sizes: Sizes) -> (Vec<Figure>, Vec<Series>) {
         if unhandled > 0 {
             f = f.note(format!("{unhandled} of the other keys' records not handled by the end, counted as handled then (a lower bound)"));
         }
-        figures.push(f);
+        figures.push(with_busiest(f, std::slice::from_ref(&r.outcome)));
         if i > 2 {
             let vs = Figure {
                 variant: format!("{} vs Parallel Consumer: other keys p99", VARIANTS[i].label),

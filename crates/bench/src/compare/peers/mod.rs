@@ -115,3 +115,28 @@ async fn filled_topic(
     blocking(move || produce(&b, &name, records, keys)).await?;
     Ok(topic)
 }
+
+/// `f` with a note of which thread was busiest in `runs` (after any note it has).
+fn with_busiest(f: Figure, runs: &[Outcome]) -> Figure {
+    match busiest(runs) {
+        Some(b) => {
+            let note = f.note.clone().map_or(b.clone(), |n| format!("{n}; {b}"));
+            f.note(note)
+        }
+        None => f,
+    }
+}
+
+/// Which thread was busiest in `runs`, and its median share of one core.
+fn busiest(runs: &[Outcome]) -> Option<String> {
+    let mut shares: Vec<(f64, &str)> = runs
+        .iter()
+        .filter_map(|o| o.busiest.as_ref().map(|(n, s)| (*s, n.as_str())))
+        .collect();
+    shares.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (share, name) = shares.get(shares.len().checked_sub(1)? / 2)?;
+    Some(format!(
+        "busiest thread `{name}` at {:.0}% of a core from the first record handled to the last (median run)",
+        share * 100.0
+    ))
+}

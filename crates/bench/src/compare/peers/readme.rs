@@ -13,7 +13,7 @@ use anyhow::Result;
 use kafkaesque_testkit::Broker;
 
 use super::side::{self, Handler, Order, Outcome, Side};
-use super::{filled_topic, job, less_memory, memory};
+use super::{filled_topic, job, less_memory, memory, with_busiest};
 use crate::report::Figure;
 
 const C: &str = "peers b: README scenario";
@@ -39,7 +39,13 @@ pub async fn run(
     let topic = filled_topic(broker, "bench-peers-readme", 1, records, 10_000).await?;
     // The JIT's warm-up (and ours alike): a tenth of the records, in a group of its own.
     let warmup = records / 10;
-    let run = |side: Side, order: Order, concurrency: usize| {
+    let run = |side: Side, order: Order, concurrency: usize, handler: Handler| {
+        // PARTITION order is serial: a fiftieth of the records warm it up in a few seconds.
+        let warmup = if order == Order::Partition {
+            records / 50
+        } else {
+            warmup
+        };
         let j = job(
             side,
             broker,
@@ -48,22 +54,26 @@ pub async fn run(
             concurrency,
             records,
             warmup,
-            handler(),
+            handler,
         );
         async move { side::run(&j).await }
     };
     let (mut pc, mut ours, mut ours_1000, mut ceiling_100, mut ceiling_1000) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut pc_part, mut ours_part) = (Vec::new(), Vec::new());
+    let (mut noop_runs, mut pc_part, mut ours_part, mut serial) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
-        pc.push(run(Side::ParallelConsumer, Order::Key, 100).await?);
-        ours.push(run(Side::Ours, Order::Key, 100).await?);
-        ours_1000.push(run(Side::Ours, Order::Key, 1_000).await?);
+        pc.push(run(Side::ParallelConsumer, Order::Key, 100, handler()).await?);
+        ours.push(run(Side::Ours, Order::Key, 100, handler()).await?);
+        ours_1000.push(run(Side::Ours, Order::Key, 1_000, handler()).await?);
+        noop_runs.push(run(Side::Ours, Order::Key, 1_000, Handler::default()).await?);
         ceiling_100.push(ceiling(&handler(), records, 100).await);
         ceiling_1000.push(ceiling(&handler(), records, 1_000).await);
         if rep < partition_reps {
-            pc_part.push(run(Side::ParallelConsumer, Order::Partition, 100).await?);
-            ours_part.push(run(Side::Ours, Order::Partition, 100).await?);
+            pc_part.push(run(Side::ParallelConsumer, Order::Partition, 100, handler()).await?);
+            ours_part.push(run(Side::Ours, Order::Partition, 100, handler()).await?);
+            // One tokio task through a tenth of the sleeps, scaled to all of them.
+            serial.push(ceiling(&handler(), records / 10, 1).await * 10.0);
         }
     }
     let secs = |label: &str, r: &[Outcome]| {
@@ -78,6 +88,10 @@ pub async fn run(
         .vs(&pc_key)
         .at_most("≤ 0.5× Parallel Consumer", 0.5);
     let ours_key_1000 = secs("kafkaesque, key order, concurrency 1,000", &ours_1000).vs(&pc_key);
+    let ours_key_1000 = with_busiest(ours_key_1000, &ours_1000);
+    let noop_note = "the same records without the sleeps: what fetching and dispatching them take";
+    let noop = secs("kafkaesque, no-op handler, concurrency 1,000", &noop_runs).note(noop_note);
+    let noop = with_busiest(noop, &noop_runs);
     let ceiling_key_100 = Figure::new(C, "handler ceiling, 100 tasks", "s", ceiling_100).note(
         "the same sleeps for the same offsets run by that many tokio tasks, no Kafka: what the handler itself allows",
     );
@@ -92,7 +106,9 @@ pub async fn run(
         .at_least("≥ 0.9× ceiling", 0.9);
     let ours_100_vs_ceiling = rate(&ours_key, "kafkaesque at 100 vs the ceiling at 100, rate")
         .vs(&rate(&ceiling_key_100, "handler ceiling, 100 tasks"));
+    let pc_key = with_busiest(pc_key, &pc);
     let mut figures = vec![
+        noop,
         pc_key.clone(),
         ours_key,
         ours_key_1000,
@@ -104,8 +120,30 @@ pub async fn run(
     ];
     if !pc_part.is_empty() {
         let pc_p = secs("Parallel Consumer, PARTITION, concurrency 100", &pc_part);
+        let pc_p = with_busiest(pc_p, &pc_part);
         let ours_p = secs("kafkaesque, partition order, concurrency 100", &ours_part).vs(&pc_p);
-        figures.extend([pc_p, ours_p]);
+        let ours_p = with_busiest(ours_p, &ours_part);
+        let h = handler();
+        let sum: u64 = (0..records as i64).map(|o| h.sleep_ms(o, false)).sum();
+        let sum = Figure::new(
+            C,
+            "sum of the sleeps (serial bound)",
+            "s",
+            vec![sum as f64 / 1e3],
+        )
+        .note(
+            "what a serial consumer of these records cannot go below: the handler's sleeps, added",
+        );
+        let serial = Figure::new(C, "one tokio task through the sleeps", "s", serial)
+            .note("a tenth of the records' sleeps, one after another in one tokio task, times ten: tokio's timer ends a sleep on its next millisecond tick")
+            .vs(&sum);
+        let ours_vs_serial = Figure {
+            variant: "kafkaesque, partition order vs one tokio task".into(),
+            note: None,
+            ..ours_p.clone()
+        }
+        .vs(&serial);
+        figures.extend([pc_p, ours_p, sum, serial, ours_vs_serial]);
     }
     let pc_mem = memory("b", "Parallel Consumer, KEY 100", &pc);
     let ours_mem = less_memory(memory("b", "kafkaesque, key order 100", &ours), &pc_mem);

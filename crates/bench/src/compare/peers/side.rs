@@ -9,7 +9,7 @@
 //! more: what it printed before is what it did.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,10 @@ pub struct Outcome {
     /// Per handled record (or coalesced delivery): `[handled at ms, produced at ms, hot 0/1,
     /// records it stands for]`.
     pub samples: Vec<[i64; 4]>,
+    /// The thread that spent the most CPU from `ready` to the outcome, and its share of one core
+    /// then: measured by the benchmark from `/proc/<pid>/task`, not reported by the side.
+    #[serde(default)]
+    pub busiest: Option<(String, f64)>,
 }
 
 impl Outcome {
@@ -188,6 +192,8 @@ pub struct Running {
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
     what: String,
+    /// Each thread's CPU when `ready` came, for [`Outcome::busiest`].
+    at_ready: Option<(Instant, Vec<ThreadTicks>)>,
 }
 
 /// How long a side may run before the benchmark gives up on it.
@@ -224,6 +230,7 @@ impl Running {
             child,
             lines: BufReader::new(stdout).lines(),
             what: format!("{:?}", job.side),
+            at_ready: None,
         })
     }
 
@@ -237,6 +244,9 @@ impl Running {
         };
         let line = line.trim();
         if line == "ready" {
+            if let Some(pid) = self.child.id() {
+                self.at_ready = Some((Instant::now(), thread_ticks(pid)));
+            }
             return Ok(Some(Line::Ready));
         }
         if let Some(rest) = line.strip_prefix("done ") {
@@ -248,8 +258,11 @@ impl Running {
             }
         }
         if line.starts_with('{') {
-            let o: Outcome = serde_json::from_str(line)
+            let mut o: Outcome = serde_json::from_str(line)
                 .with_context(|| format!("{}: outcome {line:.200}", self.what))?;
+            if let (Some(pid), Some((at, before))) = (self.child.id(), &self.at_ready) {
+                o.busiest = busiest(before, &thread_ticks(pid), at.elapsed());
+            }
             return Ok(Some(Line::Outcome(Box::new(o))));
         }
         bail!("{}: unexpected line {line:.200}", self.what)
@@ -349,6 +362,48 @@ impl Running {
         }
         Ok(outcome)
     }
+}
+
+/// A thread's id, name and CPU ticks so far.
+type ThreadTicks = (u32, String, u64);
+
+/// CPU ticks (10 ms) each thread of process `pid` has spent so far: (thread id, name, ticks).
+fn thread_ticks(pid: u32) -> Vec<ThreadTicks> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (name) state ... utime stime ...": the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut f = stat[close + 1..].split_whitespace().skip(11);
+        let ticks = f.next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + f.next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let tid = stat[..open].trim().parse().unwrap_or(0);
+        threads.push((tid, stat[open + 1..close].to_owned(), ticks));
+    }
+    threads
+}
+
+/// The thread whose CPU grew most between two [`thread_ticks`] taken `elapsed` apart, and its
+/// share of one core over that span.
+fn busiest(
+    before: &[ThreadTicks],
+    after: &[ThreadTicks],
+    elapsed: Duration,
+) -> Option<(String, f64)> {
+    let spent = |(tid, name, ticks): &ThreadTicks| {
+        let was = before.iter().find(|b| b.0 == *tid).map_or(0, |b| b.2);
+        (name.clone(), ticks.saturating_sub(was))
+    };
+    let (name, ticks) = after.iter().map(spent).max_by_key(|t| t.1)?;
+    let secs = elapsed.as_secs_f64();
+    (secs > 0.0).then(|| (name, ticks as f64 / 100.0 / secs))
 }
 
 /// Runs `job` to its end and returns what it measured.

@@ -8,7 +8,7 @@ use anyhow::Result;
 use kafkaesque_testkit::Broker;
 
 use super::side::{self, Handler, Order, Outcome, Side};
-use super::{filled_topic, job, less_memory, memory};
+use super::{filled_topic, job, less_memory, memory, with_busiest};
 use crate::report::Figure;
 
 const C: &str = "peers a: no-op, 8 partitions";
@@ -87,9 +87,10 @@ pub async fn run(
     let pc_cpu = cpu("Parallel Consumer, CPU", pc).note(
         "CPU of the side's whole process (user + system, /proc/self/stat, 10 ms ticks) from the first record fetched to the last handled, per record",
     );
-    let plain_cpu = cpu("plain Java consumer, CPU", plain);
+    let pc_cpu = with_busiest(pc_cpu, pc);
+    let plain_cpu = with_busiest(cpu("plain Java consumer, CPU", plain), plain);
     let raw_cpu = cpu("raw rdkafka loop, CPU", raw);
-    let ours_cpu = cpu("kafkaesque, CPU", ours).vs(&pc_cpu);
+    let ours_cpu = with_busiest(cpu("kafkaesque, CPU", ours), ours).vs(&pc_cpu);
     let ours_vs_plain = Figure {
         variant: "kafkaesque, CPU vs plain Java".into(),
         ..ours_cpu.clone()

@@ -70,6 +70,7 @@ async fn raw_loop(job: &Job) -> Result<Outcome> {
         cpu_seconds: run.cpu_us.map_or(0.0, |us| us * n as f64 / 1e6),
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
         samples: Vec::new(),
+        busiest: None,
     })
 }
 
@@ -220,6 +221,7 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
         cpu_seconds,
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
         samples,
+        busiest: None,
     })
 }
 
