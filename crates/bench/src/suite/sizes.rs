@@ -95,7 +95,7 @@ impl Sizes {
                     drain_seconds: 8.0,
                     flood_share: 0.5,
                 },
-                replay_records: 20_000,
+                replay_records: 15_000,
             },
             parallel: false,
         }
@@ -133,7 +133,7 @@ impl Sizes {
                     drain_seconds: 15.0,
                     flood_share: 0.5,
                 },
-                replay_records: 40_000,
+                replay_records: 30_000,
             },
             parallel: false,
         }
