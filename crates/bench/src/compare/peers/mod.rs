@@ -127,16 +127,14 @@ fn with_busiest(f: Figure, runs: &[Outcome]) -> Figure {
     }
 }
 
-/// Which thread was busiest in `runs`, and its median share of one core.
+/// The busiest threads of the run of `runs` that took the median time, with their shares of a
+/// core between its first record handled and its last.
 fn busiest(runs: &[Outcome]) -> Option<String> {
-    let mut shares: Vec<(f64, &str)> = runs
-        .iter()
-        .filter_map(|o| o.busiest.as_ref().map(|(n, s)| (*s, n.as_str())))
-        .collect();
-    shares.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (share, name) = shares.get(shares.len().checked_sub(1)? / 2)?;
+    let mut by_time: Vec<&Outcome> = runs.iter().collect();
+    by_time.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let median = by_time.get(by_time.len().checked_sub(1)? / 2)?;
     Some(format!(
-        "busiest thread `{name}` at {:.0}% of a core from the first record handled to the last (median run)",
-        share * 100.0
+        "busiest threads of the median run, share of a core from its first record handled to its last: {}",
+        median.busiest.as_ref()?
     ))
 }

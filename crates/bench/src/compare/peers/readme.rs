@@ -15,6 +15,7 @@ use kafkaesque_testkit::Broker;
 use super::side::{self, Handler, Order, Outcome, Side};
 use super::{filled_topic, job, less_memory, memory, with_busiest};
 use crate::report::Figure;
+use crate::stats::process_cpu_seconds;
 
 const C: &str = "peers b: README scenario";
 
@@ -60,6 +61,7 @@ pub async fn run(
     };
     let (mut pc, mut ours, mut ours_1000, mut ceiling_100, mut ceiling_1000) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut ceiling_1000_cpu = Vec::new();
     let (mut noop_runs, mut pc_part, mut ours_part, mut serial) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
@@ -68,7 +70,9 @@ pub async fn run(
         ours_1000.push(run(Side::Ours, Order::Key, 1_000, handler()).await?);
         noop_runs.push(run(Side::Ours, Order::Key, 1_000, Handler::default()).await?);
         ceiling_100.push(ceiling(&handler(), records, 100).await);
-        ceiling_1000.push(ceiling(&handler(), records, 1_000).await);
+        let (secs, cpu) = ceiling_cpu(&handler(), records, 1_000).await;
+        ceiling_1000.push(secs);
+        ceiling_1000_cpu.push(cpu);
         if rep < partition_reps {
             pc_part.push(run(Side::ParallelConsumer, Order::Partition, 100, handler()).await?);
             ours_part.push(run(Side::Ours, Order::Partition, 100, handler()).await?);
@@ -107,6 +111,27 @@ pub async fn run(
     let ours_100_vs_ceiling = rate(&ours_key, "kafkaesque at 100 vs the ceiling at 100, rate")
         .vs(&rate(&ceiling_key_100, "handler ceiling, 100 tasks"));
     let pc_key = with_busiest(pc_key, &pc);
+    let cpu_note = "CPU of the whole process (10 ms ticks) over the run, per record: what each record costs beyond its sleep";
+    let ceiling_cpu = Figure::new(
+        C,
+        "handler ceiling, 1,000 tasks, CPU",
+        "µs CPU/record",
+        ceiling_1000_cpu,
+    )
+    .note(cpu_note);
+    let ours_cpu = Figure::new(
+        C,
+        "kafkaesque at 1,000, CPU",
+        "µs CPU/record",
+        ours_1000.iter().map(Outcome::cpu_us).collect(),
+    )
+    .vs(&ceiling_cpu);
+    let noop_cpu = Figure::new(
+        C,
+        "kafkaesque, no-op handler, CPU",
+        "µs CPU/record",
+        noop_runs.iter().map(Outcome::cpu_us).collect(),
+    );
     let mut figures = vec![
         noop,
         pc_key.clone(),
@@ -117,6 +142,9 @@ pub async fn run(
         ceiling_rate,
         ours_vs_ceiling,
         ours_100_vs_ceiling,
+        ceiling_cpu,
+        ours_cpu,
+        noop_cpu,
     ];
     if !pc_part.is_empty() {
         let pc_p = secs("Parallel Consumer, PARTITION, concurrency 100", &pc_part);
@@ -155,6 +183,13 @@ pub async fn run(
 /// Seconds `tasks` tokio tasks take to run the handler's sleeps for offsets 0 to `records` − 1,
 /// each task taking the next offset as it finishes one: the handler's own ceiling.
 async fn ceiling(handler: &Handler, records: usize, tasks: usize) -> f64 {
+    ceiling_cpu(handler, records, tasks).await.0
+}
+
+/// [`ceiling`], and the CPU this process spent meanwhile in µs per record (NaN when the kernel
+/// does not tell).
+async fn ceiling_cpu(handler: &Handler, records: usize, tasks: usize) -> (f64, f64) {
+    let cpu = process_cpu_seconds();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let loops: Vec<_> = (0..tasks)
@@ -177,5 +212,9 @@ async fn ceiling(handler: &Handler, records: usize, tasks: usize) -> f64 {
     for l in loops {
         let _ = l.await;
     }
-    start.elapsed().as_secs_f64()
+    let seconds = start.elapsed().as_secs_f64();
+    let spent = cpu
+        .zip(process_cpu_seconds())
+        .map_or(f64::NAN, |(a, b)| (b - a) * 1e6 / records as f64);
+    (seconds, spent)
 }

@@ -152,10 +152,10 @@ pub struct Outcome {
     /// Per handled record (or coalesced delivery): `[handled at ms, produced at ms, hot 0/1,
     /// records it stands for]`.
     pub samples: Vec<[i64; 4]>,
-    /// The thread that spent the most CPU from `ready` to the outcome, and its share of one core
-    /// then: measured by the benchmark from `/proc/<pid>/task`, not reported by the side.
+    /// The threads that spent the most CPU from `ready` to the outcome, with their shares of one
+    /// core: measured by the benchmark from `/proc/<pid>/task`, not reported by the side.
     #[serde(default)]
-    pub busiest: Option<(String, f64)>,
+    pub busiest: Option<String>,
 }
 
 impl Outcome {
@@ -390,20 +390,29 @@ fn thread_ticks(pid: u32) -> Vec<ThreadTicks> {
     threads
 }
 
-/// The thread whose CPU grew most between two [`thread_ticks`] taken `elapsed` apart, and its
-/// share of one core over that span.
-fn busiest(
-    before: &[ThreadTicks],
-    after: &[ThreadTicks],
-    elapsed: Duration,
-) -> Option<(String, f64)> {
-    let spent = |(tid, name, ticks): &ThreadTicks| {
-        let was = before.iter().find(|b| b.0 == *tid).map_or(0, |b| b.2);
-        (name.clone(), ticks.saturating_sub(was))
-    };
-    let (name, ticks) = after.iter().map(spent).max_by_key(|t| t.1)?;
+/// The three threads whose CPU grew most between two [`thread_ticks`] taken `elapsed` apart,
+/// and their shares of one core over that span, busiest first (e.g. `pc-control 0.95,
+/// pc-broker-poll 0.40, C2 CompilerThre 0.12`); `None` for a span too short to tell.
+fn busiest(before: &[ThreadTicks], after: &[ThreadTicks], elapsed: Duration) -> Option<String> {
     let secs = elapsed.as_secs_f64();
-    (secs > 0.0).then(|| (name, ticks as f64 / 100.0 / secs))
+    let mut spent: Vec<(u64, &str)> = after
+        .iter()
+        .map(|(tid, name, ticks)| {
+            let was = before.iter().find(|b| b.0 == *tid).map_or(0, |b| b.2);
+            (ticks.saturating_sub(was), name.as_str())
+        })
+        .collect();
+    spent.sort_by_key(|s| std::cmp::Reverse(s.0));
+    // Fewer than 20 ticks (0.2 s of CPU) say nothing at 10 ms a tick.
+    if secs <= 0.0 || spent.iter().map(|s| s.0).sum::<u64>() < 20 {
+        return None;
+    }
+    let top: Vec<String> = spent
+        .iter()
+        .take(3)
+        .map(|(t, n)| format!("`{n}` {:.0}%", *t as f64 / 100.0 / secs * 100.0))
+        .collect();
+    Some(top.join(", "))
 }
 
 /// Runs `job` to its end and returns what it measured.
