@@ -2,7 +2,7 @@
 //!
 //! - `--smoke`: tiny, seconds; its figures mean nothing. The test suite runs it so that the
 //!   tool cannot silently rot.
-//! - `--quick`: small, under five minutes on a 2-core machine.
+//! - `--quick`: small, about eight minutes on a 2-core machine (six of them the peer rows).
 //! - neither: the full run, the figures `docs/benchmarks.md` quotes.
 //!
 //! At `--smoke` size the comparisons (and the incident's replays) run at once rather than one
@@ -41,7 +41,7 @@ pub enum Which {
 /// The benchmark's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Small sizes: under five minutes on a 2-core machine.
+    /// Small sizes: about eight minutes on a 2-core machine.
     #[arg(long, conflicts_with = "smoke")]
     pub quick: bool,
     /// Tiny sizes, seconds: checks that every comparison runs; the figures mean nothing.

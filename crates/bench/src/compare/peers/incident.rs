@@ -420,5 +420,20 @@ fn summarize(replays: &[Replay], sizes: Sizes) -> (Vec<Figure>, Vec<Series>) {
             points: r.p99_over_time(),
         });
     }
+    // The same without the two that stall every key, whose climb flattens the others to the axis.
+    let stalled = |i: usize| {
+        VARIANTS[i].side == Side::ParallelConsumer && VARIANTS[i].flood
+            || VARIANTS[i].policy == Some(Policy::Backpressure)
+    };
+    for (i, r) in replays.iter().enumerate().filter(|(i, _)| !stalled(*i)) {
+        series.push(Series {
+            plot: "peers_incident_p99_unstalled".into(),
+            title: "Peers, incident: other keys' p99 delay, without the stalled runs".into(),
+            x_label: "seconds since the traffic started".into(),
+            y_label: "ms".into(),
+            name: VARIANTS[i].label.into(),
+            points: r.p99_over_time(),
+        });
+    }
     (figures, series)
 }

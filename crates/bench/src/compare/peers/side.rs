@@ -212,8 +212,11 @@ impl Running {
             Side::Ours | Side::Raw => {
                 let exe = std::env::current_exe()?;
                 let mut c = tokio::process::Command::new(exe);
+                // `KAFKAESQUE_PEER_LOG` (a `RUST_LOG` filter) lets a diagnosis see, say, the
+                // runtime's pauses (`kafkaesque_runtime=debug`) on the benchmark's stderr.
+                let log = std::env::var("KAFKAESQUE_PEER_LOG").unwrap_or_else(|_| "warn".into());
                 c.args(["bench", "--peer-worker", &serde_json::to_string(job)?])
-                    .env("RUST_LOG", "warn");
+                    .env("RUST_LOG", log);
                 c
             }
         };
