@@ -1,6 +1,7 @@
 //! `kafkaesque bench --smoke` in the test suite, so that the benchmark cannot silently rot: every
 //! comparison runs (tiny sizes, against the real broker and PostgreSQL) and the report folder is
-//! complete and parses. Its figures are not checked — benchmarks are not tests.
+//! complete and parses. The peer comparison runs too, so the Java harness of Parallel Consumer is
+//! built here (from Maven Central on a fresh machine) and run at a tiny size. Its figures are not checked — benchmarks are not tests.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -45,6 +46,11 @@ async fn the_smoke_benchmark_writes_a_complete_report() {
             "incident replay",
             "HTTP edge",
             "PostgreSQL apply rate",
+            "peers a: no-op, 8 partitions",
+            "peers b: README scenario",
+            "peers c: incident",
+            "peers d: peak RSS",
+            "peers e: replays after SIGKILL",
         ])
     );
     assert!(report.figures.iter().all(|f| !f.samples.is_empty()));
@@ -60,6 +66,8 @@ async fn the_smoke_benchmark_writes_a_complete_report() {
         "incident_lag_messages.png",
         "incident_lag_seconds.png",
         "incident_lag_seconds_kafkaesque.png",
+        "peers_incident_lag.png",
+        "peers_incident_p99.png",
     ] {
         let png = std::fs::read(out.join(plot)).expect(plot);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{plot} is a PNG");

@@ -10,6 +10,7 @@
 //! - [`incident`]: the legacy system's incident replayed through the service's consumer;
 //! - [`http_edge`]: the API's acknowledged updates per second vs the same server's `/healthz`;
 //! - [`apply_rate`]: the service's apply rate vs a plain `UPDATE` loop;
+//! - [`peers`]: Confluent's Parallel Consumer (Java) side by side with this consumer;
 //! - [`kafka`]: what several of them share: producing, a raw poll loop, a timed consumer run.
 
 pub mod apply_rate;
@@ -19,6 +20,7 @@ pub mod http_edge;
 pub mod incident;
 pub mod kafka;
 pub mod overhead;
+pub mod peers;
 
 use kafkaesque_engine::EngineConfig;
 use kafkaesque_runtime::{ConsumerBuilder, HotKeyPolicy};

@@ -2,7 +2,7 @@
 //!
 //! - `--smoke`: tiny, seconds; its figures mean nothing. The test suite runs it so that the
 //!   tool cannot silently rot.
-//! - `--quick`: small, under five minutes on a 2-core machine.
+//! - `--quick`: small, about eight minutes on a 2-core machine (six of them the peer rows).
 //! - neither: the full run, the figures `docs/benchmarks.md` quotes.
 //!
 //! At `--smoke` size the comparisons (and the incident's replays) run at once rather than one
@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use crate::compare::{apply_rate, concurrency, engine, http_edge, incident, overhead};
+use crate::compare::{apply_rate, concurrency, engine, http_edge, incident, overhead, peers};
 use crate::report::{Figure, Report, Series};
 use crate::rig::Rig;
 pub use sizes::Sizes;
@@ -34,12 +34,14 @@ pub enum Which {
     Incident,
     Http,
     Apply,
+    /// Confluent's Parallel Consumer (Java) side by side with ours: rows a to e.
+    Peers,
 }
 
 /// The benchmark's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Small sizes: under five minutes on a 2-core machine.
+    /// Small sizes: about eight minutes on a 2-core machine.
     #[arg(long, conflicts_with = "smoke")]
     pub quick: bool,
     /// Tiny sizes, seconds: checks that every comparison runs; the figures mean nothing.
@@ -55,6 +57,9 @@ pub struct BenchArgs {
     /// such child per replay).
     #[arg(long, hide = true)]
     pub replay_worker: Option<String>,
+    /// Internal: run one side of a peer comparison in this process.
+    #[arg(long, hide = true)]
+    pub peer_worker: Option<String>,
 }
 
 impl BenchArgs {
@@ -84,6 +89,10 @@ impl BenchArgs {
 pub async fn run(args: BenchArgs) -> Result<Option<PathBuf>> {
     if let Some(job) = &args.replay_worker {
         incident::worker::run(job).await?;
+        return Ok(None);
+    }
+    if let Some(job) = &args.peer_worker {
+        peers::worker::run(job).await?;
         return Ok(None);
     }
     let sizes = args.sizes();
@@ -138,6 +147,9 @@ pub async fn run(args: BenchArgs) -> Result<Option<PathBuf>> {
             Box::pin(async { Ok((f.await?, vec![])) }),
         ));
     }
+    if args.wants(Which::Peers) {
+        push_peers(&mut jobs, &rig, sizes);
+    }
     let timed = jobs.into_iter().map(|(name, job)| async move {
         eprintln!("{name}…");
         let t = Instant::now();
@@ -171,6 +183,27 @@ pub async fn run(args: BenchArgs) -> Result<Option<PathBuf>> {
         eprintln!("wrote {}", path.display());
     }
     Ok(Some(out))
+}
+
+/// The peer comparison's rows, each a job of its own: one that fails leaves the others.
+fn push_peers<'a>(jobs: &mut Vec<(&'static str, Job<'a>)>, rig: &'a Rig, sizes: Sizes) {
+    let (p, r, b) = (sizes.peers, sizes.reps, &rig.broker);
+    let a = peers::throughput::run(b, p.noop_records, p.noop_warmup, r);
+    jobs.push(("peers a: no-op", Box::pin(async { Ok((a.await?, vec![])) })));
+    let readme = peers::readme::run(b, p.readme_records, r, p.readme_partition_reps);
+    jobs.push((
+        "peers b: README",
+        Box::pin(async { Ok((readme.await?, vec![])) }),
+    ));
+    jobs.push((
+        "peers c: incident",
+        Box::pin(peers::incident::run(b, p.incident)),
+    ));
+    let e = peers::replays::run(b, p.replay_records);
+    jobs.push((
+        "peers e: replays",
+        Box::pin(async { Ok((e.await?, vec![])) }),
+    ));
 }
 
 /// One comparison, not yet started.

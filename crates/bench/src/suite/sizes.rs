@@ -1,6 +1,6 @@
 //! How big each comparison is at each size.
 
-use crate::compare::incident;
+use crate::compare::{incident, peers};
 
 /// Sizes of one benchmark run.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +18,7 @@ pub struct Sizes {
     pub http_connections: usize,
     pub apply_rows: usize,
     pub apply_updates: usize,
+    pub peers: peers::Sizes,
     /// Run the comparisons at once instead of one after another (smoke only: they would
     /// disturb each other's figures).
     pub parallel: bool,
@@ -45,6 +46,19 @@ impl Sizes {
             http_connections: 16,
             apply_rows: 100,
             apply_updates: 300,
+            peers: peers::Sizes {
+                noop_records: 2_000,
+                noop_warmup: 500,
+                readme_records: 500,
+                readme_partition_reps: 1,
+                incident: peers::incident::Sizes {
+                    rate: 200.0,
+                    seconds: 1.0,
+                    drain_seconds: 5.0,
+                    flood_share: 0.5,
+                },
+                replay_records: 400,
+            },
             parallel: true,
         }
     }
@@ -70,6 +84,19 @@ impl Sizes {
             http_connections: 64,
             apply_rows: 2_000,
             apply_updates: 10_000,
+            peers: peers::Sizes {
+                noop_records: 100_000,
+                noop_warmup: 20_000,
+                readme_records: 10_000,
+                readme_partition_reps: 1,
+                incident: peers::incident::Sizes {
+                    rate: 1_000.0,
+                    seconds: 10.0,
+                    drain_seconds: 8.0,
+                    flood_share: 0.5,
+                },
+                replay_records: 15_000,
+            },
             parallel: false,
         }
     }
@@ -95,6 +122,19 @@ impl Sizes {
             http_connections: 128,
             apply_rows: 10_000,
             apply_updates: 50_000,
+            peers: peers::Sizes {
+                noop_records: 300_000,
+                noop_warmup: 50_000,
+                readme_records: 10_000,
+                readme_partition_reps: 3,
+                incident: peers::incident::Sizes {
+                    rate: 1_000.0,
+                    seconds: 30.0,
+                    drain_seconds: 15.0,
+                    flood_share: 0.5,
+                },
+                replay_records: 30_000,
+            },
             parallel: false,
         }
     }
