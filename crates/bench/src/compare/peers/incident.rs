@@ -1,7 +1,7 @@
-//! Row c: the seed's incident with a synthetic handler, the same on both sides. Open-loop traffic
-//! into 4 partitions over 1,000 keys, half of it one hot key; the handler sleeps 1 ms per record
-//! (the row write) and 20 ms more for the hot key, so that the hot key cannot keep up. Parallel
-//! Consumer (KEY) and ours (Coalesce, Divert, Backpressure), each next to its own no-flood
+//! Row c: the production incident with a synthetic handler, the same on both sides. Open-loop
+//! traffic into 4 partitions over 1,000 keys, half of it one hot key; the handler sleeps 1 ms per
+//! record (the row write) and 20 ms more for the hot key, so that the hot key cannot keep up.
+//! Parallel Consumer (KEY) and ours (Coalesce, Divert, Backpressure), each next to its own no-flood
 //! baseline (the other keys' traffic alone). Measured from the handlers' own clock: the other
 //! keys' delay (produced to handled) and the lag (produced, not yet handled) over time.
 //! Target: under Coalesce and Divert, the other keys' p99 ≤ 1.5× the baseline.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use kafkaesque_engine::Merge;
-use kafkaesque_runtime::{Consumer, HandlerError, HotKeyPolicy, Ordering, Record};
+use kafkaesque_runtime::{Consumer, HandlerError, HotKeyPolicy, ProcessingOrder, Record};
 use kafkaesque_testkit::Broker;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Notify;
@@ -127,8 +127,8 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
         .group_id(&job.group)
         .topics([job.topic.clone()])
         .ordering(match job.order {
-            Order::Key => Ordering::Key,
-            Order::Partition => Ordering::Partition,
+            Order::Key => ProcessingOrder::Key,
+            Order::Partition => ProcessingOrder::Partition,
         })
         .concurrency(job.concurrency);
     builder = match job.policy {
@@ -194,10 +194,10 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
             }
             if samples {
                 let created = r.timestamp.unwrap_or(0);
-                let sample = [now_ms(), created, i64::from(hot), r.records as i64];
+                let sample = [now_ms(), created, i64::from(hot), r.coalesced as i64];
                 pass.samples.lock().expect("samples").push(sample);
             }
-            pass.completed(r.records);
+            pass.completed(r.coalesced);
             Ok::<(), HandlerError>(())
         }
     };
@@ -227,8 +227,8 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
 
 /// The synthetic incident's merge: the newer record wins and stands for both.
 fn last_wins(_key: &[u8], older: &mut Record, newer: Record) -> usize {
-    let records = older.records + newer.records;
+    let coalesced = older.coalesced + newer.coalesced;
     *older = newer;
-    older.records = records;
+    older.coalesced = coalesced;
     older.payload.as_ref().map_or(0, Bytes::len)
 }
