@@ -24,7 +24,7 @@ pub enum Scenario {
     /// contradictory updates; the other apps send uniform traffic.
     Incident,
     /// One app floods the HTTP edge at ten times its rate limit and a stranger floods it with
-    /// bad keys, while five apps send 50 updates/s each: a quiet phase, then a flooded one
+    /// bad keys, while five apps send 50 updates/s each: quiet and flooded phases in turn
     /// (see [`crate::load::abuse`]).
     Abuse,
 }
