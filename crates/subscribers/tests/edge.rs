@@ -232,8 +232,19 @@ async fn connections_over_the_cap_wait_until_one_closes() {
         ..HttpLimits::default()
     };
     let service = Running::start(&config(&rig, http), Roles::API).await;
-    // The start-up probe's client is gone; its connection closes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The start-up probe's client is gone: wait until the server has closed its connection.
+    eventually(
+        "the start-up probe's connection to close",
+        Duration::from_secs(10),
+        || async {
+            let metrics = kafkaesque_subscribers::telemetry::prometheus().render();
+            let open = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("subscribers_http_connections "))?;
+            (open.trim().parse::<f64>().ok()? == 0.0).then_some(())
+        },
+    )
+    .await;
     let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..2 {
