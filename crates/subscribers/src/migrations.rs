@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "revocable_keys",
         sql: include_str!("../migrations/0004_revocable_keys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "deleted_players",
+        sql: include_str!("../migrations/0006_deleted_players.sql"),
+    },
 ];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several
