@@ -130,4 +130,6 @@ fn weight(r: &Record) -> usize {
 }
 
 #[cfg(test)]
+mod delete_tests;
+#[cfg(test)]
 mod tests;

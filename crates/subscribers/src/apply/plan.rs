@@ -373,4 +373,6 @@ fn child_on_parent(
 }
 
 #[cfg(test)]
+mod delete_tests;
+#[cfg(test)]
 mod tests;
