@@ -336,3 +336,5 @@ async fn a_record_the_database_refuses_fails_alone_when_written_together() {
     assert_eq!(db.row(good).await.map(|r| r.source_offset), Some(4));
     assert_eq!(db.row(poison).await.map(|r| r.source_offset), Some(1));
 }
+
+mod deletes;
