@@ -241,7 +241,10 @@ pub async fn run(args: AbuseArgs) -> Result<AbuseReport> {
         normal
             .phase(round, true, (2 * round + 1) * half, args.duration)
             .await;
-        add(&mut flood_tally, flooding.await.context("the flooding app")?);
+        add(
+            &mut flood_tally,
+            flooding.await.context("the flooding app")?,
+        );
         add(&mut stranger_tally, strange.await.context("the stranger")?);
     }
     attackers.shutdown_background();
