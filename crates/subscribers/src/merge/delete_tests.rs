@@ -1,6 +1,7 @@
 //! Coalescing around deletes and messages of a newer format: nothing after either folds into
 //! what came before it, and a coalesced delivery plans as its records would one by one.
 
+use kafkaesque_runtime::RecordData;
 use proptest::prelude::*;
 
 use super::*;
@@ -50,7 +51,7 @@ fn coalesced(app: Uuid, id: Uuid, messages: &[Message]) -> Record {
 
 fn entries(r: &Record) -> Vec<Entry> {
     assert!(is_batch(r));
-    Batch::parse(r.payload.as_deref().unwrap()).unwrap()
+    Batch::parse(r.payload().unwrap()).unwrap()
 }
 
 fn changes(r: &Record) -> Vec<Change> {
@@ -84,11 +85,14 @@ fn a_newer_format_record_keeps_a_line_of_its_own_and_nothing_folds_across_it() {
     let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
     let key = row_key(app, id);
     let mut older = test_record(&update(app, id, "a", ("k", Some("1"))), 1, Some(id));
-    let mut newer = older.clone();
-    newer.offset = 2;
-    newer.payload = Some(Bytes::from(format!(
+    let mut newer = Record::from(RecordData {
+        offset: 2,
+        ..older.data().clone()
+    })
+    .with_route(Some(key.clone()));
+    newer.set_payload(Some(Bytes::from(format!(
         r#"{{"version":99,"op":"update","player_id":"{id}","app_id":"{app}"}}"#
-    )));
+    ))));
     merge(&key, &mut older, newer);
     for offset in [3, 4] {
         let m = update(app, id, "b", ("k", Some("2")));
