@@ -34,6 +34,7 @@ mod admin;
 mod config;
 pub mod consumer;
 mod context;
+mod control;
 mod error;
 mod events;
 mod feeds;
@@ -46,8 +47,9 @@ mod sinks;
 mod spawn;
 mod state;
 
-pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
+pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter, RevokeHook};
 pub use consumer::Consumer;
+pub use control::{Control, ShutdownMode, Target};
 pub use error::{login_refused, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{

@@ -28,10 +28,12 @@ use crate::sinks::Sinks;
 use crate::spawn::{Spawner, Started, AT_ONCE};
 
 mod commit;
+mod control;
 mod offer;
 mod overflow;
 mod rebalance;
 
+pub(crate) use control::Pauses;
 pub(crate) use overflow::OverflowContext;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
@@ -55,6 +57,11 @@ pub(crate) struct State {
     ages: Ages,
     clock: Instant,
     pub(crate) shutdown: bool,
+    /// The shutdown asked for handles everything already fetched (see
+    /// [`ShutdownMode::DrainFetched`](crate::ShutdownMode::DrainFetched)).
+    pub(crate) drain_fetched: bool,
+    /// What the control handle has paused.
+    pauses: Pauses,
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
@@ -93,6 +100,8 @@ impl State {
             ages: Ages::default(),
             clock: Instant::now(),
             shutdown: false,
+            drain_fetched: false,
+            pauses: Pauses::default(),
             topics: HashMap::default(),
             actions: Vec::new(),
             key: Vec::new(),
@@ -142,7 +151,8 @@ impl State {
                     (None, _) => {}
                 }
             }
-            Event::Shutdown => self.shutdown = true,
+            Event::Shutdown => self.begin_shutdown(false),
+            Event::Control(cmd) => self.control(cmd, main),
         }
         self.run_actions(main);
     }
