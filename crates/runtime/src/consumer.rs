@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventTx};
 use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
 use crate::handler::Handler;
-use crate::observe::Observer;
+use crate::observe::{Labels, Observer};
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
 use crate::state::{Inputs, OverflowContext, State};
@@ -49,13 +49,24 @@ impl ConsumerBuilder {
     /// Checks everything that can be checked without a broker.
     pub fn build(self) -> Result<Consumer> {
         let (tx, events) = mpsc::channel::<Event>();
+        let cfg = self.validate()?;
+        let labels = Labels::new(&cfg.group_id, &client_id(&cfg));
         Ok(Consumer {
-            cfg: self.validate()?,
-            observer: Observer::default(),
+            cfg,
+            observer: Observer::new(labels),
             tx,
             events: Mutex::new(events),
         })
     }
+}
+
+/// The group consumer's `client.id`: as set, else librdkafka's default.
+fn client_id(cfg: &ConsumerConfig) -> String {
+    cfg.properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "client.id")
+        .map_or_else(|| "rdkafka".to_owned(), |(_, v)| v.clone())
 }
 
 /// What the driver thread starts with: the clients, and the state that carries out the
@@ -123,7 +134,9 @@ impl Consumer {
         engine_cfg.limits.metadata_max_bytes = budget;
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
-        let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        sinks.failures =
+            metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
         let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;

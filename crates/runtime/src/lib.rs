@@ -46,6 +46,7 @@ pub mod replication;
 mod sinks;
 mod spawn;
 mod state;
+mod stats;
 
 pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter, RevokeHook};
 pub use consumer::Consumer;

@@ -89,6 +89,8 @@ impl State {
         observer: Observer,
     ) -> Self {
         let Inputs { events: rx, queues } = inputs;
+        let handler_seconds =
+            metrics::histogram!("kafkaesque_handler_seconds", observer.labels.get());
         State {
             engine,
             rx,
@@ -107,7 +109,7 @@ impl State {
             key: Vec::new(),
             feeds: Feeds::new(queues),
             gate: None,
-            handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
+            handler_seconds,
         }
     }
 
@@ -145,7 +147,8 @@ impl State {
                 match (h, ok) {
                     (Some(h), true) => self.engine.committed(h, offset),
                     (Some(h), false) => {
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        metrics::counter!("kafkaesque_commit_failures_total", self.labels())
+                            .increment(1);
                         self.engine.commit_failed(h)
                     }
                     (None, _) => {}
@@ -287,6 +290,11 @@ impl State {
             &mut self.ages,
             self.sinks.pending(),
         );
+    }
+
+    /// The labels of this consumer's metrics.
+    pub(crate) fn labels(&self) -> Vec<metrics::Label> {
+        self.observer.labels.get()
     }
 
     /// Everything assigned, for shutdown.
