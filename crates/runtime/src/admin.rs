@@ -11,7 +11,7 @@ use tracing::warn;
 
 use kafkaesque_engine::HotKeyPolicy;
 
-use crate::config::{client_config, ConsumerConfig};
+use crate::config::{client_config, is_pattern, ConsumerConfig};
 use crate::error::{Error, Result};
 
 /// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
@@ -94,12 +94,6 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// librdkafka subscribes to every topic matching a name that starts with `^` (a regular
-/// expression), now and as topics are created.
-pub(crate) fn is_pattern(topic: &str) -> bool {
-    topic.starts_with('^')
 }
 
 /// The metadata of `topic` (of every topic for `None`): the consumer's first request to the cluster. Asked for a second at

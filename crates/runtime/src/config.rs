@@ -282,7 +282,7 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .set("queued.max.messages.kbytes", "8192");
     // librdkafka finds the topics a pattern comes to match at its metadata refresh, every five
     // minutes by default: too slow for a topic created on purpose for this consumer.
-    if cfg.topics.iter().any(|t| crate::admin::is_pattern(t)) {
+    if cfg.topics.iter().any(|t| is_pattern(t)) {
         c.set("topic.metadata.refresh.interval.ms", "5000");
     }
     // Under the classic group protocol, cooperative-sticky: a rebalance revokes only the
@@ -308,6 +308,12 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// librdkafka subscribes to every topic matching a name that starts with `^` (a regular
+/// expression), now and as topics are created.
+pub(crate) fn is_pattern(topic: &str) -> bool {
+    topic.starts_with('^')
 }
 
 /// Turns librdkafka's complaint about a property into an error naming it.

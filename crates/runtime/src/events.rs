@@ -31,7 +31,7 @@ pub(crate) enum Event {
     },
     Shutdown,
     /// A command of the [`Control`](crate::Control) handle.
-    Control(crate::control::Command),
+    Control(crate::command::Command),
 }
 
 pub(crate) type EventTx = mpsc::Sender<Event>;

@@ -9,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use tracing::{error, info};
 
 use super::State;
-use crate::control::{Command, ShutdownMode, Target};
+use crate::command::{Command, ShutdownMode, Target};
 use crate::error::Error;
 use crate::feeds;
 
