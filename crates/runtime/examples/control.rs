@@ -48,8 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let handler = |record: Record| async move {
         tracing::info!(
-            partition = record.partition,
-            offset = record.offset,
+            partition = record.partition(),
+            offset = record.offset(),
             "processing"
         );
         Ok::<_, HandlerError>(())

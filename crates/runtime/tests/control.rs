@@ -24,11 +24,11 @@ struct Seen {
 }
 
 fn seen(r: &Record) -> Seen {
-    let text = std::str::from_utf8(r.payload.as_deref().unwrap_or_default()).expect("utf-8");
+    let text = std::str::from_utf8(r.payload().unwrap_or_default()).expect("utf-8");
     let (key, seq) = text.rsplit_once(':').expect("key:seq");
     Seen {
-        partition: r.partition,
-        offset: r.offset,
+        partition: r.partition(),
+        offset: r.offset(),
         key: key.to_owned(),
         seq: seq.parse().expect("seq"),
     }

@@ -19,9 +19,9 @@ struct ByTopic(Arc<Mutex<HashMap<String, std::collections::HashSet<String>>>>);
 
 impl ByTopic {
     fn record(&self, r: &Record) {
-        let text = String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned();
+        let text = String::from_utf8_lossy(r.payload().unwrap_or_default()).into_owned();
         let mut g = self.0.lock().unwrap();
-        g.entry(r.topic.to_string()).or_default().insert(text);
+        g.entry(r.topic().to_string()).or_default().insert(text);
     }
 
     fn count(&self, topic: &str) -> usize {
@@ -145,15 +145,15 @@ async fn the_revoke_hook_runs_after_the_revoked_partitions_work_is_finished_and_
         move |r: Record| {
             let (offsets, running, handled) = (offsets.clone(), running.clone(), handled.clone());
             async move {
-                running[r.partition as usize].fetch_add(1, Ordering::SeqCst);
+                running[r.partition() as usize].fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 offsets
                     .lock()
                     .unwrap()
-                    .entry(r.partition)
+                    .entry(r.partition())
                     .or_default()
-                    .push(r.offset);
-                running[r.partition as usize].fetch_sub(1, Ordering::SeqCst);
+                    .push(r.offset());
+                running[r.partition() as usize].fetch_sub(1, Ordering::SeqCst);
                 handled.fetch_add(1, Ordering::SeqCst);
                 Ok::<(), HandlerError>(())
             }
