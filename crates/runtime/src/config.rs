@@ -122,7 +122,9 @@ impl ConsumerBuilder {
     /// consumer starts, which it finds at its next metadata refresh
     /// (`topic.metadata.refresh.interval.ms`, 5 s when a pattern is given unless set). A pattern
     /// must not match the dead-letter and overflow topics (`<topic>.dlq`, `<topic>.overflow`), or
-    /// the consumer reads its own dead letters back: anchor it (`^orders-[0-9]+$`).
+    /// the consumer reads its own dead letters back: anchor it (`^orders-[0-9]+$`). A pattern
+    /// cannot be combined with [`HotKeyPolicy::Divert`] (refused by `build`): the overflow
+    /// topics must exist before their topics are consumed.
     pub fn topics<I, S>(mut self, topics: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -239,6 +241,15 @@ impl ConsumerBuilder {
         }
         if let Some(t) = cfg.topics.iter().find(|t| t.trim().is_empty()) {
             return Err(Error::config("topics", format!("empty topic name {t:?}")));
+        }
+        if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert)
+            && cfg.topics.iter().any(|t| is_pattern(t))
+        {
+            return Err(Error::config(
+                "hot_key",
+                "Divert needs an overflow topic created beside each topic before it is consumed, \
+                 which the topics a pattern comes to match cannot have: name the topics",
+            ));
         }
         if cfg.engine.limits.max_in_flight == 0 {
             return Err(Error::config("concurrency", "must be at least 1"));

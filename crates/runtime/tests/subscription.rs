@@ -209,3 +209,16 @@ async fn the_revoke_hook_runs_after_the_revoked_partitions_work_is_finished_and_
         }
     }
 }
+
+#[test]
+fn a_pattern_with_the_divert_policy_is_refused_at_build_naming_the_hot_key_policy() {
+    let refused = Consumer::builder()
+        .group_id("g")
+        .topics(["^orders-[0-9]+$"])
+        .hot_key(kafkaesque_runtime::HotKeyPolicy::Divert)
+        .build();
+    assert!(
+        matches!(&refused, Err(kafkaesque_runtime::Error::Config { field, .. }) if field == "hot_key"),
+        "refused, naming the field: {refused:?}"
+    );
+}
