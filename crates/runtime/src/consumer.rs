@@ -100,7 +100,8 @@ impl Consumer {
     }
 
     /// Consumes until `shutdown` resolves: then stops fetching, lets in-flight work finish (up
-    /// to the drain timeout), commits, and leaves the group. Handlers run on the current tokio
+    /// to the drain timeout), commits, and leaves the group. A [`Control`] handle may ask for
+    /// that shutdown, or for one that handles everything fetched, sooner. Handlers run on the current tokio
     /// runtime. Returns an error only for what it cannot recover from (a fatal client error).
     pub async fn run<H, S>(self, handler: H, shutdown: S) -> Result<()>
     where

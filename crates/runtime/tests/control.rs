@@ -327,3 +327,66 @@ async fn the_concurrency_and_limits_change_while_running_and_bad_limits_are_refu
         "a stopped consumer refuses commands"
     );
 }
+
+/// A topic paused before `run` covers the partitions the group gives the consumer later: a
+/// second member's partitions move to it when that member leaves, and stay paused until the
+/// resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_topic_stays_paused_across_rebalances_until_resumed() {
+    const KEYS: usize = 100;
+    let f = Fixture::new("control-rebalance", 2).await;
+    f.produce(KEYS, 2);
+    let first = f.builder().build().expect("valid config");
+    let (control, observer) = (first.control(), first.observer());
+    // Carried out as the consumer starts, before it subscribes.
+    let paused = tokio::spawn({
+        let (control, topic) = (control.clone(), f.topic.name().to_owned());
+        async move { control.pause(Target::topic(topic)).await }
+    });
+    let (log_first, log_second) = (Log::default(), Log::default());
+    let stop_first = Arc::new(tokio::sync::Notify::new());
+    let s = stop_first.clone();
+    let run_first = tokio::spawn(first.run(logging(&log_first), async move { s.notified().await }));
+    paused.await.expect("joined").expect("paused");
+    let second = f.builder().build().expect("valid config");
+    let stop_second = Arc::new(tokio::sync::Notify::new());
+    let s = stop_second.clone();
+    let run_second =
+        tokio::spawn(second.run(logging(&log_second), async move { s.notified().await }));
+    // The second member handles its partition; the first, paused, nothing of its own.
+    log_second
+        .until("the second member handled records", |l| !l.is_empty())
+        .await;
+    stop_second.notify_one();
+    run_second
+        .await
+        .expect("joined")
+        .expect("second ran cleanly");
+    for _ in 0..1200 {
+        if observer.snapshot().partitions.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        observer.snapshot().partitions.len(),
+        2,
+        "the first member owns both"
+    );
+    assert_eq!(log_first.count(|_| true), 0, "nothing handled while paused");
+    control.resume(Target::All).await.expect("resumed");
+    let all = |l: &[Seen]| handled(l, 0..2, |_| true);
+    assert!(
+        all(&log_second.0.lock().unwrap()) < KEYS * 2,
+        "the second member had one partition"
+    );
+    log_first
+        .until("the first member handled what the second left", |l| {
+            let mut both = l.to_vec();
+            both.extend(log_second.0.lock().unwrap().iter().cloned());
+            all(&both) == KEYS * 2
+        })
+        .await;
+    stop_first.notify_one();
+    run_first.await.expect("joined").expect("first ran cleanly");
+}
