@@ -47,6 +47,8 @@ pub struct ConsumerConfig {
     pub(crate) on_assign: Option<AssignHook>,
     pub(crate) replication: Replication,
     pub(crate) properties: Vec<(String, String)>,
+    /// See [`ConsumerBuilder::exactly_once`].
+    pub(crate) exactly_once: bool,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -85,6 +87,7 @@ impl Default for ConsumerBuilder {
                 on_assign: None,
                 replication: Replication::default(),
                 properties: Vec::new(),
+                exactly_once: false,
             },
             group_set: false,
         }
@@ -193,6 +196,22 @@ impl ConsumerBuilder {
     /// Called when partitions are assigned, before their records are routed (see [`AssignHook`]).
     pub fn on_assign(mut self, hook: AssignHook) -> Self {
         self.cfg.on_assign = Some(hook);
+        self
+    }
+
+    /// Exactly-once consume-transform-produce (default off: at least once). The consumer's
+    /// producer becomes transactional: what handlers produce (see
+    /// [`Consumer::run_producing`](crate::Consumer::run_producing)), dead letters, diverted
+    /// records and the consumed offsets (with their commit metadata) commit in one transaction
+    /// every [`commit_interval`](Self::commit_interval), so a `read_committed` reader of the
+    /// outputs sees each once, crashes and rebalances included. The library sets the
+    /// producer's `transactional.id` to `kafkaesque.<group>.<instance>`, where the instance is
+    /// the `group.instance.id` property if set (static membership: a restarted instance then
+    /// aborts its predecessor's open transaction at once) and otherwise unique to this
+    /// consumer. What it costs and how it composes with the commit metadata:
+    /// `docs/consumer.md`.
+    pub fn exactly_once(mut self) -> Self {
+        self.cfg.exactly_once = true;
         self
     }
 

@@ -40,6 +40,7 @@ mod feeds;
 mod fetcher;
 mod handler;
 mod observe;
+mod produce;
 mod record;
 pub mod replication;
 mod sinks;
@@ -55,5 +56,6 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
+pub use produce::{Output, ProduceHandler};
 pub use record::{headers, Header, Record, RecordData};
 pub use replication::Replication;

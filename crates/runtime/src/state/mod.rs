@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::config::ConsumerConfig;
 use crate::context::GroupContext;
+use crate::error::Error;
 use crate::events::{Event, EventRx};
 use crate::feeds::Feeds;
 use crate::fetcher::Queues;
@@ -31,8 +32,10 @@ mod commit;
 mod offer;
 mod overflow;
 mod rebalance;
+mod transaction;
 
 pub(crate) use overflow::OverflowContext;
+pub(crate) use transaction::transactional_id;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
 /// partitions' queues are shared with the fetcher. (The fetcher's batches arrive on a channel
@@ -69,6 +72,11 @@ pub(crate) struct State {
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
+    /// Exactly-once mode: new work is held back while a transaction closes (see
+    /// [`transaction`]).
+    holding: bool,
+    /// Why the consumer must stop: an aborted transaction (see [`transaction`]).
+    pub(crate) fatal: Option<Error>,
 }
 
 impl State {
@@ -99,6 +107,8 @@ impl State {
             feeds: Feeds::new(queues),
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
+            holding: false,
+            fatal: None,
         }
     }
 
@@ -185,6 +195,9 @@ impl State {
     pub(crate) fn run_actions<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
         // Outcomes of handlers that finished at once produce actions of their own, and so does
         // a kept record offered again on resume.
+        if self.holding {
+            return;
+        }
         loop {
             let mut finished = Vec::new();
             self.run_actions_once(main, &mut finished);
