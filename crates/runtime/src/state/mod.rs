@@ -75,6 +75,9 @@ pub(crate) struct State {
     /// Exactly-once mode: new work is held back while a transaction closes (see
     /// [`transaction`]).
     holding: bool,
+    /// Handler runs handed to the runtime whose outcome has not arrived yet. Not the engine's
+    /// in-flight count, which also counts work it has asked for while `holding` keeps it back.
+    waiting: usize,
     /// Why the consumer must stop: an aborted transaction (see [`transaction`]).
     pub(crate) fatal: Option<Error>,
 }
@@ -108,6 +111,7 @@ impl State {
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
             holding: false,
+            waiting: 0,
             fatal: None,
         }
     }
@@ -132,7 +136,10 @@ impl State {
                 id,
                 result,
                 elapsed,
-            } => self.outcome(id, result, elapsed),
+            } => {
+                self.waiting = self.waiting.saturating_sub(1);
+                self.outcome(id, result, elapsed)
+            }
             Event::Delivered { id, offset } => {
                 self.sinks.delivered(id);
                 self.engine.sink_acked(id, Some(offset));
@@ -225,7 +232,10 @@ impl State {
                     r.coalesced = w.records;
                     match self.spawn.start(r) {
                         Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
-                        Started::Waiting(fut) => self.spawn.wait(fut, w.id),
+                        Started::Waiting(fut) => {
+                            self.waiting += 1;
+                            self.spawn.wait(fut, w.id)
+                        }
                     }
                 }
                 Action::Pause {

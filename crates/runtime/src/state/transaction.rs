@@ -93,7 +93,7 @@ impl State {
         let started = Instant::now();
         self.holding = true;
         let quiet = self.drain_until(main, started + self.cfg.drain_timeout, |s| {
-            s.engine.in_flight() == 0 && s.sinks.pending() == 0
+            s.waiting == 0 && s.sinks.pending() == 0
         });
         if !quiet {
             self.holding = false;
