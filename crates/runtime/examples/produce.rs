@@ -27,13 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handler = move |record: Record| {
         let out = out.clone();
         async move {
-            let upper = record
-                .payload
-                .as_deref()
-                .unwrap_or_default()
-                .to_ascii_uppercase();
+            let upper = record.payload().unwrap_or_default().to_ascii_uppercase();
             let mut output = Output::new(out).payload(upper);
-            if let Some(key) = record.key.clone() {
+            if let Some(key) = record.key_bytes().cloned() {
                 output = output.key(key);
             }
             Ok::<_, HandlerError>(vec![output])

@@ -18,7 +18,7 @@
 //! consumer
 //!     .run(
 //!         |record: Record| async move {
-//!             println!("{}: {:?}", record.offset, record.payload);
+//!             println!("{}: {:?}", record.offset(), record.payload());
 //!             Ok::<(), HandlerError>(())
 //!         },
 //!         async { tokio::signal::ctrl_c().await.ok(); },
@@ -57,5 +57,7 @@ pub use kafkaesque_engine::{
 };
 pub use observe::{Observer, PartitionView, Snapshot};
 pub use produce::{Output, ProduceHandler};
+#[cfg(feature = "serde")]
+pub use record::JsonError;
 pub use record::{headers, Header, Record, RecordData};
 pub use replication::Replication;

@@ -25,9 +25,9 @@ use tokio::sync::Notify;
 /// The output of a `"<key>:<seq>"` record: the same key and payload, in `out`.
 fn echo(out: &str, r: &Record) -> Output {
     Output::new(out)
-        .key(r.key.clone().unwrap_or_default())
-        .payload(r.payload.clone().unwrap_or_default())
-        .header("source-offset", r.offset.to_string())
+        .key(r.key_bytes().cloned().unwrap_or_default())
+        .payload(r.payload_bytes().cloned().unwrap_or_default())
+        .header("source-offset", r.offset().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +86,7 @@ async fn a_record_whose_output_cannot_be_produced_is_retried_then_dead_lettered(
     let handler = move |r: Record| {
         let (n, done, name) = (n.clone(), done.clone(), name.clone());
         async move {
-            if r.key.as_deref() == Some(key(0).as_bytes()) {
+            if r.key() == Some(key(0).as_bytes()) {
                 // Larger than the producer's `message.max.bytes` (1 MB): never accepted.
                 if n.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
                     done.notify_one();

@@ -138,7 +138,7 @@ pub async fn ours(
         if !handler.is_zero() {
             tokio::time::sleep(handler).await;
         }
-        Ok(r.coalesced)
+        Ok(r.coalesced())
     })
     .await
 }
@@ -198,8 +198,8 @@ pub async fn timed_producing(
                 tokio::time::sleep(handler).await;
             }
             let output = Output::new(&t.handler)
-                .key(r.key.clone().unwrap_or_default())
-                .payload(r.payload.clone().unwrap_or_default());
+                .key(r.key_bytes().cloned().unwrap_or_default())
+                .payload(r.payload_bytes().cloned().unwrap_or_default());
             t.finished(1);
             Ok::<_, HandlerError>(vec![output])
         }
