@@ -27,6 +27,12 @@
 //! # }
 //! ```
 //!
+//! A [`ProduceHandler`] returns records to produce ([`Output`]), run with
+//! [`Consumer::run_producing`]: a record completes only once its outputs are acknowledged. With
+//! [`ConsumerBuilder::exactly_once`], outputs, dead letters, diversions and the consumed offsets
+//! commit in one Kafka transaction per commit interval (`docs/consumer.md` says how that
+//! composes with the commit metadata).
+//!
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
 

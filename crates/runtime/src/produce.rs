@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafkaesque_engine::SinkId;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use tokio::sync::oneshot;
 
-use crate::sinks::SinkContext;
+use crate::sinks::{Delivery, SinkContext};
 use crate::{Handler, HandlerError, Record};
 
 /// A record for the consumer to produce on a handler's behalf (see [`ProduceHandler`]).
@@ -47,11 +46,14 @@ impl Output {
         }
     }
 
+    /// Its key: the producer's partitioner places it by this, so one key's outputs share a
+    /// partition and keep their order there.
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Its value.
     pub fn payload(mut self, payload: impl Into<Bytes>) -> Self {
         self.payload = Some(payload.into());
         self
@@ -83,6 +85,7 @@ impl Output {
 ///
 /// [`ConsumerBuilder::exactly_once`]: crate::ConsumerBuilder::exactly_once
 pub trait ProduceHandler: Send + Sync + 'static {
+    /// Processes `record` and returns what to produce for it, in the order to produce it.
     fn handle(
         &self,
         record: Record,
@@ -100,13 +103,6 @@ where
     ) -> impl Future<Output = Result<Vec<Output>, HandlerError>> + Send {
         self(record)
     }
-}
-
-/// What a delivery report of the consumer's producer is about: a dead letter or diversion (the
-/// driver hears of it as an event) or a handler's output (its handler is waiting for it).
-pub(crate) enum Delivery {
-    Sink(SinkId),
-    Output(oneshot::Sender<Result<(), KafkaError>>),
 }
 
 /// A [`ProduceHandler`] as a [`Handler`]: produces what it returns and waits for the acks.

@@ -18,9 +18,17 @@ use rdkafka::ClientContext;
 use tracing::{error, warn};
 
 use crate::events::{Event, EventTx};
-use crate::produce::Delivery;
 use crate::record::headers;
 use crate::{Error, Record, Result};
+use rdkafka::error::KafkaError;
+use tokio::sync::oneshot;
+
+/// What a delivery report of the consumer's producer is about: a dead letter or diversion (the
+/// driver hears of it as an event) or a handler's output (its handler is waiting for it).
+pub(crate) enum Delivery {
+    Sink(SinkId),
+    Output(oneshot::Sender<Result<(), KafkaError>>),
+}
 
 /// Forwards deliveries to the driver, and those of handlers' outputs to their handlers. Runs
 /// inside [`Sinks::poll`], on the driver thread.
