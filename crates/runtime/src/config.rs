@@ -281,8 +281,17 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .properties
         .iter()
         .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
+    // In exactly-once mode, an eager assignor: a revoke's final transaction carries the group's
+    // generation, and under cooperative-sticky librdkafka revokes after the generation has moved
+    // on, so the broker refuses it (ILLEGAL_GENERATION). An eager revoke comes before the
+    // member rejoins, while its generation still holds; it revokes every partition, though.
+    let strategy = if cfg.exactly_once {
+        "range"
+    } else {
+        "cooperative-sticky"
+    };
     if !kip848 {
-        c.set("partition.assignment.strategy", "cooperative-sticky")
+        c.set("partition.assignment.strategy", strategy)
             // A crashed member's partitions sit unowned until its session times out:
             // librdkafka's 45 s default left them so for most of a minute after a SIGKILL.
             // Six seconds (the broker's default minimum) with a heartbeat every 1.5 s gives

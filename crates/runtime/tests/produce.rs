@@ -1,7 +1,8 @@
 //! Producing from a handler, against the real broker: outputs reach Kafka in the order of their
 //! sources per key; an output that cannot be produced fails its source record, which is retried
 //! and dead-lettered; and in exactly-once mode a consumer SIGKILLed mid-transaction and
-//! replaced by another leaves every output visible exactly once to a `read_committed` reader.
+//! replaced by another leaves every output visible exactly once to a `read_committed` reader,
+//! and dead letters join the transaction.
 //! The exactly-once consumers are child processes: this test binary itself, running the
 //! ignored `child_exactly_once` test with its settings in the environment.
 
@@ -144,6 +145,51 @@ async fn a_record_whose_output_cannot_be_produced_is_retried_then_dead_lettered(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_exactly_once_mode_a_dead_letter_commits_with_the_outputs_and_offsets() {
+    let f = Fixture::new("rt-eos-dlq", 1).await;
+    let out = f.broker.create_topic("rt-eos-dlq-out", 1).await.unwrap();
+    f.produce(3, 1); // key-00000:0 … key-00002:0
+    let seen = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(Notify::new());
+    let (n, done, name) = (seen.clone(), finished.clone(), out.name().to_owned());
+    let handler = move |r: Record| {
+        let (n, done, name) = (n.clone(), done.clone(), name.clone());
+        async move {
+            if n.fetch_add(1, Ordering::SeqCst) + 1 == 3 {
+                done.notify_one();
+            }
+            if r.key() == Some(key(1).as_bytes()) {
+                return Err(HandlerError::rejected("poison", "cannot apply it"));
+            }
+            Ok(vec![echo(&name, &r)])
+        }
+    };
+    let run = f
+        .builder()
+        .exactly_once()
+        .build()
+        .unwrap()
+        .run_producing(handler, async move { finished.notified().await });
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("in time")
+        .expect("clean run");
+    let (dlq, outputs) = tokio::task::block_in_place(|| {
+        let t = format!("{}.dlq", f.topic.name());
+        (
+            read_messages(&f.broker, &[&t], "read_committed", 1),
+            read_all(&f.broker, &out, "read_committed", 2),
+        )
+    });
+    // A transactional producer refuses a write outside a transaction: the dead letter being
+    // there, committed, means it joined one.
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].key(), Some(key(1).as_bytes()));
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert_eq!(f.committed(), vec![3], "the offsets committed with them");
+}
+
 /// Not a test of its own: the body of every exactly-once child process.
 #[test]
 #[ignore = "runs only as a child process of the tests below"]
@@ -228,7 +274,8 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_exactly_once_mode_a_consumer_killed_mid_transaction_leaves_every_output_once() {
+async fn in_exactly_once_mode_a_rebalance_and_a_consumer_killed_mid_transaction_leave_every_output_once(
+) {
     const KEYS: usize = 1_000;
     const PER_KEY: usize = 10;
     let f = Fixture::new("rt-eos", 4).await;
@@ -246,14 +293,28 @@ async fn in_exactly_once_mode_a_consumer_killed_mid_transaction_leaves_every_out
         let mut first = spawn_child(&env);
         let done = |c: &[i64]| c.iter().map(|&o| o.max(0)).sum::<i64>();
         wait_for(
+            "20% of the records committed",
+            Duration::from_secs(120),
+            || done(&f.committed()) >= total as i64 / 5,
+        );
+        // A second member joins: the first gives up some partitions, committing their final
+        // offsets in a transaction of their own.
+        let mut second = spawn_child(&env);
+        wait_for("a stable group of two", Duration::from_secs(60), || {
+            stable_members(&f.broker, &f.group) == 2
+        });
+        wait_for(
             "40% of the records committed",
             Duration::from_secs(120),
             || done(&f.committed()) >= total as i64 * 2 / 5,
         );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first member stopped (an aborted transaction?) before the kill"
+        );
         // Commits come every 200 ms and records keep completing in between: a transaction is
         // open, with outputs in it, when the kill lands.
         signal(&mut first, "-KILL");
-        let mut second = spawn_child(&env);
         wait_for("every record committed", Duration::from_secs(180), || {
             f.committed() == ends
         });
@@ -274,6 +335,18 @@ async fn in_exactly_once_mode_a_consumer_killed_mid_transaction_leaves_every_out
         "an output seen twice by a read_committed reader"
     );
     assert_eq!(committed.len(), total);
+}
+
+/// How many members `group` has once it is stable (0 while it rebalances).
+fn stable_members(broker: &Broker, group: &str) -> usize {
+    let c: BaseConsumer = broker.group_config(&unique_name("probe")).create().unwrap();
+    let Ok(list) = c.fetch_group_list(Some(group), Duration::from_secs(5)) else {
+        return 0;
+    };
+    list.groups()
+        .iter()
+        .find(|g| g.name() == group && g.state() == "Stable")
+        .map_or(0, |g| g.members().len())
 }
 
 /// One past the last offset of each partition of `topic`.
