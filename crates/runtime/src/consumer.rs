@@ -292,8 +292,8 @@ fn drive(
             st.publish();
             next_publish = now + Duration::from_secs(1);
         }
-        if let Some(e) = st.fatal.take() {
-            return Err(e);
+        if let Some(reason) = &st.fatal {
+            return Err(Error::Transaction(reason.clone()));
         }
         if st.shutdown {
             drop(st);

@@ -18,7 +18,6 @@ use tracing::{debug, warn};
 
 use crate::config::ConsumerConfig;
 use crate::context::GroupContext;
-use crate::error::Error;
 use crate::events::{Event, EventRx};
 use crate::feeds::Feeds;
 use crate::fetcher::Queues;
@@ -78,8 +77,9 @@ pub(crate) struct State {
     /// Handler runs handed to the runtime whose outcome has not arrived yet. Not the engine's
     /// in-flight count, which also counts work it has asked for while `holding` keeps it back.
     waiting: usize,
-    /// Why the consumer must stop: an aborted transaction (see [`transaction`]).
-    pub(crate) fatal: Option<Error>,
+    /// Why the consumer must stop: an aborted transaction (see [`transaction`]). Kept once
+    /// set, so that nothing commits after the abort, not even the revoke of closing.
+    pub(crate) fatal: Option<String>,
 }
 
 impl State {

@@ -168,7 +168,7 @@ impl State {
         if let Err(e) = self.sinks.producer().abort_transaction(CALL_TIMEOUT) {
             warn!(error = %e, "aborting the transaction failed (the broker aborts it when it times out)");
         }
-        self.fatal = Some(Error::Transaction(reason.to_owned()));
+        self.fatal = Some(reason.to_owned());
     }
 }
 
