@@ -79,6 +79,8 @@ pub(crate) struct Sinks {
     /// Shared with the handlers that produce (see [`crate::produce`]).
     producer: Arc<BaseProducer<SinkContext>>,
     pending: HashMap<SinkId, Pending>,
+    /// `kafkaesque_sink_failures_total`, with the consumer's labels.
+    pub(crate) failures: metrics::Counter,
 }
 
 impl Sinks {
@@ -114,6 +116,7 @@ impl Sinks {
         Ok(Sinks {
             producer: Arc::new(producer),
             pending: HashMap::new(),
+            failures: metrics::Counter::noop(),
         })
     }
 
@@ -221,7 +224,7 @@ impl Sinks {
         }
         if let Some(p) = self.pending.get_mut(&id) {
             error!(topic = %p.topic, partition = ?p.partition, error = %err, "sink delivery failed; retrying in 1 s");
-            metrics::counter!("kafkaesque_sink_failures_total").increment(1);
+            self.failures.increment(1);
             p.retry_at = Some(Instant::now() + Duration::from_secs(1));
         }
     }

@@ -119,8 +119,8 @@ impl State {
                 for c in &commits {
                     self.engine.committed(c.partition, c.offset);
                 }
-                metrics::counter!("kafkaesque_transactions_total").increment(1);
-                metrics::histogram!("kafkaesque_transaction_seconds")
+                metrics::counter!("kafkaesque_transactions_total", self.labels()).increment(1);
+                metrics::histogram!("kafkaesque_transaction_seconds", self.labels())
                     .record(started.elapsed().as_secs_f64());
             }
             Err(e) => self.abort(&e),
@@ -164,7 +164,7 @@ impl State {
     /// Aborts the open transaction and stops the consumer (see the module documentation).
     pub(crate) fn abort(&mut self, reason: &str) {
         error!(%reason, "exactly-once: aborting the transaction and stopping the consumer; a restart resumes from the last committed transaction");
-        metrics::counter!("kafkaesque_transaction_aborts_total").increment(1);
+        metrics::counter!("kafkaesque_transaction_aborts_total", self.labels()).increment(1);
         if let Err(e) = self.sinks.producer().abort_transaction(CALL_TIMEOUT) {
             warn!(error = %e, "aborting the transaction failed (the broker aborts it when it times out)");
         }
