@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::admin::{metadata_budget, prepare_topics};
+use crate::batch::{BatchHandler, BatchSpawner, Handlers};
 use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
 use crate::error::{Error, Result};
@@ -75,30 +76,48 @@ impl Consumer {
     }
 
     /// Consumes until `shutdown` resolves: then stops fetching, lets in-flight work finish (up
-    /// to the drain timeout), commits, and leaves the group. Handlers run on the current tokio
-    /// runtime. Returns an error only for what it cannot recover from (a fatal client error).
+    /// to the drain timeout), commits, and leaves the group. Handlers run as tasks on the
+    /// current tokio runtime, a multi-thread or a current-thread one. Returns an error only for
+    /// what it cannot recover from (a fatal client error).
     pub async fn run<H, S>(self, handler: H, shutdown: S) -> Result<()>
     where
         H: Handler,
         S: Future<Output = ()>,
     {
         let (tx, rx) = mpsc::channel::<Event>();
-        let setup = self.setup(handler, &tx, rx).await?;
+        let (inline, timeout) = (self.cfg.inline_first_poll, self.cfg.handler_timeout);
+        let spawn = Spawner::new(Arc::new(handler), tx.clone(), inline, timeout);
+        let setup = self.setup(Handlers::Each(spawn), &tx, rx).await?;
+        let running = start(setup, self.cfg)?;
+        wait(running, shutdown, &tx).await
+    }
+
+    /// As [`run`](Self::run), with a handler that takes batches of records (see
+    /// [`BatchHandler`] for what a batch holds, and
+    /// [`ConsumerBuilder::batch`] for their size).
+    pub async fn run_batches<H, S>(self, handler: H, shutdown: S) -> Result<()>
+    where
+        H: BatchHandler,
+        S: Future<Output = ()>,
+    {
+        let (tx, rx) = mpsc::channel::<Event>();
+        let (batch, timeout) = (self.cfg.batch, self.cfg.handler_timeout);
+        let spawn = BatchSpawner::new(Arc::new(handler), tx.clone(), batch, timeout);
+        let setup = self.setup(Handlers::Batched(spawn), &tx, rx).await?;
         let running = start(setup, self.cfg)?;
         wait(running, shutdown, &tx).await
     }
 
     /// Prepares the topics and creates the engine, the clients and the driver state.
-    async fn setup<H: Handler>(
+    async fn setup(
         &self,
-        handler: H,
+        spawn: Handlers,
         tx: &EventTx,
         events: mpsc::Receiver<Event>,
     ) -> Result<Setup> {
         let cfg = &self.cfg;
         let (prepared, budget) = tokio::join!(prepare_topics(cfg), metadata_budget(cfg));
         prepared?;
-        let spawn = Spawner::new(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
         let (budget, from_broker) = budget;
@@ -163,8 +182,8 @@ fn start(setup: Setup, cfg: ConsumerConfig) -> Result<Running> {
     let driver = std::thread::Builder::new()
         .name("kafkaesque-driver".into())
         .spawn(move || {
-            // Handlers are started (and first polled) on this thread: it lives inside the
-            // caller's runtime for good, rather than entering it once per record.
+            // Handlers are started (and, if asked, first polled) on this thread: it lives inside
+            // the caller's runtime for good, rather than entering it once per record.
             let _runtime = rt.enter();
             // Closes the queues however this thread ends, a panic included: they hold
             // references to the consumer, and without them it can be dropped (and leave the

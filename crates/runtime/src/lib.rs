@@ -27,10 +27,15 @@
 //! # }
 //! ```
 //!
-//! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
-//! the engine live on one driver thread (see [`consumer`] for why).
+//! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`] (any runtime, a
+//! current-thread one included); user code never runs on the consumer's own threads unless
+//! asked ([`ConsumerBuilder::inline_first_poll`]). The Kafka clients and the engine live on one
+//! driver thread (see [`consumer`] for why). [`Consumer::run_batches`] takes a
+//! [`BatchHandler`] instead, many records per call; [`ConsumerBuilder::handler_timeout`] bounds
+//! each attempt and [`ConsumerBuilder::stuck_key_alarm`] reports a key stuck in flight.
 
 mod admin;
+mod batch;
 mod config;
 pub mod consumer;
 mod context;
@@ -46,6 +51,7 @@ mod sinks;
 mod spawn;
 mod state;
 
+pub use batch::BatchHandler;
 pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
 pub use consumer::Consumer;
 pub use error::{login_refused, Error, Result};

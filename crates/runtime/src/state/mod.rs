@@ -16,6 +16,7 @@ use kafkaesque_engine::{Action, Engine, Failure, Outcome, PartitionHandle, Role,
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use tracing::{debug, warn};
 
+use crate::batch::Handlers;
 use crate::config::ConsumerConfig;
 use crate::context::GroupContext;
 use crate::events::{Event, EventRx};
@@ -25,12 +26,13 @@ use crate::handler::{FailureKind, HandlerError};
 use crate::observe::{self, Ages, Observer};
 use crate::record::Record;
 use crate::sinks::Sinks;
-use crate::spawn::{Spawner, Started, AT_ONCE};
+use crate::spawn::{Started, AT_ONCE};
 
 mod commit;
 mod offer;
 mod overflow;
 mod rebalance;
+mod stuck;
 
 pub(crate) use overflow::OverflowContext;
 
@@ -45,7 +47,7 @@ pub(crate) struct Inputs {
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
     rx: EventRx,
-    spawn: Spawner,
+    spawn: Handlers,
     pub(crate) sinks: Sinks,
     /// Consumer of the overflow topics, assigned by hand alongside their main partitions and
     /// committing in a group of its own (`<group>.overflow`).
@@ -69,13 +71,15 @@ pub(crate) struct State {
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
+    /// The keys already reported stuck (see [`stuck`]).
+    stuck: stuck::Alarm,
 }
 
 impl State {
     pub(crate) fn new(
         engine: Engine<Record>,
         inputs: Inputs,
-        spawn: Spawner,
+        spawn: Handlers,
         sinks: Sinks,
         overflow: Option<BaseConsumer<OverflowContext>>,
         cfg: ConsumerConfig,
@@ -99,6 +103,7 @@ impl State {
             feeds: Feeds::new(queues),
             gate: None,
             handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
+            stuck: stuck::Alarm::default(),
         }
     }
 
@@ -185,6 +190,7 @@ impl State {
     pub(crate) fn run_actions<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
         // Outcomes of handlers that finished at once produce actions of their own, and so does
         // a kept record offered again on resume.
+        self.flush_batch();
         loop {
             let mut finished = Vec::new();
             self.run_actions_once(main, &mut finished);
@@ -210,9 +216,15 @@ impl State {
                     let mut r = w.payload;
                     r.attempt = w.attempt;
                     r.coalesced = w.records;
-                    match self.spawn.start(r) {
-                        Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
-                        Started::Waiting(fut) => self.spawn.wait(fut, w.id),
+                    match &mut self.spawn {
+                        Handlers::Each(spawn) => match spawn.start(r) {
+                            Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
+                            Started::Waiting(fut) => spawn.wait(fut, w.id),
+                        },
+                        Handlers::Batched(batches) => {
+                            let now = self.clock.elapsed().as_millis() as u64;
+                            batches.push(w.id, r, now);
+                        }
                     }
                 }
                 Action::Pause {
@@ -246,6 +258,15 @@ impl State {
         self.actions = actions;
     }
 
+    /// Hands the batch handler what it has gathered, once its wait is over or the engine can
+    /// dispatch nothing more to join it.
+    fn flush_batch(&mut self) {
+        if let Handlers::Batched(batches) = &mut self.spawn {
+            let stalled = self.engine.in_flight() >= self.cfg.engine.limits.max_in_flight;
+            batches.flush_due(self.clock.elapsed().as_millis() as u64, stalled);
+        }
+    }
+
     /// Applies events until `done` holds or the deadline passes.
     pub(crate) fn drain_until<C: ConsumerContext>(
         &mut self,
@@ -277,6 +298,9 @@ impl State {
             &mut self.ages,
             self.sinks.pending(),
         );
+        if let Some(after) = self.cfg.stuck_after {
+            self.stuck.check(&self.engine, after);
+        }
     }
 
     /// Everything assigned, for shutdown.
@@ -295,6 +319,7 @@ fn failure(e: HandlerError) -> Failure {
     match e.kind {
         FailureKind::Retry => Failure::Retry(e.message),
         FailureKind::Transient => Failure::Transient(e.message),
+        FailureKind::TimedOut => Failure::TimedOut(e.message),
         FailureKind::Fatal => Failure::Fatal {
             reason: e.reason,
             error: e.message,
