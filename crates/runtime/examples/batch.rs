@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let handler = |batch: Vec<Record>| async move {
-        let first = batch.first().map(|r| (r.partition, r.offset));
+        let first = batch.first().map(|r| (r.partition(), r.offset()));
         tracing::info!(records = batch.len(), ?first, "writing a batch");
         // One idempotent bulk write here (e.g. an upsert of every row): records may be seen
         // again after a crash, and every record of a failed batch is retried.

@@ -18,7 +18,7 @@ const MAX: usize = 16;
 
 /// The record's key, as text.
 fn key(r: &Record) -> String {
-    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()
+    String::from_utf8_lossy(r.key().unwrap_or_default()).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,13 +88,13 @@ async fn a_failed_batch_fails_each_of_its_records_once_and_each_is_retried_in_or
             {
                 let mut fl = fl.lock().unwrap();
                 if fl.is_empty() {
-                    fl.extend(batch.iter().map(|r| (key(r), r.offset)));
+                    fl.extend(batch.iter().map(|r| (key(r), r.offset())));
                     return Err(HandlerError::retry("the first batch fails"));
                 }
             }
             let mut seen = 0;
             for r in &batch {
-                at.lock().unwrap().push(((key(r), r.offset), r.attempt));
+                at.lock().unwrap().push(((key(r), r.offset()), r.attempt()));
                 seen = l.record(r);
             }
             if seen == 8 * 5 {

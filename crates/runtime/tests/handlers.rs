@@ -29,7 +29,7 @@ fn send(broker: &Broker, topic: &str, records: &[(String, String)]) {
 }
 
 fn text(r: &Record) -> String {
-    String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned()
+    String::from_utf8_lossy(r.payload().unwrap_or_default()).into_owned()
 }
 
 const OTHERS: usize = 20;
@@ -154,7 +154,9 @@ async fn a_handler_that_times_out_is_retried_and_then_dead_lettered_with_reason_
         async move {
             let t = text(&r);
             if t == "slow:0" {
-                l.lock().unwrap().push(format!("{t} attempt {}", r.attempt));
+                l.lock()
+                    .unwrap()
+                    .push(format!("{t} attempt {}", r.attempt()));
                 std::future::pending::<()>().await;
             }
             l.lock().unwrap().push(format!("{t} done"));

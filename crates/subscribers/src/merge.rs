@@ -34,17 +34,16 @@ pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
         // dead-letter topic, one per line.
         _ => push_raw(&mut batch, &newer),
     }
-    older.payload = Some(batch.into_bytes());
-    older.offset = newer.offset;
-    older.coalesced += newer.coalesced;
-    weight(older)
+    older.set_payload(Some(batch.into_bytes()));
+    older.absorb(&newer);
+    older.weight()
 }
 
 /// The change a single (not yet merged) record carries.
 pub fn change_of(record: &Record) -> Option<Change> {
-    let message = serde_json::from_slice(record.payload.as_deref()?).ok()?;
+    let message = serde_json::from_slice(record.payload()?).ok()?;
     Some(Change {
-        offset: record.offset,
+        offset: record.offset(),
         message,
     })
 }
@@ -55,20 +54,18 @@ pub fn is_batch(record: &Record) -> bool {
 
 /// `older` as a batch, marking it as one the first time.
 fn into_batch(older: &mut Record) -> Batch {
-    let payload = older.payload.take().unwrap_or_default();
+    let payload = older.payload_bytes().cloned().unwrap_or_default();
     if is_batch(older) {
         return Batch::from_bytes(payload);
     }
-    let mut headers = older.headers.to_vec();
-    headers.push(Header {
+    older.push_header(Header {
         name: BATCH_HEADER.into(),
         value: Some(Bytes::from_static(b"1")),
     });
-    older.headers = headers.into();
     let mut batch = Batch::default();
     match serde_json::from_slice::<Message>(&payload) {
         Ok(message) => batch.push(&Change {
-            offset: older.offset,
+            offset: older.offset(),
             message,
         }),
         Err(_) => push_raw_bytes(&mut batch, &payload),
@@ -77,7 +74,7 @@ fn into_batch(older: &mut Record) -> Batch {
 }
 
 fn push_raw(batch: &mut Batch, record: &Record) {
-    push_raw_bytes(batch, record.payload.as_deref().unwrap_or_default());
+    push_raw_bytes(batch, record.payload().unwrap_or_default());
 }
 
 /// A payload that is not a message, kept as it came (as text, on one line) for the dead letters.
@@ -108,16 +105,6 @@ pub fn fold(row: Uuid, last: &mut Change, newer: Change) -> Option<Change> {
     a.email = b.email.or(a.email.take());
     last.offset = newer.offset;
     None
-}
-
-/// The merged record's weight in the engine's byte caps, counted as the runtime counts records.
-fn weight(r: &Record) -> usize {
-    let headers: usize = r
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.as_ref().map_or(0, Bytes::len))
-        .sum();
-    r.key.as_ref().map_or(0, Bytes::len) + r.payload.as_ref().map_or(0, Bytes::len) + headers + 64
 }
 
 #[cfg(test)]

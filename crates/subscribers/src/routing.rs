@@ -160,13 +160,9 @@ pub fn key_router(links: LinkCache, skips: SkipList, top: Busiest) -> KeyRouter 
 
 fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) -> Vec<Bytes> {
     let view = record
-        .payload
-        .as_deref()
+        .payload()
         .and_then(|p| serde_json::from_slice::<View>(p).ok());
-    let key = record
-        .key
-        .as_deref()
-        .and_then(|k| std::str::from_utf8(k).ok());
+    let key = record.key().and_then(|k| std::str::from_utf8(k).ok());
     let Some(view) = view.filter(|v| key == Some(&v.app_id.to_string())) else {
         return vec![Bytes::from_static(MALFORMED_KEY)];
     };
@@ -185,7 +181,7 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) ->
                 }
                 let entry = Entry {
                     parents: vec![parent],
-                    routed_at: Some(record.offset),
+                    routed_at: Some(record.offset()),
                 };
                 if map.insert((app, player), entry).is_none() {
                     entries_gauge().increment(1.0);

@@ -138,7 +138,7 @@ pub async fn ours(
         if !handler.is_zero() {
             tokio::time::sleep(handler).await;
         }
-        Ok(r.coalesced)
+        Ok(r.coalesced())
     })
     .await
 }
@@ -223,7 +223,7 @@ pub async fn ours_batches(
         let (f, c, d) = (f.clone(), c.clone(), d.clone());
         async move {
             f.get_or_init(Mark::now);
-            let n: usize = batch.iter().map(|r| r.coalesced).sum();
+            let n: usize = batch.iter().map(Record::coalesced).sum();
             if c.fetch_add(n, AtomicOrdering::Relaxed) + n >= records {
                 d.notify_one();
             }

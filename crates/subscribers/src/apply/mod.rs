@@ -111,9 +111,9 @@ impl Applier {
             "apply",
             app_id = %app,
             player_id = %row,
-            partition = record.partition,
-            offset = record.offset,
-            records = record.coalesced,
+            partition = record.partition(),
+            offset = record.offset(),
+            records = record.coalesced(),
             host = crate::telemetry::host(),
         );
         self.apply(app, row, &changes, &record)
@@ -129,7 +129,7 @@ impl Applier {
         record: &Record,
     ) -> Result<(), HandlerError> {
         if let Some(target) = self.skips.matches(app, row) {
-            self.skips.skipped(target, record.coalesced);
+            self.skips.skipped(target, record.coalesced());
             tracing::debug!(target = target.kind(), "skipped");
             return Ok(());
         }
@@ -147,11 +147,11 @@ impl Applier {
                     };
                 }
                 Err(Failed::Stop(Stop::Unknown { offset })) => {
-                    let changes = offset..=record.offset;
+                    let changes = offset..=record.offset();
                     return Err(self.unknown(app, row, changes, Unknown::Missing).await);
                 }
                 Err(Failed::Stop(Stop::Foreign { offset })) => {
-                    let changes = offset..=record.offset;
+                    let changes = offset..=record.offset();
                     return Err(self.unknown(app, row, changes, Unknown::Foreign).await);
                 }
                 Err(Failed::Stop(Stop::Pending { child })) => {
@@ -372,15 +372,12 @@ fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), HandlerError> {
         .and_then(|r| parse_row_key(r))
         .ok_or_else(|| malformed("not a subscription update"))?;
     let changes = if is_batch(record) {
-        Batch::parse(record.payload.as_deref().unwrap_or_default())
+        Batch::parse(record.payload().unwrap_or_default())
             .map_err(|e| malformed(&format!("batch: {e}")))?
     } else {
         vec![change_of(record).ok_or_else(|| malformed("payload is not a message"))?]
     };
-    let key = record
-        .key
-        .as_deref()
-        .and_then(|k| std::str::from_utf8(k).ok());
+    let key = record.key().and_then(|k| std::str::from_utf8(k).ok());
     if changes.is_empty()
         || changes.iter().any(|c| c.message.app_id() != app)
         || key != Some(&app.to_string())

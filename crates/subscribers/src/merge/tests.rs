@@ -1,5 +1,6 @@
 use super::*;
 use crate::message::{email_parent_id, row_key, test_record, Fields, Update};
+use kafkaesque_runtime::RecordData;
 
 fn record(
     app: Uuid,
@@ -26,7 +27,7 @@ fn record(
 
 fn changes(r: &Record) -> Vec<Change> {
     assert!(is_batch(r));
-    Batch::parse(r.payload.as_deref().unwrap()).unwrap()
+    Batch::parse(r.payload().unwrap()).unwrap()
 }
 
 #[test]
@@ -41,7 +42,7 @@ fn updates_of_the_row_itself_fold_into_one_last_writer_wins_with_deletions_kept(
         record(app, id, 3, &[("c", Some("3"))], None),
     );
     assert!(w > 0);
-    assert_eq!((older.offset, older.coalesced), (3, 3));
+    assert_eq!((older.offset(), older.coalesced()), (3, 3));
     let all = changes(&older);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].offset, 3);
@@ -87,9 +88,11 @@ fn on_a_parent_children_stay_apart_and_a_new_link_request_does_not_fold() {
 fn records_that_are_not_messages_are_kept_line_by_line() {
     let app = Uuid::new_v4();
     let mut older = record(app, Uuid::new_v4(), 1, &[], None);
-    older.payload = Some(Bytes::from_static(b"not\njson"));
-    let mut newer = older.clone();
-    newer.offset = 2;
+    older.set_payload(Some(Bytes::from_static(b"not\njson")));
+    let newer = Record::from(RecordData {
+        offset: 2,
+        ..older.data().clone()
+    });
     merge(b"malformed", &mut older, newer);
-    assert_eq!(older.payload.as_deref(), Some(&b"not json\nnot json"[..]));
+    assert_eq!(older.payload(), Some(&b"not json\nnot json"[..]));
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::message::{parse_row_key, row_key, test_record, Fields, Message, Update};
 use crate::skip::SkipTarget;
+use kafkaesque_runtime::RecordData;
 
 fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
     let m = Message::Update(Update {
@@ -78,10 +79,12 @@ fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
     assert!(r(&record(app, child, None, 1)).is_empty());
 
     let mut bad = record(app, child, None, 2);
-    bad.payload = Some(Bytes::from_static(b"{not json"));
+    bad.set_payload(Some(Bytes::from_static(b"{not json")));
     assert_eq!(r(&bad), vec![Bytes::from_static(MALFORMED_KEY)]);
-    let mut wrong_key = record(app, child, None, 3);
-    wrong_key.key = Some(Bytes::from(Uuid::new_v4().to_string()));
+    let wrong_key = Record::from(RecordData {
+        key: Some(Bytes::from(Uuid::new_v4().to_string())),
+        ..record(app, child, None, 3).data().clone()
+    });
     assert_eq!(r(&wrong_key), vec![Bytes::from_static(MALFORMED_KEY)]);
 }
 
