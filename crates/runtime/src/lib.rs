@@ -33,12 +33,20 @@
 //! driver thread (see [`consumer`] for why). [`Consumer::run_batches`] takes a
 //! [`BatchHandler`] instead, many records per call; [`ConsumerBuilder::handler_timeout`] bounds
 //! each attempt and [`ConsumerBuilder::stuck_key_alarm`] reports a key stuck in flight.
+//!
+//! [`Consumer::control`], before `run`, gives a [`Control`] handle that pauses and resumes
+//! partitions, changes the limits and asks for either [`ShutdownMode`]. Hooks are told of
+//! partitions assigned ([`AssignHook`]) and revoked ([`RevokeHook`]). A topic name starting with
+//! `^` subscribes by pattern. Every metric carries the consumer's `group` and `client_id` labels
+//! (see `docs/consumer.md` for the list, librdkafka's statistics included).
 
 mod admin;
 mod batch;
+mod command;
 mod config;
 pub mod consumer;
 mod context;
+mod control;
 mod error;
 mod events;
 mod feeds;
@@ -50,10 +58,13 @@ pub mod replication;
 mod sinks;
 mod spawn;
 mod state;
+mod stats;
 
 pub use batch::BatchHandler;
-pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
+pub use command::{ShutdownMode, Target};
+pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter, RevokeHook};
 pub use consumer::Consumer;
+pub use control::Control;
 pub use error::{login_refused, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{

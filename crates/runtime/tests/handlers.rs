@@ -242,7 +242,8 @@ async fn a_key_stuck_in_flight_shows_in_the_gauge_and_a_warning_naming_it_until_
         metrics
             .render()
             .lines()
-            .find_map(|l| l.strip_prefix("kafkaesque_stuck_keys ").map(str::to_owned))
+            .find(|l| l.starts_with("kafkaesque_stuck_keys"))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
     };
 
     let f = Fixture::new("rt-stuck", 1).await;

@@ -29,11 +29,13 @@ use crate::sinks::Sinks;
 use crate::spawn::{Started, AT_ONCE};
 
 mod commit;
+mod control;
 mod offer;
 mod overflow;
 mod rebalance;
 mod stuck;
 
+pub(crate) use control::Pauses;
 pub(crate) use overflow::OverflowContext;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
@@ -57,6 +59,11 @@ pub(crate) struct State {
     ages: Ages,
     clock: Instant,
     pub(crate) shutdown: bool,
+    /// The shutdown asked for handles everything already fetched (see
+    /// [`ShutdownMode::DrainFetched`](crate::ShutdownMode::DrainFetched)).
+    pub(crate) drain_fetched: bool,
+    /// What the control handle has paused.
+    pauses: Pauses,
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
@@ -86,6 +93,8 @@ impl State {
         observer: Observer,
     ) -> Self {
         let Inputs { events: rx, queues } = inputs;
+        let handler_seconds =
+            metrics::histogram!("kafkaesque_handler_seconds", observer.labels.get());
         State {
             engine,
             rx,
@@ -97,12 +106,14 @@ impl State {
             ages: Ages::default(),
             clock: Instant::now(),
             shutdown: false,
+            drain_fetched: false,
+            pauses: Pauses::default(),
             topics: HashMap::default(),
             actions: Vec::new(),
             key: Vec::new(),
             feeds: Feeds::new(queues),
             gate: None,
-            handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
+            handler_seconds,
             stuck: stuck::Alarm::default(),
         }
     }
@@ -141,13 +152,15 @@ impl State {
                 match (h, ok) {
                     (Some(h), true) => self.engine.committed(h, offset),
                     (Some(h), false) => {
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        metrics::counter!("kafkaesque_commit_failures_total", self.labels())
+                            .increment(1);
                         self.engine.commit_failed(h)
                     }
                     (None, _) => {}
                 }
             }
-            Event::Shutdown => self.shutdown = true,
+            Event::Shutdown => self.begin_shutdown(false),
+            Event::Control(cmd) => self.control(cmd, main),
         }
         self.run_actions(main);
     }
@@ -298,8 +311,14 @@ impl State {
             self.sinks.pending(),
         );
         if let Some(after) = self.cfg.stuck_after {
-            self.stuck.check(&self.engine, after);
+            let labels = self.labels();
+            self.stuck.check(&self.engine, after, labels);
         }
+    }
+
+    /// The labels of this consumer's metrics.
+    pub(crate) fn labels(&self) -> Vec<metrics::Label> {
+        self.observer.labels.get()
     }
 
     /// Everything assigned, for shutdown.

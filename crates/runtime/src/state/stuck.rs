@@ -26,9 +26,14 @@ pub(crate) struct Alarm {
 impl Alarm {
     /// Sets `kafkaesque_stuck_keys` to the keys in flight for `after` or longer, and logs a
     /// warning for each one newly stuck, naming its key, partition and offset.
-    pub(crate) fn check(&mut self, engine: &Engine<Record>, after: Duration) {
+    pub(crate) fn check(
+        &mut self,
+        engine: &Engine<Record>,
+        after: Duration,
+        labels: Vec<metrics::Label>,
+    ) {
         let stuck = engine.stuck(after.as_millis() as u64);
-        metrics::gauge!("kafkaesque_stuck_keys").set(stuck.len() as f64);
+        metrics::gauge!("kafkaesque_stuck_keys", labels).set(stuck.len() as f64);
         let mut now = HashSet::with_capacity(stuck.len());
         for s in stuck {
             let id = (s.tp, s.offset, s.key);
