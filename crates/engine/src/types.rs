@@ -229,7 +229,7 @@ pub struct KeyStats {
     pub coalescing: bool,
 }
 
-/// A key whose item has been in flight longer than a threshold (see [`Engine::stuck`]).
+/// A key whose item has been in flight longer than a threshold (see [`Engine::stuck`](crate::Engine::stuck)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stuck {
     pub tp: TopicPartition,

@@ -26,7 +26,11 @@ use crate::events::{Event, EventTx};
 use crate::spawn::{within, Spawner};
 use crate::{HandlerError, Record};
 
-/// Processes a batch of records (see the [module documentation](self) for what a batch holds).
+/// Processes a batch of records. With key ordering a batch holds at most one record per key, from
+/// any assigned partition, and a key's records arrive in offset order within and across batches;
+/// it is handed over at [`ConsumerBuilder::batch`](crate::ConsumerBuilder::batch)'s size, after
+/// its wait, or when the concurrency is used up. The result applies to every record of the
+/// batch: on failure each has failed one attempt, and is retried (or dead-lettered) on its own.
 /// Runs as a tokio task on the runtime that called
 /// [`Consumer::run_batches`](crate::Consumer::run_batches); several batches may run at once, but
 /// a key is never in two of them.
