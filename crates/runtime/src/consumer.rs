@@ -31,9 +31,10 @@ use crate::events::{Event, EventTx};
 use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
 use crate::handler::Handler;
 use crate::observe::{Labels, Observer};
+use crate::produce::{ProduceHandler, Producing};
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
-use crate::state::{Inputs, OverflowContext, State};
+use crate::state::{transactional_id, Inputs, OverflowContext, State};
 
 /// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
 #[derive(Debug)]
@@ -110,12 +111,38 @@ impl Consumer {
         H: Handler,
         S: Future<Output = ()>,
     {
-        let (tx, rx) = self.channel();
+        self.run_with(|_| handler, shutdown).await
+    }
+
+    /// Like [`run`](Self::run), with a handler that returns records to produce: each record
+    /// completes (and its offset can be committed) only once Kafka has acknowledged its outputs,
+    /// and a key's outputs are produced in the order of their sources. See [`ProduceHandler`],
+    /// and [`ConsumerBuilder::exactly_once`] for outputs that a `read_committed` reader sees
+    /// exactly once.
+    pub async fn run_producing<P, S>(self, handler: P, shutdown: S) -> Result<()>
+    where
+        P: ProduceHandler,
+        S: Future<Output = ()>,
+    {
+        self.run_with(
+            |sinks| Producing::new(handler, sinks.producer().clone()),
+            shutdown,
+        )
+        .await
+    }
+
+    /// Runs the handler `make` builds once the consumer's producer exists.
+    async fn run_with<H, S>(self, make: impl FnOnce(&Sinks) -> H, shutdown: S) -> Result<()>
+    where
+        H: Handler,
+        S: Future<Output = ()>,
+    {
         let (inline, timeout) = (self.cfg.inline_first_poll, self.cfg.handler_timeout);
-        let spawn = Spawner::new(Arc::new(handler), tx.clone(), inline, timeout);
-        let setup = self.setup(Handlers::Each(spawn), &tx, rx).await?;
-        let running = start(setup, self.cfg)?;
-        wait(running, shutdown, &tx).await
+        let make = move |tx: &EventTx, sinks: &Sinks| {
+            let handler = Arc::new(make(sinks));
+            Handlers::Each(Spawner::new(handler, tx.clone(), inline, timeout))
+        };
+        self.start_with(make, shutdown).await
     }
 
     /// As [`run`](Self::run), with a handler that takes batches of records (see
@@ -126,29 +153,42 @@ impl Consumer {
         H: BatchHandler,
         S: Future<Output = ()>,
     {
-        let (tx, rx) = self.channel();
         let (batch, timeout) = (self.cfg.batch, self.cfg.handler_timeout);
-        let spawn = BatchSpawner::new(Arc::new(handler), tx.clone(), batch, timeout);
-        let setup = self.setup(Handlers::Batched(spawn), &tx, rx).await?;
-        let running = start(setup, self.cfg)?;
-        wait(running, shutdown, &tx).await
+        let make = move |tx: &EventTx, _: &Sinks| {
+            Handlers::Batched(BatchSpawner::new(
+                Arc::new(handler),
+                tx.clone(),
+                batch,
+                timeout,
+            ))
+        };
+        self.start_with(make, shutdown).await
     }
 
-    /// The event channel: its sender was handed to any [`Control`] handle; its receiver is
-    /// taken for the one run.
-    fn channel(&self) -> (EventTx, mpsc::Receiver<Event>) {
+    /// Runs the handlers `make` builds once the consumer's producer exists, on the event channel
+    /// that any [`Control`] handle already holds the sender of.
+    async fn start_with<S>(
+        self,
+        make: impl FnOnce(&EventTx, &Sinks) -> Handlers,
+        shutdown: S,
+    ) -> Result<()>
+    where
+        S: Future<Output = ()>,
+    {
         let tx = self.tx.clone();
         let rx = std::mem::replace(
             &mut *self.events.lock().unwrap_or_else(|e| e.into_inner()),
             mpsc::channel().1,
         );
-        (tx, rx)
+        let setup = self.setup(make, &tx, rx).await?;
+        let running = start(setup, self.cfg)?;
+        wait(running, shutdown, &tx).await
     }
 
     /// Prepares the topics and creates the engine, the clients and the driver state.
     async fn setup(
         &self,
-        spawn: Handlers,
+        make: impl FnOnce(&EventTx, &Sinks) -> Handlers,
         tx: &EventTx,
         events: mpsc::Receiver<Event>,
     ) -> Result<Setup> {
@@ -161,9 +201,11 @@ impl Consumer {
         engine_cfg.limits.metadata_max_bytes = budget;
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
-        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        let txn_id = transactional_id(cfg);
+        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, txn_id.as_deref(), tx.clone())?;
         sinks.failures =
             metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
+        let spawn = make(tx, &sinks);
         let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
@@ -282,6 +324,7 @@ fn drive(
     // Commands sent before `run` (a pause) hold before the first record is taken.
     lock(state).drain_events(consumer);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    lock(state).start_transactions()?;
     consumer
         .subscribe(&topics)
         .map_err(Error::kafka("subscribing"))?;
@@ -325,6 +368,9 @@ fn drive(
         if now >= next_publish {
             st.publish();
             next_publish = now + Duration::from_secs(1);
+        }
+        if let Some(reason) = &st.fatal {
+            return Err(Error::Transaction(reason.clone()));
         }
         if st.shutdown {
             drop(st);

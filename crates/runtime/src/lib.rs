@@ -27,6 +27,12 @@
 //! # }
 //! ```
 //!
+//! A [`ProduceHandler`] returns records to produce ([`Output`]), run with
+//! [`Consumer::run_producing`]: a record completes only once its outputs are acknowledged. With
+//! [`ConsumerBuilder::exactly_once`], outputs, dead letters, diversions and the consumed offsets
+//! commit in one Kafka transaction per commit interval (`docs/consumer.md` says how that
+//! composes with the commit metadata).
+//!
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`] (any runtime, a
 //! current-thread one included); user code never runs on the consumer's own threads unless
 //! asked ([`ConsumerBuilder::inline_first_poll`]). The Kafka clients and the engine live on one
@@ -53,6 +59,7 @@ mod feeds;
 mod fetcher;
 mod handler;
 mod observe;
+mod produce;
 mod record;
 pub mod replication;
 mod sinks;
@@ -72,6 +79,7 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
+pub use produce::{Output, ProduceHandler};
 #[cfg(feature = "serde")]
 pub use record::JsonError;
 pub use record::{headers, Header, Record, RecordData};

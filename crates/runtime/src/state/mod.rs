@@ -34,9 +34,11 @@ mod offer;
 mod overflow;
 mod rebalance;
 mod stuck;
+mod transaction;
 
 pub(crate) use control::Pauses;
 pub(crate) use overflow::OverflowContext;
+pub(crate) use transaction::transactional_id;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
 /// partitions' queues are shared with the fetcher. (The fetcher's batches arrive on a channel
@@ -80,6 +82,15 @@ pub(crate) struct State {
     handler_seconds: metrics::Histogram,
     /// The keys already reported stuck (see [`stuck`]).
     stuck: stuck::Alarm,
+    /// Exactly-once mode: new work is held back while a transaction closes (see
+    /// [`transaction`]).
+    holding: bool,
+    /// Handler runs handed to the runtime whose outcome has not arrived yet. Not the engine's
+    /// in-flight count, which also counts work it has asked for while `holding` keeps it back.
+    waiting: usize,
+    /// Why the consumer must stop: an aborted transaction (see [`transaction`]). Kept once
+    /// set, so that nothing commits after the abort, not even the revoke of closing.
+    pub(crate) fatal: Option<String>,
 }
 
 impl State {
@@ -115,6 +126,9 @@ impl State {
             gate: None,
             handler_seconds,
             stuck: stuck::Alarm::default(),
+            holding: false,
+            waiting: 0,
+            fatal: None,
         }
     }
 
@@ -138,7 +152,10 @@ impl State {
                 id,
                 result,
                 elapsed,
-            } => self.outcome(id, result, elapsed),
+            } => {
+                self.waiting = self.waiting.saturating_sub(1);
+                self.outcome(id, result, elapsed)
+            }
             Event::Delivered { id, offset } => {
                 self.sinks.delivered(id);
                 self.engine.sink_acked(id, Some(offset));
@@ -203,6 +220,9 @@ impl State {
     pub(crate) fn run_actions<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
         // Outcomes of handlers that finished at once produce actions of their own, and so does
         // a kept record offered again on resume.
+        if self.holding {
+            return;
+        }
         self.flush_batch();
         loop {
             let mut finished = Vec::new();
@@ -231,10 +251,14 @@ impl State {
                     match &mut self.spawn {
                         Handlers::Each(spawn) => match spawn.start(r) {
                             Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
-                            Started::Waiting(fut) => spawn.wait(fut, w.id),
+                            Started::Waiting(fut) => {
+                                self.waiting += 1;
+                                spawn.wait(fut, w.id)
+                            }
                         },
                         Handlers::Batched(batches) => {
                             let now = self.clock.elapsed().as_millis() as u64;
+                            self.waiting += 1;
                             batches.push(w.id, r, now);
                         }
                     }

@@ -75,11 +75,12 @@ impl State {
                         Inline::Run(run) => {
                             match &mut self.spawn {
                                 Handlers::Each(spawn) => {
-                                    run_inline(run, spawn, &self.handler_seconds)
+                                    self.waiting += run_inline(run, spawn, &self.handler_seconds)
                                 }
                                 Handlers::Batched(batches) => {
                                     let record = run.payload().clone();
                                     let now = self.clock.elapsed().as_millis() as u64;
+                                    self.waiting += 1;
                                     batches.push(run.running(), record, now);
                                 }
                             }
@@ -222,12 +223,12 @@ impl State {
 }
 
 /// Runs a record the engine let skip its lanes (a first attempt), and tells the engine how it
-/// went.
+/// went. Returns 1 if the run has to wait (its outcome arrives as an event), else 0.
 fn run_inline(
     run: InlineRun<'_, Record>,
     spawn: &mut Spawner,
     handler_seconds: &metrics::Histogram,
-) {
+) -> usize {
     match spawn.start(run.payload().clone()) {
         Started::Finished(result) => {
             handler_seconds.record(AT_ONCE.as_secs_f64());
@@ -237,8 +238,12 @@ fn run_inline(
                     run.fail(failure(e));
                 }
             }
+            0
         }
-        Started::Waiting(fut) => spawn.wait(fut, run.running()),
+        Started::Waiting(fut) => {
+            spawn.wait(fut, run.running());
+            1
+        }
     }
 }
 
