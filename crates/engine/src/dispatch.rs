@@ -45,8 +45,13 @@ impl<P: Clone> Engine<P> {
             return Outcome::Stale;
         };
         item.tries += 1;
+        let mut exhausted = "max_attempts";
         let (error, counted) = match failure {
             Failure::Retry(e) => (e, true),
+            Failure::TimedOut(e) => {
+                exhausted = "timeout";
+                (e, true)
+            }
             Failure::Transient(e) => (e, false),
             Failure::Fatal { reason, error } => {
                 item.attempts += 1;
@@ -59,7 +64,7 @@ impl<P: Clone> Engine<P> {
         }
         item.last_error = Some(error);
         if item.attempts >= self.cfg.retry.max_attempts {
-            return self.dead_letter_failed(l, item, "max_attempts");
+            return self.dead_letter_failed(l, item, exhausted);
         }
         self.counters.retried += 1;
         let l = if self.lanes[l as usize].kind == LaneKind::Unordered {

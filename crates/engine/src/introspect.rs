@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 
 use crate::engine::Engine;
 use crate::types::*;
+use crate::Millis;
 
 impl<P: Clone> Engine<P> {
     /// Per-partition figures.
@@ -74,6 +75,31 @@ impl<P: Clone> Engine<P> {
             diverted: lane.divert.is_some(),
             coalescing: lane.coalescing,
         }
+    }
+
+    /// The items in flight for `older_than` milliseconds or more, oldest first: a handler that
+    /// hangs holds up its key (and its partition's commits) without failing, so the driver
+    /// raises an alarm from this. Scans the items in flight, so it suits a once-a-second check.
+    pub fn stuck(&self, older_than: Millis) -> Vec<Stuck> {
+        let mut stuck: Vec<Stuck> = self
+            .flights
+            .iter()
+            .filter_map(|f| {
+                let lane = &self.lanes[f.lane as usize];
+                if !lane.live || lane.gen != f.lane_gen || !self.valid(f.item.src, f.epoch) {
+                    return None;
+                }
+                let in_flight_ms = self.now.saturating_sub(lane.in_flight_since);
+                (in_flight_ms >= older_than).then(|| Stuck {
+                    tp: self.part(f.item.src).tp.clone(),
+                    key: lane.key.clone(),
+                    offset: f.item.offsets.first(),
+                    in_flight_ms,
+                })
+            })
+            .collect();
+        stuck.sort_unstable_by_key(|s| Reverse(s.in_flight_ms));
+        stuck
     }
 
     pub fn counters(&self) -> &Counters {

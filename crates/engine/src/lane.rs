@@ -26,6 +26,13 @@ pub(crate) enum Offsets {
 }
 
 impl Offsets {
+    pub(crate) fn first(&self) -> Offset {
+        match self {
+            Offsets::One(o) => *o,
+            Offsets::Many(v) => *v.first().expect("never empty"),
+        }
+    }
+
     pub(crate) fn last(&self) -> Offset {
         match self {
             Offsets::One(o) => *o,

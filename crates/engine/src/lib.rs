@@ -31,6 +31,7 @@
 //! * Every accepted record is eventually completed, dead-lettered or diverted — or dropped on
 //!   revoke, to be replayed by the next owner.
 
+mod batch;
 pub mod codec;
 mod config;
 mod dispatch;
@@ -44,6 +45,7 @@ pub mod sim;
 mod slab;
 mod types;
 
+pub use batch::Batcher;
 pub use config::{
     ConfigError, EngineConfig, HotKeyPolicy, Limits, Merge, NoKey, ProcessingOrder, RetryPolicy,
 };

@@ -44,4 +44,8 @@ impl<T> Slab<T> {
         self.free.push(slot);
         s.1.take()
     }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|(_, v)| v.as_ref())
+    }
 }

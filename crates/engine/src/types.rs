@@ -148,6 +148,10 @@ pub enum Action<P> {
 pub enum Failure {
     /// Retry with back-off; counts towards the attempt limit, then dead-letter.
     Retry(String),
+    /// The attempt ran past its time limit: counted like [`Failure::Retry`], but a record whose
+    /// last attempt timed out is dead-lettered with the reason `timeout` rather than
+    /// `max_attempts`, so an operator can tell a slow dependency from a failing one.
+    TimedOut(String),
     /// The downstream is unavailable (database down, timeout): retry with back-off forever,
     /// without counting an attempt. Nothing is dead-lettered because a dependency is down.
     Transient(String),
@@ -223,6 +227,17 @@ pub struct KeyStats {
     pub in_flight_ms: u64,
     pub diverted: bool,
     pub coalescing: bool,
+}
+
+/// A key whose item has been in flight longer than a threshold (see [`Engine::stuck`](crate::Engine::stuck)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    pub tp: TopicPartition,
+    pub key: Option<Arc<[u8]>>,
+    /// The first offset of the item in flight.
+    pub offset: Offset,
+    /// How long it has been in flight, in milliseconds.
+    pub in_flight_ms: u64,
 }
 
 /// Running totals since the engine was created.

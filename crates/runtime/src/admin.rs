@@ -1,6 +1,7 @@
 //! What the consumer asks of the cluster before it starts: its dead-letter and overflow topics,
 //! and how much commit metadata the brokers accept.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
@@ -22,9 +23,11 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg, &cfg.group_id)
         .create()
         .map_err(Error::kafka("creating the admin client"))?;
-    let meta_consumer: BaseConsumer = client_config(cfg, &cfg.group_id)
-        .create()
-        .map_err(Error::kafka("creating a metadata client"))?;
+    let meta_consumer: Arc<BaseConsumer> = Arc::new(
+        client_config(cfg, &cfg.group_id)
+            .create()
+            .map_err(Error::kafka("creating a metadata client"))?,
+    );
     let divert = matches!(cfg.engine.hot_key, HotKeyPolicy::Divert);
     let mut wanted = Vec::new();
     let mut brokers = 1;
@@ -82,9 +85,11 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     for (name, partitions) in &wanted {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let ready = tokio::task::block_in_place(|| {
-                meta_consumer.fetch_metadata(Some(name), Duration::from_secs(2))
+            let topic = name.clone();
+            let ready = blocking(&meta_consumer, move |c| {
+                c.fetch_metadata(Some(&topic), Duration::from_secs(2))
             })
+            .await
             .ok()
             .and_then(|m| {
                 let t = m.topics().first()?;
@@ -108,12 +113,15 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
 /// a time, up to ten, so that a refused login or TLS handshake (wrong password, mechanism or
 /// CA) ends the consumer at once as [`Error::Refused`], rather than after the timeout as a
 /// transport failure — or never, since librdkafka itself retries for ever.
-async fn first_metadata(client: &BaseConsumer, topic: Option<&str>) -> Result<Metadata> {
+async fn first_metadata(client: &Arc<BaseConsumer>, topic: Option<&str>) -> Result<Metadata> {
     const CONTEXT: &str = "reading topic metadata";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let got =
-            tokio::task::block_in_place(|| client.fetch_metadata(topic, Duration::from_secs(1)));
+        let name = topic.map(str::to_owned);
+        let got = blocking(client, move |c| {
+            c.fetch_metadata(name.as_deref(), Duration::from_secs(1))
+        })
+        .await;
         match got {
             Ok(meta) => return Ok(meta),
             Err(e) => {
@@ -144,10 +152,13 @@ pub(crate) async fn metadata_budget(cfg: &ConsumerConfig) -> (usize, Option<i32>
     else {
         return (DEFAULT, None);
     };
-    let ids: Vec<i32> =
-        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, Duration::from_secs(5)))
-            .map(|m| m.brokers().iter().map(|b| b.id()).collect())
-            .unwrap_or_default();
+    let admin = Arc::new(admin);
+    let ids: Vec<i32> = blocking(&admin, |a| {
+        a.inner().fetch_metadata(None, Duration::from_secs(5))
+    })
+    .await
+    .map(|m| m.brokers().iter().map(|b| b.id()).collect())
+    .unwrap_or_default();
     // Brokers that do not implement DescribeConfigs simply do not answer: do not wait long.
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_millis(1500)));
     for id in ids {
@@ -168,6 +179,20 @@ pub(crate) async fn metadata_budget(cfg: &ConsumerConfig) -> (usize, Option<i32>
         }
     }
     (DEFAULT, None)
+}
+
+/// Runs a blocking librdkafka call on tokio's blocking pool. Not `block_in_place`: that panics
+/// on a current-thread runtime (a plain `#[tokio::test]`), and this works on any.
+async fn blocking<C, T>(client: &Arc<C>, call: impl FnOnce(&C) -> T + Send + 'static) -> T
+where
+    C: Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let client = client.clone();
+    match tokio::task::spawn_blocking(move || call(&client)).await {
+        Ok(got) => got,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,11 @@ pub struct ConsumerConfig {
     pub(crate) replication: Replication,
     pub(crate) topic_retention: Option<Duration>,
     pub(crate) properties: Vec<(String, String)>,
+    pub(crate) inline_first_poll: bool,
+    pub(crate) handler_timeout: Option<Duration>,
+    pub(crate) stuck_after: Option<Duration>,
+    /// Most records per batch and longest wait for them, for a batch handler.
+    pub(crate) batch: (usize, Duration),
     /// See [`ConsumerBuilder::exactly_once`].
     pub(crate) exactly_once: bool,
 }
@@ -102,6 +107,10 @@ impl Default for ConsumerBuilder {
                 replication: Replication::default(),
                 topic_retention: None,
                 properties: Vec::new(),
+                inline_first_poll: false,
+                handler_timeout: None,
+                stuck_after: None,
+                batch: (64, Duration::from_millis(10)),
                 exactly_once: false,
             },
             group_set: false,
@@ -229,6 +238,48 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Polls each handler run once on the consumer's driver thread before handing it to the
+    /// runtime (default: off, every run is a tokio task from the start).
+    ///
+    /// The contract: turn it on only for a handler that is cheap and never blocks before its
+    /// first `.await` (a filter, a cache lookup, an in-memory update, or one that awaits at once).
+    /// Such a run then finishes without a task or a thread hand-off. A handler that blocks or
+    /// computes for long before its first `.await` would stall the polling, commits and
+    /// dispatching of every partition meanwhile. The handler timeout does not cover that first
+    /// poll. Batch handlers ignore it.
+    pub fn inline_first_poll(mut self, on: bool) -> Self {
+        self.cfg.inline_first_poll = on;
+        self
+    }
+
+    /// The longest one attempt of a handler may take (default: no limit). An attempt that runs
+    /// past it is dropped at its next `.await` and counts as a failure of its record
+    /// ([`FailureKind::TimedOut`](crate::FailureKind::TimedOut)): retried after the back-off,
+    /// then dead-lettered with the reason `timeout`. For a batch handler it bounds each call,
+    /// and every record of a batch that times out has failed an attempt. Needs a runtime with
+    /// its timer enabled (as `#[tokio::main]` and `#[tokio::test]` make).
+    pub fn handler_timeout(mut self, limit: Duration) -> Self {
+        self.cfg.handler_timeout = Some(limit);
+        self
+    }
+
+    /// Raises the stuck-key alarm for a key whose record has been in flight for `after` or
+    /// longer (default: off): the gauge `kafkaesque_stuck_keys` counts such keys, and a WARN
+    /// line names each one's key, topic, partition and offset once when it becomes stuck.
+    /// Checked once a second.
+    pub fn stuck_key_alarm(mut self, after: Duration) -> Self {
+        self.cfg.stuck_after = Some(after);
+        self
+    }
+
+    /// For [`Consumer::run_batches`](crate::Consumer::run_batches): at most `max_records` per
+    /// call, handed over once the batch's first record has waited `max_wait` (default 64 and
+    /// 10 ms). See [`BatchHandler`](crate::BatchHandler) for what a batch holds.
+    pub fn batch(mut self, max_records: usize, max_wait: Duration) -> Self {
+        self.cfg.batch = (max_records, max_wait);
+        self
+    }
+
     /// Called when partitions are revoked, after their work is finished and committed (see
     /// [`RevokeHook`]).
     pub fn on_revoke(mut self, hook: RevokeHook) -> Self {
@@ -287,6 +338,15 @@ impl ConsumerBuilder {
                 "dead_letter_suffix/overflow_suffix",
                 "must not be empty",
             ));
+        }
+        if cfg.batch.0 == 0 {
+            return Err(Error::config("batch.max_records", "must be at least 1"));
+        }
+        if cfg.handler_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config("handler_timeout", "must be positive"));
+        }
+        if cfg.stuck_after.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config("stuck_key_alarm", "must be positive"));
         }
         if cfg.commit_interval.is_zero() {
             return Err(Error::config("commit_interval", "must be positive"));

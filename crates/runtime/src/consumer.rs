@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::admin::{metadata_budget, prepare_topics};
+use crate::batch::{BatchHandler, BatchSpawner, Handlers};
 use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
 use crate::control::Control;
@@ -102,8 +103,9 @@ impl Consumer {
 
     /// Consumes until `shutdown` resolves: then stops fetching, lets in-flight work finish (up
     /// to the drain timeout), commits, and leaves the group. A [`Control`] handle may ask for
-    /// that shutdown, or for one that handles everything fetched, sooner. Handlers run on the current tokio
-    /// runtime. Returns an error only for what it cannot recover from (a fatal client error).
+    /// that shutdown, or for one that handles everything fetched, sooner. Handlers run as tasks
+    /// on the current tokio runtime, a multi-thread or a current-thread one. Returns an error
+    /// only for what it cannot recover from (a fatal client error).
     pub async fn run<H, S>(self, handler: H, shutdown: S) -> Result<()>
     where
         H: Handler,
@@ -135,6 +137,44 @@ impl Consumer {
         H: Handler,
         S: Future<Output = ()>,
     {
+        let (inline, timeout) = (self.cfg.inline_first_poll, self.cfg.handler_timeout);
+        let make = move |tx: &EventTx, sinks: &Sinks| {
+            let handler = Arc::new(make(sinks));
+            Handlers::Each(Spawner::new(handler, tx.clone(), inline, timeout))
+        };
+        self.start_with(make, shutdown).await
+    }
+
+    /// As [`run`](Self::run), with a handler that takes batches of records (see
+    /// [`BatchHandler`] for what a batch holds, and
+    /// [`ConsumerBuilder::batch`] for their size).
+    pub async fn run_batches<H, S>(self, handler: H, shutdown: S) -> Result<()>
+    where
+        H: BatchHandler,
+        S: Future<Output = ()>,
+    {
+        let (batch, timeout) = (self.cfg.batch, self.cfg.handler_timeout);
+        let make = move |tx: &EventTx, _: &Sinks| {
+            Handlers::Batched(BatchSpawner::new(
+                Arc::new(handler),
+                tx.clone(),
+                batch,
+                timeout,
+            ))
+        };
+        self.start_with(make, shutdown).await
+    }
+
+    /// Runs the handlers `make` builds once the consumer's producer exists, on the event channel
+    /// that any [`Control`] handle already holds the sender of.
+    async fn start_with<S>(
+        self,
+        make: impl FnOnce(&EventTx, &Sinks) -> Handlers,
+        shutdown: S,
+    ) -> Result<()>
+    where
+        S: Future<Output = ()>,
+    {
         let tx = self.tx.clone();
         let rx = std::mem::replace(
             &mut *self.events.lock().unwrap_or_else(|e| e.into_inner()),
@@ -146,9 +186,9 @@ impl Consumer {
     }
 
     /// Prepares the topics and creates the engine, the clients and the driver state.
-    async fn setup<H: Handler>(
+    async fn setup(
         &self,
-        make: impl FnOnce(&Sinks) -> H,
+        make: impl FnOnce(&EventTx, &Sinks) -> Handlers,
         tx: &EventTx,
         events: mpsc::Receiver<Event>,
     ) -> Result<Setup> {
@@ -165,7 +205,7 @@ impl Consumer {
         let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, txn_id.as_deref(), tx.clone())?;
         sinks.failures =
             metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
-        let spawn = Spawner::new(Arc::new(make(&sinks)), tx.clone());
+        let spawn = make(tx, &sinks);
         let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
@@ -226,8 +266,8 @@ fn start(setup: Setup, cfg: ConsumerConfig) -> Result<Running> {
     let driver = std::thread::Builder::new()
         .name("kafkaesque-driver".into())
         .spawn(move || {
-            // Handlers are started (and first polled) on this thread: it lives inside the
-            // caller's runtime for good, rather than entering it once per record.
+            // Handlers are started (and, if asked, first polled) on this thread: it lives inside
+            // the caller's runtime for good, rather than entering it once per record.
             let _runtime = rt.enter();
             // Closes the queues however this thread ends, a panic included: they hold
             // references to the consumer, and without them it can be dropped (and leave the

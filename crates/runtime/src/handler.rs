@@ -16,6 +16,11 @@ pub enum FailureKind {
     /// The record can never succeed (malformed, refers to something that does not exist):
     /// dead-letter it now.
     Fatal,
+    /// The attempt ran past the handler timeout
+    /// ([`ConsumerBuilder::handler_timeout`](crate::ConsumerBuilder::handler_timeout)): counted
+    /// like [`FailureKind::Retry`], and a record whose last attempt timed out is dead-lettered
+    /// with the reason `timeout`.
+    TimedOut,
 }
 
 /// A handler's error: a kind and a message for the logs and the dead-letter headers.
@@ -39,6 +44,15 @@ impl HandlerError {
 
     pub fn fatal(message: impl fmt::Display) -> Self {
         Self::new(FailureKind::Fatal, "fatal", message)
+    }
+
+    /// The attempt took longer than `limit` (made by the consumer when a handler times out).
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        Self::new(
+            FailureKind::TimedOut,
+            "timeout",
+            format!("the handler ran past its timeout of {limit:?}"),
+        )
     }
 
     /// A fatal error with a dead-letter reason code of its own, e.g. `unknown_player`.
@@ -65,7 +79,9 @@ impl std::error::Error for HandlerError {}
 
 /// Processes one record. Runs as a tokio task on the runtime that called
 /// [`Consumer::run`](crate::Consumer::run); many run at once (up to the configured concurrency),
-/// but never two for the same ordering key.
+/// but never two for the same ordering key. Blocking before the first `.await` blocks only the
+/// tokio worker it runs on, never the consumer's polling — unless the consumer was built with
+/// [`ConsumerBuilder::inline_first_poll`](crate::ConsumerBuilder::inline_first_poll).
 ///
 /// Any `Fn(Record) -> impl Future<Output = Result<(), HandlerError>>` is a handler.
 pub trait Handler: Send + Sync + 'static {

@@ -33,8 +33,12 @@
 //! commit in one Kafka transaction per commit interval (`docs/consumer.md` says how that
 //! composes with the commit metadata).
 //!
-//! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
-//! the engine live on one driver thread (see [`consumer`] for why).
+//! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`] (any runtime, a
+//! current-thread one included); user code never runs on the consumer's own threads unless
+//! asked ([`ConsumerBuilder::inline_first_poll`]). The Kafka clients and the engine live on one
+//! driver thread (see [`consumer`] for why). [`Consumer::run_batches`] takes a
+//! [`BatchHandler`] instead, many records per call; [`ConsumerBuilder::handler_timeout`] bounds
+//! each attempt and [`ConsumerBuilder::stuck_key_alarm`] reports a key stuck in flight.
 //!
 //! [`Consumer::control`], before `run`, gives a [`Control`] handle that pauses and resumes
 //! partitions, changes the limits and asks for either [`ShutdownMode`]. Hooks are told of
@@ -43,6 +47,7 @@
 //! (see `docs/consumer.md` for the list, librdkafka's statistics included).
 
 mod admin;
+mod batch;
 mod command;
 mod config;
 pub mod consumer;
@@ -62,6 +67,7 @@ mod spawn;
 mod state;
 mod stats;
 
+pub use batch::BatchHandler;
 pub use command::{ShutdownMode, Target};
 pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter, RevokeHook};
 pub use consumer::Consumer;

@@ -1,11 +1,18 @@
-//! Starting handlers: polled once on the driver thread, handed to the runtime only if they wait.
+//! Starting handlers: as tokio tasks, or polled once on the driver thread first.
 //!
-//! The handler's future is polled once right where the driver starts it (the driver thread has
-//! entered the tokio runtime for its whole life, see [`Consumer::run`](crate::Consumer::run)):
-//! a handler that finishes without waiting (a filter, a cache hit, an in-memory update) then
-//! costs no task, no channel and no thread hand-off, and its result is known at once. One that
-//! has to wait becomes a task that reports on the event channel. A panicking handler counts as a
-//! retriable failure, never as a lost item.
+//! By default a handler's future goes straight to the runtime as a task that reports on the
+//! event channel: user code never runs on the driver thread, so a handler that does synchronous
+//! work before its first `.await` blocks one tokio worker, not the polling of every partition.
+//!
+//! With [`ConsumerBuilder::inline_first_poll`](crate::ConsumerBuilder::inline_first_poll) the
+//! future is polled once right where the driver starts it (the driver thread has entered the
+//! tokio runtime for its whole life, see [`Consumer::run`](crate::Consumer::run)): a handler that
+//! finishes without waiting (a filter, a cache hit, an in-memory update) then costs no task, no
+//! channel and no thread hand-off, and its result is known at once; one that has to wait becomes
+//! a task. That is for handlers the user declares cheap and non-blocking.
+//!
+//! A panicking handler counts as a retriable failure, never as a lost item; one that runs past
+//! the handler timeout, as a timed-out attempt.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -36,11 +43,18 @@ pub(crate) struct Spawner {
     start: Box<dyn FnMut(Record) -> Started + Send>,
     rt: tokio::runtime::Handle,
     tx: EventTx,
+    timeout: Option<Duration>,
 }
 
 impl Spawner {
-    /// Must be called inside the tokio runtime the handlers are to run on.
-    pub(crate) fn new<H: Handler>(handler: Arc<H>, tx: EventTx) -> Self {
+    /// Must be called inside the tokio runtime the handlers are to run on. `inline`: poll each
+    /// run once on the calling thread first (see the module documentation).
+    pub(crate) fn new<H: Handler>(
+        handler: Arc<H>,
+        tx: EventTx,
+        inline: bool,
+        timeout: Option<Duration>,
+    ) -> Self {
         let call = move |record| {
             let handler = handler.clone();
             AssertUnwindSafe(async move { handler.handle(record).await })
@@ -52,6 +66,9 @@ impl Spawner {
         // a free per record.
         let mut spare = None;
         let start = move |record| {
+            if !inline {
+                return Started::Waiting(Box::pin(call(record)));
+            }
             let mut fut = match spare.take() {
                 Some(mut boxed) => {
                     Pin::set(&mut boxed, call(record));
@@ -71,6 +88,7 @@ impl Spawner {
             start: Box::new(start),
             rt: tokio::runtime::Handle::current(),
             tx,
+            timeout,
         }
     }
 
@@ -83,14 +101,28 @@ impl Spawner {
     pub(crate) fn wait(&self, fut: Waiting, id: WorkId) {
         let started = Instant::now();
         let tx = self.tx.clone();
+        let timeout = self.timeout;
         self.rt.spawn(async move {
-            let result = fut.await;
+            let result = within(timeout, fut).await;
             let _ = tx.send(Event::Done {
                 id,
                 result,
                 elapsed: started.elapsed(),
             });
         });
+    }
+}
+
+/// A run's result, or a timed-out attempt once `timeout` has passed.
+pub(crate) async fn within(
+    timeout: Option<Duration>,
+    run: impl Future<Output = Result<(), HandlerError>>,
+) -> Result<(), HandlerError> {
+    match timeout {
+        None => run.await,
+        Some(limit) => tokio::time::timeout(limit, run)
+            .await
+            .unwrap_or_else(|_| Err(HandlerError::timed_out(limit))),
     }
 }
 

@@ -6,11 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{key, Fixture};
+use common::{first_dead_letter, header, key, Fixture};
 use kafkaesque_runtime::{headers, HandlerError, Record, RetryPolicy};
-use kafkaesque_testkit::unique_name;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::sync::Notify;
 
@@ -90,30 +88,10 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
     );
 
     // The dead-letter record: original key and value, plus where it came from and why.
-    let dlq = format!("{}.dlq", topic.name());
-    let c: BaseConsumer = broker
-        .group_config(&unique_name("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&[&dlq]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let m = loop {
-        assert!(Instant::now() < deadline, "no dead-letter record in {dlq}");
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            break m.detach();
-        }
-    };
+    let m = first_dead_letter(broker, &format!("{}.dlq", topic.name()));
     assert_eq!(m.key(), Some(POISON.as_bytes()));
     assert_eq!(m.payload(), Some("poison:0".as_bytes()));
-    let hs = m.headers().expect("headers");
-    let header = |name: &str| {
-        hs.iter()
-            .find(|h| h.key == name)
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_else(|| panic!("header {name} missing"))
-    };
+    let header = |name: &str| header(&m, name);
     assert_eq!(header(headers::SOURCE_TOPIC), topic.name());
     assert_eq!(header(headers::SOURCE_PARTITION), "0");
     assert_eq!(header(headers::SOURCE_OFFSET), "0");

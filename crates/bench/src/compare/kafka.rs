@@ -262,6 +262,55 @@ impl<H> Tally<H> {
     }
 }
 
+/// As [`ours`] with a no-op batch handler ([`Consumer::run_batches`]): `builder` sets the batch
+/// size. Records per second from the first batch to the last completion.
+///
+/// # Errors
+/// When the consumer fails or does not finish within five minutes.
+pub async fn ours_batches(
+    broker: &Broker,
+    topic: &str,
+    records: usize,
+    builder: ConsumerBuilder,
+) -> Result<Run> {
+    let mut builder = builder
+        .brokers(broker.bootstrap_servers())
+        .group_id(unique_name("bench-batches"))
+        .topics([topic]);
+    for (k, v) in GROUP_PROPERTIES {
+        builder = builder.set(k, v);
+    }
+    let first = Arc::new(OnceLock::new());
+    let count = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(Notify::new());
+    let (f, c, d) = (first.clone(), count.clone(), done.clone());
+    let handle = move |batch: Vec<Record>| {
+        let (f, c, d) = (f.clone(), c.clone(), d.clone());
+        async move {
+            f.get_or_init(Mark::now);
+            let n: usize = batch.iter().map(Record::coalesced).sum();
+            if c.fetch_add(n, AtomicOrdering::Relaxed) + n >= records {
+                d.notify_one();
+            }
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let end = Arc::new(OnceLock::new());
+    let e = end.clone();
+    builder
+        .build()?
+        .run_batches(handle, async move {
+            let _ = tokio::time::timeout(RUN_LIMIT, done.notified()).await;
+            let _ = e.set(Mark::now());
+        })
+        .await?;
+    let n = count.load(AtomicOrdering::Relaxed);
+    anyhow::ensure!(n >= records, "consumer: {n} of {records} records in time");
+    let start = first.get().context("no record")?;
+    let stop = end.get().context("no end")?;
+    Ok(start.run_to(*stop, records))
+}
+
 /// Runs a blocking closure on the blocking pool.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,

@@ -16,6 +16,7 @@ use kafkaesque_engine::{Action, Engine, Failure, Outcome, PartitionHandle, Role,
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use tracing::{debug, warn};
 
+use crate::batch::Handlers;
 use crate::config::ConsumerConfig;
 use crate::context::GroupContext;
 use crate::events::{Event, EventRx};
@@ -25,13 +26,14 @@ use crate::handler::{FailureKind, HandlerError};
 use crate::observe::{self, Ages, Observer};
 use crate::record::Record;
 use crate::sinks::Sinks;
-use crate::spawn::{Spawner, Started, AT_ONCE};
+use crate::spawn::{Started, AT_ONCE};
 
 mod commit;
 mod control;
 mod offer;
 mod overflow;
 mod rebalance;
+mod stuck;
 mod transaction;
 
 pub(crate) use control::Pauses;
@@ -49,7 +51,7 @@ pub(crate) struct Inputs {
 pub(crate) struct State {
     pub(crate) engine: Engine<Record>,
     rx: EventRx,
-    spawn: Spawner,
+    spawn: Handlers,
     pub(crate) sinks: Sinks,
     /// Consumer of the overflow topics, assigned by hand alongside their main partitions and
     /// committing in a group of its own (`<group>.overflow`).
@@ -78,6 +80,8 @@ pub(crate) struct State {
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
+    /// The keys already reported stuck (see [`stuck`]).
+    stuck: stuck::Alarm,
     /// Exactly-once mode: new work is held back while a transaction closes (see
     /// [`transaction`]).
     holding: bool,
@@ -93,7 +97,7 @@ impl State {
     pub(crate) fn new(
         engine: Engine<Record>,
         inputs: Inputs,
-        spawn: Spawner,
+        spawn: Handlers,
         sinks: Sinks,
         overflow: Option<BaseConsumer<OverflowContext>>,
         cfg: ConsumerConfig,
@@ -121,6 +125,7 @@ impl State {
             feeds: Feeds::new(queues),
             gate: None,
             handler_seconds,
+            stuck: stuck::Alarm::default(),
             holding: false,
             waiting: 0,
             fatal: None,
@@ -218,6 +223,7 @@ impl State {
         if self.holding {
             return;
         }
+        self.flush_batch();
         loop {
             let mut finished = Vec::new();
             self.run_actions_once(main, &mut finished);
@@ -242,11 +248,18 @@ impl State {
                 Action::Dispatch(w) => {
                     let mut r = w.payload;
                     r.set_delivery(w.attempt, w.records);
-                    match self.spawn.start(r) {
-                        Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
-                        Started::Waiting(fut) => {
+                    match &mut self.spawn {
+                        Handlers::Each(spawn) => match spawn.start(r) {
+                            Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
+                            Started::Waiting(fut) => {
+                                self.waiting += 1;
+                                spawn.wait(fut, w.id)
+                            }
+                        },
+                        Handlers::Batched(batches) => {
+                            let now = self.clock.elapsed().as_millis() as u64;
                             self.waiting += 1;
-                            self.spawn.wait(fut, w.id)
+                            batches.push(w.id, r, now);
                         }
                     }
                 }
@@ -281,6 +294,15 @@ impl State {
         self.actions = actions;
     }
 
+    /// Hands the batch handler what it has gathered, once its wait is over or the engine can
+    /// dispatch nothing more to join it.
+    fn flush_batch(&mut self) {
+        if let Handlers::Batched(batches) = &mut self.spawn {
+            let stalled = self.engine.in_flight() >= self.cfg.engine.limits.max_in_flight;
+            batches.flush_due(self.clock.elapsed().as_millis() as u64, stalled);
+        }
+    }
+
     /// Applies events until `done` holds or the deadline passes.
     pub(crate) fn drain_until<C: ConsumerContext>(
         &mut self,
@@ -312,6 +334,10 @@ impl State {
             &mut self.ages,
             self.sinks.pending(),
         );
+        if let Some(after) = self.cfg.stuck_after {
+            let labels = self.labels();
+            self.stuck.check(&self.engine, after, labels);
+        }
     }
 
     /// The labels of this consumer's metrics.
@@ -335,6 +361,7 @@ fn failure(e: HandlerError) -> Failure {
     match e.kind {
         FailureKind::Retry => Failure::Retry(e.message),
         FailureKind::Transient => Failure::Transient(e.message),
+        FailureKind::TimedOut => Failure::TimedOut(e.message),
         FailureKind::Fatal => Failure::Fatal {
             reason: e.reason,
             error: e.message,

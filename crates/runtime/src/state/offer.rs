@@ -10,6 +10,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tracing::{debug, error};
 
 use super::{failure, State};
+use crate::batch::Handlers;
 use crate::config::KeyRouter;
 use crate::context::GroupContext;
 use crate::feeds::{self, Hold, Offer};
@@ -72,7 +73,17 @@ impl State {
                     {
                         Inline::Taken(intake) => intake,
                         Inline::Run(run) => {
-                            self.waiting += run_inline(run, &mut self.spawn, &self.handler_seconds);
+                            match &mut self.spawn {
+                                Handlers::Each(spawn) => {
+                                    self.waiting += run_inline(run, spawn, &self.handler_seconds)
+                                }
+                                Handlers::Batched(batches) => {
+                                    let record = run.payload().clone();
+                                    let now = self.clock.elapsed().as_millis() as u64;
+                                    self.waiting += 1;
+                                    batches.push(run.running(), record, now);
+                                }
+                            }
                             Intake::Accepted
                         }
                     }

@@ -5,11 +5,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafkaesque_runtime::{Consumer, ConsumerBuilder, Record};
 use kafkaesque_testkit::{require_broker, unique_name, Broker, TestTopic};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -247,6 +248,32 @@ pub fn check_sequences(by_key: &HashMap<String, Vec<usize>>, keys: usize, per_ke
         assert_eq!(next, per_key, "{key}: missing records: {seqs:?}");
     }
     duplicates
+}
+
+/// The first record of a dead-letter topic, read by a group of its own.
+pub fn first_dead_letter(broker: &Broker, dlq: &str) -> OwnedMessage {
+    let c: BaseConsumer = broker
+        .group_config(&unique_name("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[dlq]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no dead-letter record in {dlq}");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            return m.detach();
+        }
+    }
+}
+
+/// A header of a record, as text; the test fails if it is missing.
+pub fn header(m: &OwnedMessage, name: &str) -> String {
+    m.headers()
+        .and_then(|hs| hs.iter().find(|h| h.key == name))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| panic!("header {name} missing"))
 }
 
 /// Logs to the test's output when `RUST_LOG` is set.
