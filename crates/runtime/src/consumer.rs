@@ -11,7 +11,7 @@
 //! besides: see `fetcher.rs`.
 
 use std::future::Future;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::events::{Event, EventTx};
+use crate::events::{self, Event, EventRx, EventTx};
 use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
 use crate::handler::Handler;
 use crate::observe::{Labels, Observer};
@@ -44,13 +44,13 @@ pub struct Consumer {
     /// The driver's event channel, made here so that a [`Control`] handle got before `run` can
     /// queue commands in it.
     tx: EventTx,
-    events: Mutex<mpsc::Receiver<Event>>,
+    events: Mutex<EventRx>,
 }
 
 impl ConsumerBuilder {
     /// Checks everything that can be checked without a broker.
     pub fn build(self) -> Result<Consumer> {
-        let (tx, events) = mpsc::channel::<Event>();
+        let (tx, events) = events::channel();
         let cfg = self.validate()?;
         let labels = Labels::new(&cfg.group_id, &client_id(&cfg));
         Ok(Consumer {
@@ -178,7 +178,7 @@ impl Consumer {
         let tx = self.tx.clone();
         let rx = std::mem::replace(
             &mut *self.events.lock().unwrap_or_else(|e| e.into_inner()),
-            mpsc::channel().1,
+            events::channel().1,
         );
         let setup = self.setup(make, &tx, rx).await?;
         let running = start(setup, self.cfg)?;
@@ -190,7 +190,7 @@ impl Consumer {
         &self,
         make: impl FnOnce(&EventTx, &Sinks) -> Handlers,
         tx: &EventTx,
-        events: mpsc::Receiver<Event>,
+        events: EventRx,
     ) -> Result<Setup> {
         let cfg = &self.cfg;
         let (prepared, budget) = tokio::join!(prepare_topics(cfg), metadata_budget(cfg));
@@ -321,6 +321,7 @@ fn drive(
     cfg: &ConsumerConfig,
     batches: &Batches<GroupContext>,
 ) -> Result<()> {
+    lock(state).answer_events_here(cfg.engine.limits.max_in_flight / 4);
     // Commands sent before `run` (a pause) hold before the first record is taken.
     lock(state).drain_events(consumer);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -384,9 +385,10 @@ fn drive(
         drop(st);
         if busy {
             // Kafka has nothing new and work is running. Nap rather than block on the channel:
-            // a handler's send then never has to wake this thread, and the outcomes that arrive
+            // a handler's send rarely has to wake this thread, and the outcomes that arrive
             // meanwhile are taken in one batch. Naps lengthen while nothing arrives, so slow
-            // handlers cost no CPU here; a record arriving ends the nap.
+            // handlers cost no CPU here; a record arriving ends the nap, and so do a quarter of
+            // the concurrency's worth of outcomes waiting (`events::Doorbell`).
             std::thread::park_timeout(nap);
             nap = (nap * 2).min(MAX_NAP);
         } else {

@@ -2,7 +2,9 @@
 //! channel: handler outcomes from tokio tasks, sink deliveries and commit results from
 //! librdkafka's threads, the shutdown signal and the control handle's commands. One channel means one place to wait.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
 use kafkaesque_engine::{SinkId, TopicPartition, WorkId};
@@ -34,5 +36,77 @@ pub(crate) enum Event {
     Control(crate::command::Command),
 }
 
-pub(crate) type EventTx = mpsc::Sender<Event>;
-pub(crate) type EventRx = mpsc::Receiver<Event>;
+/// The channel to the driver, with a doorbell.
+pub(crate) fn channel() -> (EventTx, EventRx) {
+    let (tx, rx) = mpsc::channel();
+    let bell = Arc::new(Doorbell::default());
+    (
+        EventTx {
+            tx,
+            bell: bell.clone(),
+        },
+        EventRx { rx, bell },
+    )
+}
+
+/// Rings the driver awake once enough events wait unread.
+///
+/// **Why.** While handlers run and Kafka has nothing new, the driver naps (up to a couple of
+/// milliseconds) rather than waking for each outcome, so that outcomes are taken in batches.
+/// With handlers running as tokio tasks, a consumer whose every slot is taken then idles until
+/// the nap ends, with the outcomes that would free its slots already waiting: throughput
+/// becomes concurrency per nap. Waking it once a quarter of its slots' worth of events is
+/// waiting keeps the batching and ends those idle naps.
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    driver: OnceLock<Thread>,
+    unread: AtomicUsize,
+    ring_at: AtomicUsize,
+}
+
+/// Sends events to the driver; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct EventTx {
+    tx: mpsc::Sender<Event>,
+    bell: Arc<Doorbell>,
+}
+
+impl EventTx {
+    pub(crate) fn send(&self, event: Event) -> Result<(), mpsc::SendError<Event>> {
+        self.tx.send(event)?;
+        let unread = self.bell.unread.fetch_add(1, Ordering::AcqRel) + 1;
+        if unread == self.bell.ring_at.load(Ordering::Relaxed) {
+            if let Some(driver) = self.bell.driver.get() {
+                driver.unpark();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The driver's end of the channel.
+#[derive(Debug)]
+pub(crate) struct EventRx {
+    rx: mpsc::Receiver<Event>,
+    bell: Arc<Doorbell>,
+}
+
+impl EventRx {
+    /// Makes the calling thread the one the doorbell wakes, once `ring_at` events wait unread.
+    pub(crate) fn answer_here(&self, ring_at: usize) {
+        let _ = self.bell.driver.set(std::thread::current());
+        self.bell.ring_at.store(ring_at.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn try_recv(&self) -> Result<Event, mpsc::TryRecvError> {
+        let event = self.rx.try_recv()?;
+        self.bell.unread.fetch_sub(1, Ordering::AcqRel);
+        Ok(event)
+    }
+
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<Event, mpsc::RecvTimeoutError> {
+        let event = self.rx.recv_timeout(timeout)?;
+        self.bell.unread.fetch_sub(1, Ordering::AcqRel);
+        Ok(event)
+    }
+}

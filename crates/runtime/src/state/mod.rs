@@ -204,6 +204,11 @@ impl State {
         n
     }
 
+    /// Makes the calling thread, the driver, the one woken once `ring_at` events wait unread.
+    pub(crate) fn answer_events_here(&self, ring_at: usize) {
+        self.rx.answer_here(ring_at);
+    }
+
     /// Waits up to `timeout` for one event and applies it and any that follow.
     pub(crate) fn wait_event<C: ConsumerContext>(
         &mut self,
