@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "revocable_keys",
         sql: include_str!("../migrations/0004_revocable_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "players_api",
+        sql: include_str!("../migrations/0005_players_api.sql"),
+    },
 ];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several

@@ -9,7 +9,12 @@ pub mod edge;
 pub mod error;
 pub mod health;
 pub mod limit;
+pub mod openapi;
 pub mod players;
+mod publish;
+pub mod request;
+pub mod shapes;
+pub mod users;
 pub mod validate;
 
 use std::sync::Arc;
@@ -77,10 +82,17 @@ pub fn router(state: AppState) -> Router {
             post(apps::rotate_key).delete(apps::revoke_key),
         );
     if state.producer.is_some() {
-        api = api.route("/api/v1/players", post(players::create)).route(
-            "/api/v1/players/{id}",
-            put(players::update).get(players::get),
-        );
+        api = api
+            .route("/api/v1/players", post(players::create).get(players::list))
+            .route(
+                "/api/v1/players/{id}",
+                put(players::update).get(players::get),
+            )
+            // `{id}` is the app, as in the key's path above: one name per segment.
+            .route(
+                "/api/v1/apps/{id}/users/{external_user_id}",
+                put(users::edit_tags),
+            );
     }
     let limits = state.config.http;
     let body_limit = DefaultBodyLimit::max(state.config.body_limit);

@@ -20,6 +20,7 @@ fn record(
             .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
             .collect(),
         email: email.map(str::to_owned),
+        parent_player_id: None,
     });
     test_record(&m, offset, Some(player))
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::message::email_parent_id;
 
 const LIMIT: i32 = 2;
 
