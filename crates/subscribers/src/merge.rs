@@ -8,19 +8,24 @@
 //! Mirrored updates of *different* children never fold here: whether each child is linked is
 //! known only to the handler, which folds the whole batch into one write once it knows (see
 //! [`crate::apply`]).
+//!
+//! A message of a newer format ([`crate::message::Newer`]) folds into nothing and nothing folds
+//! into it: the batch keeps it as a line of its own at its offset, so that the handler holds the
+//! delivery and no change after it is applied before it.
 
 use bytes::Bytes;
 use kafkaesque_runtime::{Header, Record};
 use uuid::Uuid;
 
-use crate::message::{parse_row_key, Batch, Change, Message, BATCH_HEADER};
+use crate::message::{decode, parse_row_key, Batch, Change, Decoded, Entry, Message, BATCH_HEADER};
 
 /// The merge the consumer gives the engine: `key` is the row (the delivery's route).
 pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
     let row = parse_row_key(key).map(|(_, row)| row);
     let mut batch = into_batch(older);
-    match (row, change_of(&newer)) {
-        (Some(row), Some(change)) => match batch.pop() {
+    match (row, entry_of(&newer)) {
+        (Some(_), Some(Entry::Newer { offset, newer })) => batch.push_newer(offset, &newer),
+        (Some(row), Some(Entry::Change(change))) => match batch.pop() {
             Some(mut last) => {
                 let unfolded = fold(row, &mut last, change);
                 batch.push(&last);
@@ -40,13 +45,19 @@ pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
     weight(older)
 }
 
-/// The change a single (not yet merged) record carries.
-pub fn change_of(record: &Record) -> Option<Change> {
-    let message = serde_json::from_slice(record.payload.as_deref()?).ok()?;
-    Some(Change {
-        offset: record.offset,
-        message,
-    })
+/// What a single (not yet merged) record carries; `None` when it is not a message.
+pub fn entry_of(record: &Record) -> Option<Entry> {
+    Some(entry(
+        record.offset,
+        decode(record.payload.as_deref()?).ok()?,
+    ))
+}
+
+fn entry(offset: i64, decoded: Decoded) -> Entry {
+    match decoded {
+        Decoded::Known(message) => Entry::Change(Change { offset, message }),
+        Decoded::Newer(newer) => Entry::Newer { offset, newer },
+    }
 }
 
 pub fn is_batch(record: &Record) -> bool {
@@ -66,11 +77,9 @@ fn into_batch(older: &mut Record) -> Batch {
     });
     older.headers = headers.into();
     let mut batch = Batch::default();
-    match serde_json::from_slice::<Message>(&payload) {
-        Ok(message) => batch.push(&Change {
-            offset: older.offset,
-            message,
-        }),
+    match decode(&payload).map(|d| entry(older.offset, d)) {
+        Ok(Entry::Change(change)) => batch.push(&change),
+        Ok(Entry::Newer { offset, newer }) => batch.push_newer(offset, &newer),
         Err(_) => push_raw_bytes(&mut batch, &payload),
     }
     batch

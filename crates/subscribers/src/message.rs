@@ -11,7 +11,16 @@
 //!
 //! A delivery the engine has coalesced carries several messages: its payload is then a
 //! [`Batch`] — one [`Change`] (a message and its source offset) per line.
+//!
+//! **Format versions.** Every message carries `version`, the format it was written in: the API
+//! writes [`FORMAT_VERSION`]; a message without one (written before versions existed) is
+//! version 1. A new field that a consumer must understand, or a new `op`, bumps the version.
+//! A consumer reads a message through [`decode`], which tells a message it understands from one
+//! written by a newer API ([`Newer`]: a version above its own, or an `op` it does not know) —
+//! so that it can hold that message until it is upgraded, rather than apply half of it or
+//! dead-letter it as malformed. Hence the upgrade order: consumers first, then the API.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
@@ -24,6 +33,16 @@ pub const EMAIL_DEVICE_TYPE: i32 = 11;
 /// Header that marks a payload as a [`Batch`] rather than one [`Message`].
 pub const BATCH_HEADER: &str = "subscribers.batch";
 
+/// The format this build writes and the newest it understands. Version 2 added `version` itself
+/// and the `delete` op.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version of a message that carries none: everything written before versions existed.
+pub const FIRST_VERSION: u32 = 1;
+
+/// The `op`s this build understands.
+const KNOWN_OPS: [&str; 3] = ["create", "update", "delete"];
+
 /// One record of the topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -32,6 +51,8 @@ pub enum Message {
     Create(NewPlayer),
     /// `PUT /api/v1/players/{id}`.
     Update(Update),
+    /// `DELETE /api/v1/players/{id}`.
+    Delete(Delete),
 }
 
 impl Message {
@@ -39,6 +60,7 @@ impl Message {
         match self {
             Message::Create(c) => c.player_id,
             Message::Update(u) => u.player_id,
+            Message::Delete(d) => d.player_id,
         }
     }
 
@@ -46,14 +68,76 @@ impl Message {
         match self {
             Message::Create(c) => c.app_id,
             Message::Update(u) => u.app_id,
+            Message::Delete(d) => d.app_id,
         }
     }
 
+    /// The record's payload, marked with [`FORMAT_VERSION`].
     pub fn to_bytes(&self) -> Bytes {
-        serde_json::to_vec(self)
+        let versioned = Versioned {
+            version: FORMAT_VERSION,
+            message: self,
+        };
+        serde_json::to_vec(&versioned)
             .expect("a message always serializes")
             .into()
     }
+}
+
+/// A message as the API writes it: its fields and the format version.
+#[derive(Serialize)]
+struct Versioned<'a> {
+    version: u32,
+    #[serde(flatten)]
+    message: &'a Message,
+}
+
+/// What every version of the format keeps: the version and the `op`, read before the rest so
+/// that a message of a newer format is recognised as one even when the rest would not parse.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default = "first_version")]
+    version: u32,
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+}
+
+fn first_version() -> u32 {
+    FIRST_VERSION
+}
+
+/// A payload as this build reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Known(Message),
+    /// Written by a newer API: held until a consumer that understands it reads it.
+    Newer(Newer),
+}
+
+/// What a consumer knows of a message written in a newer format than its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Newer {
+    pub version: u32,
+    pub op: String,
+}
+
+/// Reads a record's payload. An error is a payload that is not a message of any version (not
+/// JSON, no `op`, version 0, or a known version and `op` whose fields do not parse).
+pub fn decode(payload: &[u8]) -> Result<Decoded, serde_json::Error> {
+    let head: Head = serde_json::from_slice(payload)?;
+    if head.version < FIRST_VERSION {
+        return Err(serde::de::Error::custom(format!(
+            "version {} does not exist: the first is {FIRST_VERSION}",
+            head.version
+        )));
+    }
+    if head.version > FORMAT_VERSION || !KNOWN_OPS.contains(&head.op.as_ref()) {
+        return Ok(Decoded::Newer(Newer {
+            version: head.version,
+            op: head.op.into_owned(),
+        }));
+    }
+    serde_json::from_slice(payload).map(Decoded::Known)
 }
 
 /// A subscription to create, with the id the edge gave it.
@@ -103,6 +187,13 @@ impl Update {
     pub fn asks_link(&self) -> bool {
         self.email.is_some() || self.parent_player_id.is_some()
     }
+}
+
+/// Removes one subscription; a tombstone remembers it, so that nothing later brings it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delete {
+    pub player_id: Uuid,
+    pub app_id: Uuid,
 }
 
 /// The plain fields of a subscription that an update may set.
@@ -232,7 +323,33 @@ pub struct Change {
     pub message: Message,
 }
 
-/// Newline-separated [`Change`]s, oldest first, as a coalesced delivery carries them.
+/// A line of a [`Batch`]: a change, or a message of a newer format, held where it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Change(Change),
+    Newer { offset: i64, newer: Newer },
+}
+
+impl Entry {
+    pub fn offset(&self) -> i64 {
+        match self {
+            Entry::Change(c) => c.offset,
+            Entry::Newer { offset, .. } => *offset,
+        }
+    }
+}
+
+/// How an [`Entry`] is written: `{"offset":…,"message":{…}}` or `{"offset":…,"newer":{…}}`.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    offset: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newer: Option<Newer>,
+}
+
+/// Newline-separated [`Entry`]s, oldest first, as a coalesced delivery carries them.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     buf: BytesMut,
@@ -252,6 +369,17 @@ impl Batch {
         self.push_line(&line);
     }
 
+    /// Appends a message of a newer format read at `offset`: what this build knows of it.
+    pub fn push_newer(&mut self, offset: i64, newer: &Newer) {
+        let line = Line {
+            offset,
+            message: None,
+            newer: Some(newer.clone()),
+        };
+        let line = serde_json::to_vec(&line).expect("a line always serializes");
+        self.push_line(&line);
+    }
+
     /// Appends a line as it is (it must hold no newline).
     pub fn push_line(&mut self, line: &[u8]) {
         if !self.buf.is_empty() {
@@ -260,7 +388,7 @@ impl Batch {
         self.buf.extend_from_slice(line);
     }
 
-    /// Removes and returns the last change, if it parses.
+    /// Removes and returns the last line if it is a change.
     pub fn pop(&mut self) -> Option<Change> {
         let start = self
             .buf
@@ -276,11 +404,25 @@ impl Batch {
         self.buf.freeze()
     }
 
-    /// Every change, oldest first.
-    pub fn parse(bytes: &[u8]) -> Result<Vec<Change>, serde_json::Error> {
+    /// Every entry, oldest first.
+    pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, serde_json::Error> {
         bytes
             .split(|b| *b == b'\n')
-            .map(serde_json::from_slice)
+            .map(|line| match serde_json::from_slice::<Line>(line)? {
+                Line {
+                    offset,
+                    message: Some(message),
+                    newer: None,
+                } => Ok(Entry::Change(Change { offset, message })),
+                Line {
+                    offset,
+                    message: None,
+                    newer: Some(newer),
+                } => Ok(Entry::Newer { offset, newer }),
+                _ => Err(serde::de::Error::custom(
+                    "a batch line holds either a message or a newer one",
+                )),
+            })
             .collect()
     }
 }
@@ -343,3 +485,6 @@ pub(crate) fn test_record(
     })
     .with_route(route.map(|r| row_key(m.app_id(), r)))
 }
+
+#[cfg(test)]
+mod tests;

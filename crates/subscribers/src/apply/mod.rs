@@ -20,6 +20,7 @@
 //! (BEGIN, lock, save, COMMIT: four round trips, more with links), which decides why.
 
 mod batch;
+mod decode;
 pub mod plan;
 
 use std::sync::Arc;
@@ -31,12 +32,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::TagLimit;
-use crate::merge::{change_of, is_batch};
-use crate::message::{parse_row_key, Batch, Change, Message};
+use crate::message::{Change, Message};
 use crate::routing::LinkCache;
 use crate::skip::SkipList;
 use crate::store::{rows, Store};
 use batch::UpdateBatcher;
+use decode::decode;
 use plan::{Child, Known, Plan, Stop};
 
 /// How long a parent's delivery waits, in the handler, for a child's own queue to create it
@@ -363,34 +364,6 @@ enum Unknown {
     Missing,
     /// The row is another app's.
     Foreign,
-}
-
-/// The app and row a delivery runs under (its route, a [`crate::message::row_key`]) and the
-/// changes it carries; a record that is not ours to understand, or whose changes are not all of
-/// the route's app, is dead-lettered as `malformed`.
-fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), HandlerError> {
-    let malformed = |why: &str| HandlerError::rejected("malformed", why);
-    let (app, row) = record
-        .route()
-        .and_then(|r| parse_row_key(r))
-        .ok_or_else(|| malformed("not a subscription update"))?;
-    let changes = if is_batch(record) {
-        Batch::parse(record.payload.as_deref().unwrap_or_default())
-            .map_err(|e| malformed(&format!("batch: {e}")))?
-    } else {
-        vec![change_of(record).ok_or_else(|| malformed("payload is not a message"))?]
-    };
-    let key = record
-        .key
-        .as_deref()
-        .and_then(|k| std::str::from_utf8(k).ok());
-    if changes.is_empty()
-        || changes.iter().any(|c| c.message.app_id() != app)
-        || key != Some(&app.to_string())
-    {
-        return Err(malformed("the record's key is not its app id"));
-    }
-    Ok((app, row, changes))
 }
 
 #[cfg(test)]

@@ -234,6 +234,8 @@ pub fn plan(
                 },
                 None => return Err(Stop::Unknown { offset }),
             },
+            // Held by the handler before it plans (see `decode`).
+            Message::Delete(_) => continue,
             Message::Update(u) => {
                 if !child_on_parent(id, &mut row, u, offset, known, &mut links, &mut plan)? {
                     continue;

@@ -26,6 +26,16 @@ fn record(
 }
 
 fn changes(r: &Record) -> Vec<Change> {
+    entries(r)
+        .into_iter()
+        .map(|e| match e {
+            Entry::Change(c) => c,
+            Entry::Newer { .. } => panic!("a change"),
+        })
+        .collect()
+}
+
+fn entries(r: &Record) -> Vec<Entry> {
     assert!(is_batch(r));
     Batch::parse(r.payload.as_deref().unwrap()).unwrap()
 }

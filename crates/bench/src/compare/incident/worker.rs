@@ -193,7 +193,7 @@ fn source_records(record: &Record) -> Vec<(i32, i64)> {
     if is_batch(record) {
         let payload = record.payload.as_deref().unwrap_or_default();
         Batch::parse(payload)
-            .map(|changes| changes.iter().map(|c| (partition, c.offset)).collect())
+            .map(|entries| entries.iter().map(|e| (partition, e.offset())).collect())
             .unwrap_or_default()
     } else {
         vec![(
