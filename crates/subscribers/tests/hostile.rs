@@ -159,7 +159,8 @@ async fn every_endpoint_refuses_missing_wrong_and_foreign_credentials_and_writes
             player.clone(),
             Some(json!({"app_id": mine.id, "tags": {"x": "y"}})),
         ),
-        (Method::GET, read, None),
+        (Method::GET, read.clone(), None),
+        (Method::DELETE, read, None),
         (
             Method::GET,
             format!("/api/v1/players?app_id={}", mine.id),
@@ -264,6 +265,7 @@ fn the_refusal_matrix_names_every_documented_operation() {
     let covered = [
         "DELETE /admin/skip",
         "DELETE /api/v1/apps/{id}/key",
+        "DELETE /api/v1/players/{id}",
         "GET /admin/skip",
         "GET /admin/top",
         "GET /api/v1/players",

@@ -86,7 +86,9 @@ pub fn router(state: AppState) -> Router {
             .route("/api/v1/players", post(players::create).get(players::list))
             .route(
                 "/api/v1/players/{id}",
-                put(players::update).get(players::get),
+                put(players::update)
+                    .get(players::get)
+                    .delete(players::delete),
             )
             // `{id}` is the app, as in the key's path above: one name per segment.
             .route(

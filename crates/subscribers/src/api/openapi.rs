@@ -21,7 +21,7 @@ use super::{admin, apps, health, players, users};
             over the edge's time limit 408."
     ),
     paths(
-        players::create, players::update, players::get, players::list,
+        players::create, players::update, players::get, players::list, players::delete,
         users::edit_tags,
         apps::create, apps::rotate_key, apps::revoke_key,
         admin::skips, admin::skip, admin::unskip, admin::top,
@@ -86,6 +86,7 @@ mod tests {
             ("/api/v1/players", "get"),
             ("/api/v1/players/{id}", "put"),
             ("/api/v1/players/{id}", "get"),
+            ("/api/v1/players/{id}", "delete"),
             ("/api/v1/apps/{app_id}/users/{external_user_id}", "put"),
         ];
         for (path, method) in operations {

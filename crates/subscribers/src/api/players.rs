@@ -1,5 +1,6 @@
 //! OneSignal's players API: `POST /api/v1/players`, `PUT /api/v1/players/{id}`,
-//! `GET /api/v1/players/{id}?app_id=`, `GET /api/v1/players?app_id=&limit=&offset=`.
+//! `GET /api/v1/players/{id}?app_id=`, `GET /api/v1/players?app_id=&limit=&offset=`,
+//! `DELETE /api/v1/players/{id}?app_id=`.
 //!
 //! Each checks the caller's key first (401), then the body or query (400), then that the key's
 //! app is the app the request names (403): a refused request writes nothing. Writes answer only
@@ -20,7 +21,7 @@ use super::publish::{not_skipped, publish};
 use super::request::PlayerRequest;
 use super::shapes::{Created, Errors, PlayerPage, Success};
 use super::AppState;
-use crate::message::Message;
+use crate::message::{Delete, Message};
 use crate::store::PlayerView;
 
 /// Most subscriptions one page of `GET /api/v1/players` holds, and its default: OneSignal's.
@@ -186,6 +187,47 @@ pub async fn list(
         limit,
         players,
     }))
+}
+
+/// Deletes a subscription (OneSignal's "delete a device"): an ordered event like any update,
+/// applied after every change of the row acknowledged before it. What comes of it there, and
+/// of later updates of the row, is the consumer's (docs/subscribers.md).
+#[utoipa::path(
+    delete, path = "/api/v1/players/{id}", tag = "players",
+    params(
+        ("id" = Uuid, Path, description = "The subscription"),
+        ("app_id" = Uuid, Query, description = "Its app"),
+    ),
+    responses(
+        (status = 200, description = "Acknowledged by Kafka; applied shortly, in order", body = Success),
+        (status = 400, description = "A parameter is wrong; the message names it", body = Errors),
+        (status = 401, description = "No valid app key", body = Errors),
+        (status = 403, description = "The key is of another app, or the app is suspended", body = Errors),
+        (status = 408, description = "The request took too long", body = Errors),
+        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
+        (status = 503, description = "Kafka did not acknowledge, or the service is saturated; see Retry-After", body = Errors),
+    ),
+    security(("appKey" = []))
+)]
+pub async fn delete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Success>, ApiError> {
+    let key_app = s.keys.app(&headers, &s.store).await?;
+    s.limits.check(key_app)?;
+    let id = path_id(&id)?;
+    let app = Params::of(&query, &["app_id"])?.app()?;
+    same_app(key_app, app)?;
+    not_skipped(&s, app)?;
+    let delete = Delete {
+        player_id: id,
+        app_id: app,
+    };
+    publish(&s, &Message::Delete(delete)).await?;
+    tracing::debug!(app_id = %app, player_id = %id, "delete accepted");
+    Ok(Json(Success::yes()))
 }
 
 /// A query string, checked: only the parameters an endpoint knows.
