@@ -211,8 +211,9 @@ pub struct Fields {
     pub country: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_user_id: Option<String>,
+    /// Boxed: most updates set none of it, and a message stays small in the engine's queues.
     #[serde(default, flatten)]
-    pub device: Device,
+    pub device: Box<Device>,
 }
 
 impl Fields {
@@ -233,7 +234,7 @@ impl Fields {
         self.long = long.or(self.long);
         self.country = country.or(self.country.take());
         self.external_user_id = external_user_id.or(self.external_user_id.take());
-        self.device.overwrite_with(device);
+        self.device.overwrite_with(*device);
     }
 }
 

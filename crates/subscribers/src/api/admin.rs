@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::auth;
 use super::body::Body;
 use super::error::ApiError;
-use super::shapes::Errors;
+use super::shapes::{AdminRefusals, Errors};
 use super::AppState;
 use crate::busiest::WINDOW_SECONDS;
 use crate::skip::SkipTarget;
@@ -55,10 +55,7 @@ fn target(s: &AppState, headers: &HeaderMap, body: &Body) -> Result<SkipTarget, 
         (status = 200, description = "Skipping", body = Object),
         (status = 400, description = "A field is wrong; the message names it", body = Errors),
         (status = 413, description = "Body over the limit", body = Errors),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]
@@ -84,10 +81,7 @@ pub async fn skip(
         (status = 400, description = "A field is wrong; the message names it", body = Errors),
         (status = 404, description = "Not skipped", body = Errors),
         (status = 413, description = "Body over the limit", body = Errors),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]
@@ -115,10 +109,7 @@ pub async fn unskip(
     get, path = "/admin/skip", tag = "admin",
     responses(
         (status = 200, description = "Skipped apps and rows", body = Object),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]
@@ -142,10 +133,7 @@ pub async fn skips(State(s): State<AppState>, headers: HeaderMap) -> Result<Json
         (status = 200, description = "The view", body = Object),
         (status = 400, description = "A parameter is wrong; the message names it", body = Errors),
         (status = 404, description = "This process runs no consumer", body = Errors),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]

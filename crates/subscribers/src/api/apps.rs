@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::auth;
 use super::body::Body;
 use super::error::ApiError;
-use super::shapes::Errors;
+use super::shapes::{AdminRefusals, Errors};
 use super::AppState;
 
 /// The body of `POST /api/v1/apps`.
@@ -52,11 +52,8 @@ pub struct KeyRevoked {
     responses(
         (status = 201, description = "The app and its key, shown once", body = AppCreated),
         (status = 400, description = "A field is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
         (status = 413, description = "Body over the limit", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]
@@ -102,11 +99,8 @@ fn app_id(id: &str) -> Result<Uuid, ApiError> {
     responses(
         (status = 200, description = "The new key, shown once", body = AppKey),
         (status = 400, description = "id: not a UUID", body = Errors),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled", body = Errors),
         (status = 404, description = "No such app", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]
@@ -128,11 +122,8 @@ pub async fn rotate_key(
     responses(
         (status = 200, description = "Revoked", body = KeyRevoked),
         (status = 400, description = "id: not a UUID", body = Errors),
-        (status = 401, description = "No valid admin token", body = Errors),
-        (status = 403, description = "Admin endpoints are disabled", body = Errors),
         (status = 404, description = "No such app", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 503, description = "The database or the service is saturated", body = Errors),
+        AdminRefusals,
     ),
     security(("adminToken" = []))
 )]

@@ -1,7 +1,6 @@
 //! Who may call what: app keys (`Authorization: Key <api key>`, or `Bearer`, `Basic`) for the
-//! subscriber API, the admin
-//! token (`Authorization: Bearer <token>`) for creating apps, re-keying them and the operator
-//! controls.
+//! subscriber API, the admin token (`Authorization: Bearer <token>`) for creating apps, re-keying
+//! them and the operator controls.
 //!
 //! Keys are stored as their SHA-256. What a process learns of a key is cached for the
 //! configured TTL (a few seconds): a key rotated or revoked through another process stops

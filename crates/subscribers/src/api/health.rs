@@ -1,4 +1,4 @@
-//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+//! `/healthz`, `/readyz` and `/metrics` (`/openapi.json` is [`super::openapi`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -194,14 +194,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
-}
-
-/// `/openapi.json`: this document, generated from the handlers (see [`super::openapi`]).
-#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI document", body = Object)))]
-pub async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        super::openapi::document(),
     )
 }

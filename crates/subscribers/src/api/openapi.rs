@@ -25,7 +25,7 @@ use super::{admin, apps, health, players, users};
         users::edit_tags,
         apps::create, apps::rotate_key, apps::revoke_key,
         admin::skips, admin::skip, admin::unskip, admin::top,
-        health::healthz, health::readyz, health::metrics, health::openapi,
+        health::healthz, health::readyz, health::metrics, serve,
     ),
     modifiers(&Security),
     tags(
@@ -64,6 +64,15 @@ impl Modify for Security {
     }
 }
 
+/// `/openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub async fn serve() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document(),
+    )
+}
+
 /// The document as JSON, built once.
 pub fn document() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
@@ -93,9 +102,10 @@ mod tests {
             let op = &doc["paths"][path][method];
             assert!(op.is_object(), "{method} {path} is documented");
             for status in ["400", "401", "403", "408", "429", "503"] {
-                assert!(
-                    op["responses"][status].is_object(),
-                    "{method} {path} documents {status}"
+                let schema = &op["responses"][status]["content"]["application/json"]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/Errors",
+                    "{method} {path} documents {status} as {{\"errors\": [...]}}"
                 );
             }
         }

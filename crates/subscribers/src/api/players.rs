@@ -19,7 +19,7 @@ use super::body::Body;
 use super::error::ApiError;
 use super::publish::{not_skipped, publish};
 use super::request::PlayerRequest;
-use super::shapes::{Created, Errors, PlayerPage, Success};
+use super::shapes::{AppRefusals, Created, Errors, PlayerPage, Success};
 use super::AppState;
 use crate::message::{Delete, Message};
 use crate::store::PlayerView;
@@ -39,13 +39,8 @@ pub(super) fn path_id(id: &str) -> Result<Uuid, ApiError> {
     request_body = PlayerRequest,
     responses(
         (status = 200, description = "Acknowledged by Kafka; applied shortly", body = Created),
-        (status = 400, description = "A field is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid app key", body = Errors),
-        (status = 403, description = "The key is of another app, or the app is suspended", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
         (status = 413, description = "Body over the limit", body = Errors),
-        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
-        (status = 503, description = "Kafka did not acknowledge, or the service is saturated; see Retry-After", body = Errors),
+        AppRefusals,
     ),
     security(("appKey" = []))
 )]
@@ -77,13 +72,8 @@ pub async fn create(
     request_body = PlayerRequest,
     responses(
         (status = 200, description = "Acknowledged by Kafka; applied shortly, in order", body = Success),
-        (status = 400, description = "A field is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid app key", body = Errors),
-        (status = 403, description = "The key is of another app, or the app is suspended", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
         (status = 413, description = "Body over the limit", body = Errors),
-        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
-        (status = 503, description = "Kafka did not acknowledge, or the service is saturated; see Retry-After", body = Errors),
+        AppRefusals,
     ),
     security(("appKey" = []))
 )]
@@ -119,13 +109,8 @@ pub async fn update(
     ),
     responses(
         (status = 200, description = "The subscription; unset fields left out", body = PlayerView),
-        (status = 400, description = "A parameter is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid app key", body = Errors),
-        (status = 403, description = "The key is of another app", body = Errors),
         (status = 404, description = "No such subscription in the app (or not applied yet)", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
-        (status = 503, description = "The database or the service is saturated; see Retry-After", body = Errors),
+        AppRefusals,
     ),
     security(("appKey" = []))
 )]
@@ -159,12 +144,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "The page", body = PlayerPage),
-        (status = 400, description = "A parameter is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid app key", body = Errors),
-        (status = 403, description = "The key is of another app", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
-        (status = 503, description = "The database or the service is saturated; see Retry-After", body = Errors),
+        AppRefusals,
     ),
     security(("appKey" = []))
 )]
@@ -200,12 +180,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "Acknowledged by Kafka; applied shortly, in order", body = Success),
-        (status = 400, description = "A parameter is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid app key", body = Errors),
-        (status = 403, description = "The key is of another app, or the app is suspended", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
-        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
-        (status = 503, description = "Kafka did not acknowledge, or the service is saturated; see Retry-After", body = Errors),
+        AppRefusals,
     ),
     security(("appKey" = []))
 )]

@@ -199,7 +199,7 @@ impl PlayerRequest {
             long: self.long,
             country: self.country.map(|c| c.to_ascii_uppercase()),
             external_user_id: self.external_user_id,
-            device: Device {
+            device: Box::new(Device {
                 game_version: self.game_version,
                 device_model: self.device_model,
                 device_os: self.device_os,
@@ -213,7 +213,7 @@ impl PlayerRequest {
                 last_active: self.last_active,
                 notification_types: self.notification_types,
                 test_type: self.test_type,
-            },
+            }),
         };
         check_fields(&fields, errors);
         check_device(&fields.device, errors);

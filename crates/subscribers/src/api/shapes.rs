@@ -2,7 +2,7 @@
 //! `{"success": true}`, `{"errors": [...]}`, and a page of subscriptions.
 
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 
 use crate::store::PlayerView;
@@ -40,4 +40,56 @@ pub struct PlayerPage {
     pub offset: i64,
     pub limit: i64,
     pub players: Vec<PlayerView>,
+}
+
+/// What every app endpoint may refuse with, for the OpenAPI document: the refusals of the edge
+/// (408, 429, 503) and of the key (401, 403), and a request that is wrong (400).
+#[derive(Debug, IntoResponses)]
+pub enum AppRefusals {
+    #[response(
+        status = 400,
+        description = "A field or parameter is wrong; the message names it"
+    )]
+    BadRequest(Errors),
+    #[response(status = 401, description = "No valid app key")]
+    Unauthorized(Errors),
+    #[response(
+        status = 403,
+        description = "The key is of another app, or the operator has suspended the app's writes"
+    )]
+    Forbidden(Errors),
+    #[response(
+        status = 408,
+        description = "The request took longer than the edge allows"
+    )]
+    Timeout(Errors),
+    #[response(status = 429, description = "The app's rate limit; see Retry-After")]
+    RateLimited(Errors),
+    #[response(
+        status = 503,
+        description = "Kafka did not acknowledge, the database is out of reach, or the service is saturated; see Retry-After"
+    )]
+    Unavailable(Errors),
+}
+
+/// What every admin endpoint may refuse with, for the OpenAPI document.
+#[derive(Debug, IntoResponses)]
+pub enum AdminRefusals {
+    #[response(status = 401, description = "No valid admin token")]
+    Unauthorized(Errors),
+    #[response(
+        status = 403,
+        description = "Admin endpoints are disabled (no token configured)"
+    )]
+    Forbidden(Errors),
+    #[response(
+        status = 408,
+        description = "The request took longer than the edge allows"
+    )]
+    Timeout(Errors),
+    #[response(
+        status = 503,
+        description = "The database is out of reach, or the service is saturated"
+    )]
+    Unavailable(Errors),
 }

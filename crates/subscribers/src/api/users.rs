@@ -23,7 +23,7 @@ use super::auth::same_app;
 use super::body::Body;
 use super::error::ApiError;
 use super::publish::{not_skipped, publish};
-use super::shapes::{Errors, Success};
+use super::shapes::{AppRefusals, Errors, Success};
 use super::validate::{check_tags, check_text, tags};
 use super::AppState;
 use crate::message::{Fields, Message, Update};
@@ -51,14 +51,9 @@ pub struct UserTags {
     request_body = UserTags,
     responses(
         (status = 200, description = "One update per subscription found, acknowledged by Kafka", body = Success),
-        (status = 400, description = "A field is wrong; the message names it", body = Errors),
-        (status = 401, description = "No valid app key", body = Errors),
-        (status = 403, description = "The key is of another app, or the app is suspended", body = Errors),
         (status = 404, description = "No subscription of the app carries it (yet)", body = Errors),
-        (status = 408, description = "The request took too long", body = Errors),
         (status = 413, description = "Body over the limit", body = Errors),
-        (status = 429, description = "The app's rate limit; see Retry-After", body = Errors),
-        (status = 503, description = "Kafka did not acknowledge, or the service is saturated; see Retry-After", body = Errors),
+        AppRefusals,
     ),
     security(("appKey" = []))
 )]

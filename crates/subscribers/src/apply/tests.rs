@@ -155,12 +155,12 @@ async fn a_replayed_or_older_update_leaves_the_row_as_it_was() {
 /// Fields setting the device's `session_count` and `sdk`.
 fn device(session_count: i64, sdk: Option<&str>) -> Fields {
     Fields {
-        device: crate::message::Device {
+        device: Box::new(crate::message::Device {
             session_count: Some(session_count),
             sdk: sdk.map(str::to_owned),
             amount_spent: Some(session_count as f64 / 2.0),
             ..Default::default()
-        },
+        }),
         ..Fields::default()
     }
 }

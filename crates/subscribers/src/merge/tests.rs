@@ -113,7 +113,7 @@ fn device_fields_fold_last_writer_wins_field_by_field() {
         let mut r = record(app, id, offset, &[], None);
         let mut m: Message = serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();
         if let Message::Update(u) = &mut m {
-            u.fields.device = device;
+            *u.fields.device = device;
         }
         r.payload = Some(m.to_bytes());
         r

@@ -78,7 +78,7 @@ fn from_pg(r: &PgRow) -> Row {
             long: r.get("long"),
             country: r.get("country"),
             external_user_id: r.get("external_user_id"),
-            device: Device::from_json(r.get("device")),
+            device: Box::new(Device::from_json(r.get("device"))),
         },
         tags,
         linked_children: r.get("linked_children"),

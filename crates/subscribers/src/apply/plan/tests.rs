@@ -407,11 +407,11 @@ fn parent_player_id_naming_another_row_unlinks_the_child_from_this_one() {
 fn device_fields_are_created_and_overwritten_field_by_field() {
     let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
     let device = |session_count, sdk: Option<&str>| Fields {
-        device: crate::message::Device {
+        device: Box::new(crate::message::Device {
             session_count: Some(session_count),
             sdk: sdk.map(str::to_owned),
             ..Default::default()
-        },
+        }),
         ..Fields::default()
     };
     let mut create = crate::apply::changes::create(app, id, 1);
