@@ -92,6 +92,9 @@ struct ServiceArgs {
     /// Partitions of the topic when it is created [default: 8]
     #[arg(long, env = "KAFKAESQUE_PARTITIONS")]
     partitions: Option<i32>,
+    /// retention.ms of the topics the service creates (updates, dead letters) [default: 604800000, 7 days]
+    #[arg(long, env = "KAFKAESQUE_TOPIC_RETENTION_MS")]
+    topic_retention_ms: Option<u64>,
     /// Consumer group [default: kafkaesque-subscribers]
     #[arg(long, env = "KAFKAESQUE_GROUP")]
     group_id: Option<String>,
@@ -202,6 +205,7 @@ impl ServiceArgs {
             write_timeout_ms: self.write_timeout_ms,
             topic: self.topic,
             partitions: self.partitions,
+            topic_retention_ms: self.topic_retention_ms,
             group_id: self.group_id,
             body_limit: self.body_limit,
             header_read_timeout_ms: self.header_read_timeout_ms,

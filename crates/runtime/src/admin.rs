@@ -15,7 +15,7 @@ use crate::config::{client_config, ConsumerConfig};
 use crate::error::{Error, Result};
 
 /// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
-/// many partitions as their source topic, if they do not exist.
+/// many partitions as their source topic and the configured retention, if they do not exist.
 pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg, &cfg.group_id)
         .create()
@@ -39,9 +39,16 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
         }
     }
     let replication = cfg.replication.resolve(brokers);
+    let retention = cfg.topic_retention.map(|r| r.as_millis().to_string());
     let new: Vec<NewTopic<'_>> = wanted
         .iter()
-        .map(|(name, p)| replication.new_topic(name, *p))
+        .map(|(name, p)| {
+            let topic = replication.new_topic(name, *p);
+            match &retention {
+                Some(ms) => topic.set("retention.ms", ms),
+                None => topic,
+            }
+        })
         .collect();
     if new.is_empty() {
         return Ok(());

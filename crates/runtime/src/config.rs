@@ -46,6 +46,7 @@ pub struct ConsumerConfig {
     pub(crate) router: Option<KeyRouter>,
     pub(crate) on_assign: Option<AssignHook>,
     pub(crate) replication: Replication,
+    pub(crate) topic_retention: Option<Duration>,
     pub(crate) properties: Vec<(String, String)>,
 }
 
@@ -84,6 +85,7 @@ impl Default for ConsumerBuilder {
                 router: None,
                 on_assign: None,
                 replication: Replication::default(),
+                topic_retention: None,
                 properties: Vec::new(),
             },
             group_set: false,
@@ -169,6 +171,13 @@ impl ConsumerBuilder {
     /// (default: min(3, brokers) copies, two in sync where three or more; see [`Replication`]).
     pub fn replication(mut self, replication: Replication) -> Self {
         self.cfg.replication = replication;
+        self
+    }
+
+    /// `retention.ms` of the dead-letter and overflow topics when the consumer creates them
+    /// (default: the broker's `log.retention.*`). Topics that exist keep their own.
+    pub fn topic_retention(mut self, retention: Duration) -> Self {
+        self.cfg.topic_retention = Some(retention);
         self
     }
 

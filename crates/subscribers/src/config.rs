@@ -30,6 +30,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default for `KAFKAESQUE_TOPIC`.
 pub const DEFAULT_TOPIC: &str = "player-updates";
 
+/// `retention.ms` of the topics the service creates unless configured: 7 days (see
+/// [`Config::topic_retention`] for why).
+pub const DEFAULT_TOPIC_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// The shortest admin token the service starts with: a short one can be guessed, and the admin
 /// token creates apps and re-keys them.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
@@ -70,6 +74,12 @@ pub struct Config {
     /// Partitions of the topic when it is created (`KAFKAESQUE_PARTITIONS`). Fixed for the
     /// topic's life: more partitions would move apps between partitions (see [`crate::message`]).
     pub partitions: i32,
+    /// `retention.ms` of the topics the service creates — the updates topic and its dead-letter
+    /// topic (`KAFKAESQUE_TOPIC_RETENTION_MS`; default 7 days). A deleted device's data leaves
+    /// Kafka once this has passed. Seven days outlasts a consumer outage over a long weekend and
+    /// gives an operator a working week to replay or inspect dead letters, while keeping a
+    /// deleted device's data in Kafka no longer than a week.
+    pub topic_retention: Duration,
     /// Consumer group of the consumers (`KAFKAESQUE_GROUP`).
     pub group_id: String,
     /// Largest request body accepted, in bytes; larger ones get 413.
@@ -141,6 +151,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(5),
             topic: DEFAULT_TOPIC.to_owned(),
             partitions: 8,
+            topic_retention: DEFAULT_TOPIC_RETENTION,
             group_id: "kafkaesque-subscribers".to_owned(),
             body_limit: 64 * 1024,
             http: HttpLimits::default(),
@@ -178,6 +189,7 @@ impl std::fmt::Debug for Config {
             write_timeout,
             topic,
             partitions,
+            topic_retention,
             group_id,
             body_limit,
             http,
@@ -209,6 +221,7 @@ impl std::fmt::Debug for Config {
             .field("write_timeout", write_timeout)
             .field("topic", topic)
             .field("partitions", partitions)
+            .field("topic_retention", topic_retention)
             .field("group_id", group_id)
             .field("body_limit", body_limit)
             .field("http", http)
@@ -379,6 +392,7 @@ pub struct Settings {
     pub write_timeout_ms: Option<u64>,
     pub topic: Option<String>,
     pub partitions: Option<i32>,
+    pub topic_retention_ms: Option<u64>,
     pub group_id: Option<String>,
     pub body_limit: Option<usize>,
     pub header_read_timeout_ms: Option<u64>,
@@ -435,6 +449,7 @@ impl std::fmt::Debug for Settings {
             write_timeout_ms,
             topic,
             partitions,
+            topic_retention_ms,
             group_id,
             body_limit,
             header_read_timeout_ms,
@@ -478,6 +493,7 @@ impl std::fmt::Debug for Settings {
             .field("write_timeout_ms", write_timeout_ms)
             .field("topic", topic)
             .field("partitions", partitions)
+            .field("topic_retention_ms", topic_retention_ms)
             .field("group_id", group_id)
             .field("body_limit", body_limit)
             .field("header_read_timeout_ms", header_read_timeout_ms)
@@ -551,6 +567,7 @@ impl Settings {
             write_timeout_ms: self.write_timeout_ms.or(weaker.write_timeout_ms),
             topic: self.topic.or(weaker.topic),
             partitions: self.partitions.or(weaker.partitions),
+            topic_retention_ms: self.topic_retention_ms.or(weaker.topic_retention_ms),
             group_id: self.group_id.or(weaker.group_id),
             body_limit: self.body_limit.or(weaker.body_limit),
             header_read_timeout_ms: self
@@ -667,6 +684,9 @@ impl Settings {
                 .map_or(d.write_timeout, Duration::from_millis),
             topic: self.topic.unwrap_or(d.topic),
             partitions: self.partitions.unwrap_or(d.partitions),
+            topic_retention: self
+                .topic_retention_ms
+                .map_or(d.topic_retention, Duration::from_millis),
             group_id: self.group_id.unwrap_or(d.group_id),
             body_limit: self.body_limit.unwrap_or(d.body_limit),
             http: HttpLimits {
@@ -746,6 +766,12 @@ impl Config {
     }
 
     /// The replication of the topics the service creates.
+    /// `retention.ms` of the topics the service creates, as the broker takes it.
+    pub fn topic_retention_ms(&self) -> String {
+        self.topic_retention.as_millis().to_string()
+    }
+
+    /// The replication of the topics the service creates.
     pub fn replication(&self) -> kafkaesque_runtime::Replication {
         kafkaesque_runtime::Replication {
             factor: self.replication_factor,
@@ -786,6 +812,11 @@ impl Config {
             ),
             (self.topic.trim().is_empty(), "topic", "must not be empty"),
             (self.partitions < 1, "partitions", "must be at least 1"),
+            (
+                self.topic_retention < Duration::from_secs(60 * 60),
+                "topic_retention_ms",
+                "must be at least 3600000 (an hour)",
+            ),
             (
                 self.group_id.trim().is_empty(),
                 "group_id",

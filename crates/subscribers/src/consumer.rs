@@ -76,6 +76,7 @@ pub fn builder(
         })
         .hot_key(HotKeyPolicy::Coalesce(merge))
         .replication(config.replication())
+        .topic_retention(config.topic_retention)
         .key_router(routing::key_router(
             links.clone(),
             skips.clone(),

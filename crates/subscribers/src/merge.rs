@@ -24,7 +24,7 @@ pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
     let row = parse_row_key(key).map(|(_, row)| row);
     let mut batch = into_batch(older);
     match (row, entry_of(&newer)) {
-        (Some(_), Some(Entry::Newer { offset, newer })) => batch.push_newer(offset, &newer),
+        (_, Some(Entry::Newer { offset, newer })) => batch.push_newer(offset, &newer),
         (Some(row), Some(Entry::Change(change))) => match batch.pop() {
             Some(mut last) => {
                 let unfolded = fold(row, &mut last, change);
@@ -134,5 +134,7 @@ fn weight(r: &Record) -> usize {
     r.key.as_ref().map_or(0, Bytes::len) + r.payload.as_ref().map_or(0, Bytes::len) + headers + 64
 }
 
+#[cfg(test)]
+mod delete_tests;
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,11 @@ pub struct Newer {
     pub op: String,
 }
 
+/// Whether a message of `version` with `op` was written by a newer API than this build.
+pub fn is_newer(version: u32, op: &str) -> bool {
+    version > FORMAT_VERSION || !KNOWN_OPS.contains(&op)
+}
+
 /// Reads a record's payload. An error is a payload that is not a message of any version (not
 /// JSON, no `op`, version 0, or a known version and `op` whose fields do not parse).
 pub fn decode(payload: &[u8]) -> Result<Decoded, serde_json::Error> {
@@ -131,7 +136,7 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, serde_json::Error> {
             head.version
         )));
     }
-    if head.version > FORMAT_VERSION || !KNOWN_OPS.contains(&head.op.as_ref()) {
+    if is_newer(head.version, &head.op) {
         return Ok(Decoded::Newer(Newer {
             version: head.version,
             op: head.op.into_owned(),

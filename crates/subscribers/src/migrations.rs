@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "players_api",
         sql: include_str!("../migrations/0005_players_api.sql"),
     },
+    Migration {
+        version: 6,
+        name: "deleted_players",
+        sql: include_str!("../migrations/0006_deleted_players.sql"),
+    },
 ];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several

@@ -116,13 +116,17 @@ impl TopicReplicas {
     }
 }
 
-/// Creates the topic with `partitions` partitions and the configured replication unless it
-/// exists, and reads back how it is replicated.
+/// Creates the topic with `partitions` partitions, the configured replication and retention
+/// unless it exists, and reads back how it is replicated. An existing topic keeps its own
+/// settings: they are the operator's.
 pub async fn ensure_topic(config: &Config) -> Result<TopicReplicas, KafkaError> {
     let admin: Arc<Admin> = Arc::new(config.kafka_client().create()?);
     let brokers = metadata(&admin, None).await?.brokers().len();
     let replication = config.replication().resolve(brokers);
-    let topic = replication.new_topic(&config.topic, config.partitions);
+    let retention = config.topic_retention_ms();
+    let topic = replication
+        .new_topic(&config.topic, config.partitions)
+        .set("retention.ms", &retention);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&topic], &opts).await? {
         match result {

@@ -1,12 +1,17 @@
 //! The router: which rows a record writes, decided on the consumer's driver thread, in partition
 //! order, without asking the database.
 //!
-//! A create writes its subscription. An update writes its subscription and, mirrored, the
-//! parents it is linked to — so it runs under each of those rows' keys, and no two writes ever
+//! A create writes its subscription. An update or a delete writes its subscription and, mirrored,
+//! the parents it is linked to — so it runs under each of those rows' keys, and no two writes ever
 //! touch one row at once. A key names the record's app with the row ([`row_key`]), and the cache
 //! knows links by app: a record of one app never runs under, nor routes to, another app's rows. The router knows the links from a [`LinkCache`]: loaded from PostgreSQL whenever
 //! partitions are assigned, and kept current by the router itself as it routes updates that carry
 //! `email` or `parent_player_id` (routing order is partition order, so a child's later records see its new link).
+//!
+//! A message of a newer format than this build's runs under its own row's key alone (what else
+//! it writes is for the upgraded consumer to know), and touches no link: it is held there (see
+//! `apply/decode.rs`), and since the committed offset stays below it, the upgraded consumer routes
+//! it again from scratch.
 //!
 //! The rule that keeps this correct: **the cache may name more parents than a child has, never
 //! fewer.** An update with `email` goes to the new parent (whose id is derived from the address,
@@ -36,13 +41,18 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::busiest::Busiest;
-use crate::message::{email_parent_id, row_key};
+use crate::message::{decode, email_parent_id, is_newer, row_key, Decoded, FIRST_VERSION};
 use crate::skip::SkipList;
 use crate::store::Store;
 
 /// The ordering key of records that are not messages: they queue together, apart from every
 /// row, and are dead-lettered by the handler.
 pub const MALFORMED_KEY: &[u8] = b"malformed";
+
+/// The ordering key of messages of a newer format that do not even name their app and row as
+/// this build reads them: they queue together, apart from every row, and the handler holds them
+/// (see `apply/decode.rs`). A newer message that names them runs under its row's key instead.
+pub const NEWER_KEY: &[u8] = b"newer";
 
 /// (App, child) → the parents it may be linked to (one, except briefly after a crash, when the
 /// database can hold an old link whose unlink had not been applied yet). Keyed by the app as
@@ -92,6 +102,23 @@ impl LinkCache {
         if ours {
             map.remove(&(app, child));
             entries_gauge().decrement(1.0);
+        }
+    }
+
+    /// Forgets that `children` (of `app`) were linked to `parent`, which the handler has just
+    /// deleted with its links. Whatever else names the parent is a link request routed since,
+    /// which the deleted parent refuses: harmless, as every extra parent is.
+    pub fn unlink_parent(&self, app: Uuid, parent: Uuid, children: &[Uuid]) {
+        let mut map = self.lock();
+        for child in children {
+            let Some(entry) = map.get_mut(&(app, *child)) else {
+                continue;
+            };
+            entry.parents.retain(|p| *p != parent);
+            if entry.parents.is_empty() {
+                map.remove(&(app, *child));
+                entries_gauge().decrement(1.0);
+            }
         }
     }
 
@@ -145,6 +172,8 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The part of a message the router reads.
 #[derive(Debug, Deserialize)]
 struct View {
+    #[serde(default = "first_version")]
+    version: u32,
     op: String,
     player_id: Uuid,
     app_id: Uuid,
@@ -160,21 +189,36 @@ pub fn key_router(links: LinkCache, skips: SkipList, top: Busiest) -> KeyRouter 
     Arc::new(move |record: &Record| route(&links, &skips, &top, record))
 }
 
+fn first_version() -> u32 {
+    FIRST_VERSION
+}
+
 fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) -> Vec<Bytes> {
-    let view = record
-        .payload
-        .as_deref()
-        .and_then(|p| serde_json::from_slice::<View>(p).ok());
+    let payload = record.payload.as_deref();
+    let view = payload.and_then(|p| serde_json::from_slice::<View>(p).ok());
     let key = record
         .key
         .as_deref()
         .and_then(|k| std::str::from_utf8(k).ok());
     let Some(view) = view.filter(|v| key == Some(&v.app_id.to_string())) else {
-        return vec![Bytes::from_static(MALFORMED_KEY)];
+        let newer = payload.is_some_and(|p| matches!(decode(p), Ok(Decoded::Newer(_))));
+        return vec![Bytes::from_static(if newer {
+            NEWER_KEY
+        } else {
+            MALFORMED_KEY
+        })];
     };
     let (app, player) = (view.app_id, view.player_id);
     let mut rows = vec![player];
-    if view.op == "update" {
+    if is_newer(view.version, &view.op) {
+        // Held under its row alone: see the module's doc.
+    } else if view.op == "delete" {
+        // The parents unlink the child; once routed, the child has none left to reach.
+        if let Some(entry) = links.lock().remove(&(app, player)) {
+            entries_gauge().decrement(1.0);
+            rows.extend(entry.parents.iter().filter(|p| **p != player));
+        }
+    } else if view.op == "update" {
         let mut map = links.lock();
         if let Some(entry) = map.get(&(app, player)) {
             rows.extend(entry.parents.iter().filter(|p| **p != player));

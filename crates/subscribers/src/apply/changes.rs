@@ -1,11 +1,11 @@
-//! Changes as the apply tests write them: one builder each for a creation and an update, so a
-//! test names only what it is about.
+//! Changes as the apply tests write them: one builder each for a creation, an update and a
+//! delete, so a test names only what it is about.
 
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::message::{Change, Fields, Message, NewPlayer, Update};
+use crate::message::{Change, Delete, Fields, Message, NewPlayer, Update};
 
 /// The creation of `player` in `app`, at `offset`: a push subscription with nothing else set.
 pub(super) fn create(app: Uuid, player: Uuid, offset: i64) -> Change {
@@ -18,6 +18,17 @@ pub(super) fn create(app: Uuid, player: Uuid, offset: i64) -> Change {
             identifier: None,
             fields: Fields::default(),
             tags: BTreeMap::new(),
+        }),
+    }
+}
+
+/// The delete of `player` in `app`, at `offset`.
+pub(super) fn delete(app: Uuid, player: Uuid, offset: i64) -> Change {
+    Change {
+        offset,
+        message: Message::Delete(Delete {
+            player_id: player,
+            app_id: app,
         }),
     }
 }

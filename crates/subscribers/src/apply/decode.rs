@@ -14,7 +14,7 @@ use kafkaesque_runtime::{HandlerError, Record};
 use uuid::Uuid;
 
 use crate::merge::{entry_of, is_batch};
-use crate::message::{parse_row_key, Batch, Change, Entry, Message, Newer, FORMAT_VERSION};
+use crate::message::{parse_row_key, Batch, Change, Entry, Newer, FORMAT_VERSION};
 
 /// The app and row a delivery runs under (its route, a [`crate::message::row_key`]) and the
 /// changes it carries. A delivery carrying a message of a newer format is held (a transient
@@ -31,17 +31,6 @@ pub(super) fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), Handl
     let mut changes = Vec::with_capacity(entries.len());
     for entry in entries {
         match entry {
-            // Until this build applies deletes, it holds them as it holds what it cannot read.
-            Entry::Change(Change {
-                offset,
-                message: Message::Delete(_),
-            }) => {
-                let newer = Newer {
-                    version: FORMAT_VERSION,
-                    op: "delete".into(),
-                };
-                return Err(hold(record, offset, &newer));
-            }
             Entry::Change(change) => changes.push(change),
             Entry::Newer { offset, newer } => return Err(hold(record, offset, &newer)),
         }

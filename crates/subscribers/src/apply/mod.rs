@@ -140,9 +140,19 @@ impl Applier {
             tokio::pin!(settled);
             settled.as_mut().enable();
             match self.try_apply(app, row, changes).await {
-                Ok(plan) => {
+                Ok((plan, orphans)) => {
                     self.applied(app, row, &plan);
-                    return match over_tag_limit(row, &plan) {
+                    if plan.delete.is_some() {
+                        self.links.unlink_parent(app, row, &orphans);
+                    }
+                    let deleted = match plan.after_delete.first() {
+                        Some(first) => {
+                            let changes = *first..=record.offset;
+                            Some(self.unknown(app, row, changes, Unknown::Deleted).await)
+                        }
+                        None => None,
+                    };
+                    return match deleted.or_else(|| over_tag_limit(row, &plan)) {
                         Some(refused) => Err(refused),
                         None => Ok(()),
                     };
@@ -169,28 +179,43 @@ impl Applier {
         }
     }
 
-    async fn try_apply(&self, app: Uuid, id: Uuid, changes: &[Change]) -> Result<Plan, Failed> {
+    /// Applies the changes; gives back the plan and, when it deleted the row, the children that
+    /// were linked to it.
+    async fn try_apply(
+        &self,
+        app: Uuid,
+        id: Uuid,
+        changes: &[Change],
+    ) -> Result<(Plan, Vec<Uuid>), Failed> {
         if let Some(own) = plan::own_update(id, changes) {
             let limit = &self.tag_limit;
             if let Some(saved) = self.batcher.update(&self.store, id, own, limit).await? {
-                return Ok(Plan {
+                let plan = Plan {
                     save: Some(saved),
                     ..Plan::default()
-                });
+                };
+                return Ok((plan, Vec::new()));
             }
         }
         let mut client = self.store.client().await?;
         let tx = client.transaction().await?;
         let row = rows::lock(&tx, id).await?;
-        let known = self.known(&tx, app, id, row.is_some(), changes).await?;
+        let mut known = self.known(&tx, app, id, row.is_some(), changes).await?;
+        if row.is_none() {
+            known.deleted = rows::tombstone(&tx, id).await?;
+        }
         let plan = plan::plan(id, row, changes, &known).map_err(Failed::Stop)?;
+        let mut orphans = Vec::new();
+        if let Some(offset) = plan.delete {
+            orphans = rows::delete(&tx, app, id, offset).await?;
+        }
         if let Some(saved) = &plan.save {
             rows::save(&tx, id, saved).await?;
         }
         rows::unlink(&tx, app, id, &plan.unlink).await?;
         rows::link(&tx, app, id, &plan.link).await?;
         tx.commit().await?;
-        Ok(plan)
+        Ok((plan, orphans))
     }
 
     /// The links of the children in `changes`, and whether those asking to be linked exist.
@@ -205,13 +230,15 @@ impl Applier {
         let mut children = Vec::new();
         let mut asking = Vec::new();
         for c in changes {
-            if let Message::Update(u) = &c.message {
-                if u.player_id != id {
+            match &c.message {
+                Message::Update(u) if u.player_id != id => {
                     children.push(u.player_id);
                     if u.link_target() == Some(id) {
                         asking.push(u.player_id);
                     }
                 }
+                Message::Delete(d) if d.player_id != id => children.push(d.player_id),
+                _ => {}
             }
         }
         children.sort_unstable();
@@ -247,6 +274,7 @@ impl Applier {
             children,
             link_limit: self.link_limit,
             tag_limit: self.tag_limit,
+            deleted: None,
         })
     }
 
@@ -277,6 +305,16 @@ impl Applier {
                 "link refused: parent_player_id names no email subscription of the app"
             );
         }
+        for (child, offset) in &plan.links_to_deleted {
+            metrics::counter!("subscribers_links_to_deleted_total").increment(1);
+            tracing::warn!(
+                %app, parent_player_id = %row, child_player_id = %child, source_offset = offset,
+                "link refused: the parent was deleted"
+            );
+        }
+        if plan.delete.is_some() {
+            metrics::counter!("subscribers_deletes_total").increment(1);
+        }
         metrics::counter!("subscribers_links_total").increment(plan.link.len() as u64);
         metrics::counter!("subscribers_replayed_changes_total").increment(plan.replayed as u64);
         if plan.foreign > 0 {
@@ -298,7 +336,8 @@ impl Applier {
         );
     }
 
-    /// Records the verdict a waiting parent needs — the row is not one of `app`'s — and
+    /// Records the verdict a waiting parent needs — the row is not (or no longer) one of
+    /// `app`'s — and
     /// dead-letters the delivery, whose changes at `offsets` (from the one that stopped it to
     /// the newest it carries) are all refused: a parent waiting on a link request of any of them
     /// finds the verdict. What they taught the link cache is forgotten.
@@ -317,7 +356,7 @@ impl Applier {
         if let Err(e) = recorded.await {
             return e.into_handler_error();
         }
-        self.links.forget(app, row, offsets);
+        self.links.forget(app, row, offsets.clone());
         self.settled.notify_waiters();
         match why {
             Unknown::Missing => {
@@ -326,6 +365,18 @@ impl Applier {
                 HandlerError::rejected(
                     "unknown_player",
                     format!("subscription {row} does not exist in app {app}"),
+                )
+            }
+            Unknown::Deleted => {
+                metrics::counter!("subscribers_deleted_player_total").increment(1);
+                tracing::warn!("change of a deleted subscription: dead-lettered");
+                HandlerError::rejected(
+                    "deleted_player",
+                    format!(
+                        "subscription {row} of app {app} was deleted: its changes at offsets \
+                         {offsets:?} came after the delete and are refused; the rest of the \
+                         delivery applied"
+                    ),
                 )
             }
             Unknown::Foreign => {
@@ -364,6 +415,8 @@ enum Unknown {
     Missing,
     /// The row is another app's.
     Foreign,
+    /// The row was deleted.
+    Deleted,
 }
 
 #[cfg(test)]

@@ -14,6 +14,15 @@
 //!   delivery: it goes to the dead letters as `unknown_player`. An update that sets tags and
 //!   would leave the row holding more than the tag limit is refused whole (neither its fields nor
 //!   its tags): the rest of the delivery applies, and the handler dead-letters it as `tag_limit`.
+//! - **Delete of the row**: removes it (the handler leaves its tombstone at the delete's offset,
+//!   and drops its links as a parent: its children are unlinked). A row that does not exist in
+//!   the app stops the delivery as an update does (`unknown_player`).
+//! - **A deleted row** (one with a tombstone, deleted before or earlier in the delivery) comes
+//!   back for nothing: the replay rule goes on from the delete's offset, a later create or update
+//!   of it is refused (the rest of the delivery applies, and the handler dead-letters it as
+//!   `deleted_player`), a later delete changes nothing, and a child asking to be linked to it is
+//!   refused (counted and logged; the child's own update applies on its own row).
+//! - **Delete of a child, on its parent's row**: unlinks the child if it was linked.
 //! - **Update of a child, on its parent's row** (the router sends it here because the child is,
 //!   or is about to be, linked): with an `email` naming this row it is a link request — granted
 //!   while the parent has fewer than the link limit's children (creating the email subscription
@@ -31,7 +40,7 @@ use uuid::Uuid;
 
 use crate::config::TagLimit;
 use crate::message::{Change, Fields, Message, NewPlayer, Update, EMAIL_DEVICE_TYPE};
-pub use crate::store::rows::{OwnUpdate, Row};
+pub use crate::store::rows::{OwnUpdate, Row, Tombstone};
 
 impl Row {
     fn created(p: &NewPlayer, offset: i64) -> Self {
@@ -117,6 +126,8 @@ pub struct Known {
     pub children: HashMap<Uuid, Child>,
     pub link_limit: i32,
     pub tag_limit: TagLimit,
+    /// The row's tombstone, when it does not exist because it was deleted.
+    pub deleted: Option<Tombstone>,
 }
 
 /// The outcome: the row's new state and the link changes, to be written in one transaction.
@@ -141,6 +152,13 @@ pub struct Plan {
     /// Link requests by `parent_player_id` naming this row, which is no email subscription of
     /// the app (or none at all): (child, offset). Nothing of them is applied here.
     pub not_email_parent: Vec<(Uuid, i64)>,
+    /// The row is deleted at this offset: the handler removes it and leaves its tombstone (and
+    /// `save`, `link` and `unlink` are empty: the row's links go with it).
+    pub delete: Option<i64>,
+    /// Creates and updates of the row refused because it was deleted before them: offsets.
+    pub after_delete: Vec<i64>,
+    /// Link requests refused because this row, their parent, was deleted: (child, offset).
+    pub links_to_deleted: Vec<(Uuid, i64)>,
 }
 
 /// Why a delivery cannot be planned.
@@ -196,6 +214,7 @@ pub fn plan(
 ) -> Result<Plan, Stop> {
     let existed = row.is_some();
     let first_offset = row.as_ref().map(|r| r.source_offset);
+    let mut gone = if existed { None } else { known.deleted };
     let mut links = Links {
         linked: known.linked.clone(),
         at: HashMap::new(),
@@ -204,18 +223,24 @@ pub fn plan(
     let mut touched = false;
     for change in changes {
         let offset = change.offset;
-        if row
-            .as_ref()
-            .is_some_and(|r| r.app_id != change.message.app_id())
-        {
+        let (owner, applied) = match (&row, &gone) {
+            (Some(r), _) => (Some(r.app_id), Some(r.source_offset)),
+            (None, Some(g)) => (Some(g.app_id), Some(g.source_offset)),
+            (None, None) => (None, None),
+        };
+        if owner.is_some_and(|app| app != change.message.app_id()) {
             if change.message.player_id() == id {
                 return Err(Stop::Foreign { offset });
             }
             plan.foreign += 1;
             continue;
         }
-        if row.as_ref().is_some_and(|r| offset <= r.source_offset) {
+        if applied.is_some_and(|applied| offset <= applied) {
             plan.replayed += 1;
+            continue;
+        }
+        if gone.is_some() {
+            after_delete(id, change, &mut plan);
             continue;
         }
         match &change.message {
@@ -234,11 +259,25 @@ pub fn plan(
                 },
                 None => return Err(Stop::Unknown { offset }),
             },
-            // Held by the handler before it plans (see `decode`).
-            Message::Delete(_) => continue,
             Message::Update(u) => {
                 if !child_on_parent(id, &mut row, u, offset, known, &mut links, &mut plan)? {
                     continue;
+                }
+            }
+            Message::Delete(d) if d.player_id == id => match row.take() {
+                Some(r) => {
+                    gone = Some(Tombstone {
+                        app_id: r.app_id,
+                        source_offset: offset,
+                    });
+                    plan.delete = Some(offset);
+                    continue;
+                }
+                None => return Err(Stop::Unknown { offset }),
+            },
+            Message::Delete(d) => {
+                if links.linked.remove(&d.player_id) {
+                    row.as_mut().expect("a linked row exists").linked_children -= 1;
                 }
             }
         }
@@ -246,6 +285,9 @@ pub fn plan(
             r.source_offset = offset;
             touched = true;
         }
+    }
+    if plan.delete.is_some() {
+        return Ok(plan);
     }
     plan.created = !existed && row.is_some();
     if touched && row.as_ref().map(|r| r.source_offset) != first_offset {
@@ -260,6 +302,23 @@ pub fn plan(
     plan.unlink = known.linked.difference(&links.linked).copied().collect();
     plan.unlink.sort_unstable();
     Ok(plan)
+}
+
+/// A change of the app's own, newer than the delete of row `id`: a create or update of the row
+/// is refused, a repeated delete changes nothing, and a child asking to be linked here is refused.
+/// A child's other changes find no link: the delete took them all.
+fn after_delete(id: Uuid, change: &Change, plan: &mut Plan) {
+    match &change.message {
+        Message::Create(_) | Message::Update(_) if change.message.player_id() == id => {
+            plan.after_delete.push(change.offset);
+        }
+        Message::Update(u) => {
+            if u.link_target() == Some(id) {
+                plan.links_to_deleted.push((u.player_id, change.offset));
+            }
+        }
+        Message::Create(_) | Message::Delete(_) => {}
+    }
 }
 
 /// The parent's children as the delivery goes: those linked, and the offset each link made in
@@ -325,5 +384,7 @@ fn child_on_parent(
     Ok(true)
 }
 
+#[cfg(test)]
+mod delete_tests;
 #[cfg(test)]
 mod tests;

@@ -215,7 +215,7 @@ async fn an_update_of_the_row_itself_saves_what_the_plan_decides() {
         let step = [step];
         let planned = plan::plan(id, before, &step, &Known::default()).expect("planned");
         let applied = db.applier.try_apply(db.app, id, &step).await;
-        let Ok(applied) = applied else {
+        let Ok((applied, _)) = applied else {
             panic!("the update at {} did not apply", step[0].offset)
         };
         assert_eq!(applied, planned);
@@ -230,7 +230,7 @@ async fn a_batch_applied_in_part_before_applies_only_its_newer_changes() {
     let old = update(db.app, id, 5, "de", &[]);
     db.applier.handle(record(&old, id)).await.expect("applied");
     let batch = [old, update(db.app, id, 6, "fr", &[("a", Some("1"))])];
-    let Ok(applied) = db.applier.try_apply(db.app, id, &batch).await else {
+    let Ok((applied, _)) = db.applier.try_apply(db.app, id, &batch).await else {
         panic!("the batch did not apply")
     };
     assert_eq!(applied.replayed, 1);
@@ -372,3 +372,5 @@ async fn a_record_the_database_refuses_fails_alone_when_written_together() {
     assert_eq!(db.row(good).await.map(|r| r.source_offset), Some(4));
     assert_eq!(db.row(poison).await.map(|r| r.source_offset), Some(1));
 }
+
+mod deletes;

@@ -153,3 +153,70 @@ fn forgetting_undoes_only_what_the_named_update_taught() {
         vec![child, b, old]
     );
 }
+
+fn deleting(app: Uuid, player: Uuid, offset: i64) -> Record {
+    let m = Message::Delete(crate::message::Delete {
+        player_id: player,
+        app_id: app,
+    });
+    test_record(&m, offset, None)
+}
+
+#[test]
+fn a_delete_of_a_child_reaches_its_parents_and_then_the_child_has_none() {
+    let links = LinkCache::default();
+    let r = key_router(links.clone(), SkipList::default(), Busiest::default());
+    let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(app, "p@example.com");
+    r(&record(app, child, Some("p@example.com"), 0));
+    assert_eq!(
+        rows_of(app, r(&deleting(app, child, 1))),
+        vec![child, parent]
+    );
+    assert!(links.is_empty());
+    assert_eq!(rows_of(app, r(&record(app, child, None, 2))), vec![child]);
+}
+
+#[test]
+fn a_deleted_parent_is_forgotten_by_its_children_and_only_by_them() {
+    let links = LinkCache::default();
+    let r = key_router(links.clone(), SkipList::default(), Busiest::default());
+    let (app, other_app) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(app, "p@example.com");
+    let kept = email_parent_id(app, "q@example.com");
+    links.absorb([(app, a, parent), (app, b, parent), (app, b, kept)]);
+    links.absorb([(other_app, a, parent)]);
+    links.unlink_parent(app, parent, &[a, b, c]);
+    assert_eq!(rows_of(app, r(&record(app, a, None, 1))), vec![a]);
+    assert_eq!(rows_of(app, r(&record(app, b, None, 2))), vec![b, kept]);
+    let theirs = r(&record(other_app, a, None, 3));
+    assert_eq!(rows_of(other_app, theirs), vec![a, parent]);
+}
+
+#[test]
+fn a_newer_format_message_runs_under_its_row_alone_or_apart_when_it_names_none() {
+    let links = LinkCache::default();
+    let r = key_router(links.clone(), SkipList::default(), Busiest::default());
+    let (app, child) = (Uuid::new_v4(), Uuid::new_v4());
+    let parent = email_parent_id(app, "p@example.com");
+    links.absorb([(app, child, parent)]);
+    let mut newer = record(app, child, None, 1);
+    newer.payload = Some(Bytes::from(format!(
+        r#"{{"version":99,"op":"update","player_id":"{child}","app_id":"{app}","email":"z@example.com"}}"#
+    )));
+    assert_eq!(rows_of(app, r(&newer)), vec![child]);
+    let mut unknown_op = newer.clone();
+    unknown_op.payload = Some(Bytes::from(format!(
+        r#"{{"op":"merge","player_id":"{child}","app_id":"{app}"}}"#
+    )));
+    assert_eq!(rows_of(app, r(&unknown_op)), vec![child]);
+    assert_eq!(
+        rows_of(app, r(&record(app, child, None, 2))),
+        vec![child, parent],
+        "the links are as they were"
+    );
+    let mut shapeless = newer.clone();
+    shapeless.payload = Some(Bytes::from_static(br#"{"version":99,"op":"update"}"#));
+    assert_eq!(r(&shapeless), vec![Bytes::from_static(NEWER_KEY)]);
+}

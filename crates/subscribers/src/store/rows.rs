@@ -44,6 +44,13 @@ pub struct Row {
     pub source_offset: i64,
 }
 
+/// What is left of a deleted row: its app, and the offset of the delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    pub app_id: Uuid,
+    pub source_offset: i64,
+}
+
 /// A delivery that only updates its own row, folded into one change (see
 /// [`crate::apply::plan::own_update`]): what [`update_own`] writes in one statement instead of
 /// a transaction.
@@ -62,6 +69,33 @@ pub struct OwnUpdate {
 pub async fn lock(c: &impl GenericClient, id: Uuid) -> Result<Option<Row>> {
     let row = query_opt(c, include_str!("../../sql/row_lock.sql"), &[&id]).await?;
     Ok(row.as_ref().map(from_pg))
+}
+
+/// The tombstone of a deleted row; `None` when it was never deleted.
+pub async fn tombstone(c: &impl GenericClient, id: Uuid) -> Result<Option<Tombstone>> {
+    let row = query_opt(c, include_str!("../../sql/tombstone_of.sql"), &[&id]).await?;
+    Ok(row.map(|r| Tombstone {
+        app_id: r.get("app_id"),
+        source_offset: r.get("source_offset"),
+    }))
+}
+
+/// Deletes the row of `app` with its links (as a parent), leaving its tombstone at `offset`;
+/// returns the children that were linked to it.
+pub async fn delete(c: &impl GenericClient, app: Uuid, id: Uuid, offset: i64) -> Result<Vec<Uuid>> {
+    let children = query(
+        c,
+        include_str!("../../sql/links_delete_parent.sql"),
+        &[&app, &id],
+    )
+    .await?;
+    execute(
+        c,
+        include_str!("../../sql/row_delete.sql"),
+        &[&id, &app, &offset],
+    )
+    .await?;
+    Ok(children.iter().map(|r| r.get(0)).collect())
 }
 
 fn from_pg(r: &PgRow) -> Row {

@@ -13,6 +13,7 @@ fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
         children: existing.iter().map(|c| (*c, Child::Exists)).collect(),
         link_limit: LIMIT,
         tag_limit: TagLimit::default(),
+        deleted: None,
     }
 }
 
