@@ -1,9 +1,9 @@
 //! OneSignal's own published client, unchanged, against the service: `onesignal-python-api` from
 //! PyPI (the version in `tests/onesignal/sdk-version`, a 2.x that still has the players
 //! endpoints) creates, updates, reads, lists and deletes devices and edits tags by external user
-//! id through `tests/onesignal/players.py`, its typed models parsing every answer; then sends
-//! 1,000 updates of one device in a row, and the last one must be what the database holds once
-//! the consumer has applied everything written.
+//! id through `tests/onesignal/players.py`, its typed models parsing every answer (the deleted
+//! device then reads 404); then sends 1,000 updates of one device in a row, and the last one
+//! must be what the database holds once the consumer has applied everything written.
 //!
 //! The SDK lives in a virtualenv that `scripts/test` makes (`scripts/venv`); without it this
 //! test fails at once, naming the command.
@@ -128,5 +128,11 @@ async fn onesignals_python_sdk_drives_every_players_endpoint_and_the_last_of_100
         (s, shown["session_count"].as_i64()),
         (StatusCode::OK, Some(last))
     );
+    // The deleted device is gone once the consumer has applied the delete.
+    let doomed: Uuid = steps[5]["id"].as_str().unwrap().parse().unwrap();
+    eventually("the delete applied", WITHIN, || async {
+        (c.player(&app, doomed).await.0 == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
     service.stop().await;
 }
