@@ -22,10 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let handler = |record: Record| async move {
-        let key = record.key.as_deref().map(String::from_utf8_lossy);
+        let key = record.key().map(String::from_utf8_lossy);
         tracing::info!(
-            partition = record.partition,
-            offset = record.offset,
+            partition = record.partition(),
+            offset = record.offset(),
             ?key,
             "processing"
         );

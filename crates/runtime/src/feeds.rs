@@ -251,7 +251,7 @@ impl<C: ConsumerContext + 'static> Feeds<C> {
             return false;
         };
         let f = &mut self.list[i];
-        if f.hold == Hold::Kept && f.kept.front().is_some_and(|r| r.offset == seek_to) {
+        if f.hold == Hold::Kept && f.kept.front().is_some_and(|r| r.offset() == seek_to) {
             return true;
         }
         seek_back(f, main, seek_to);

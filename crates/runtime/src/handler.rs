@@ -81,3 +81,34 @@ where
         self(record)
     }
 }
+
+/// A payload that is not the JSON a handler asked for never will be: dead-letter it now, with
+/// the reason `malformed` and the record named in the message.
+#[cfg(feature = "serde")]
+impl From<crate::JsonError> for HandlerError {
+    fn from(e: crate::JsonError) -> Self {
+        HandlerError::rejected("malformed", e)
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::{FailureKind, HandlerError};
+    use crate::{Record, RecordData};
+
+    #[test]
+    fn a_payload_that_is_not_the_json_asked_for_is_dead_lettered_at_once() {
+        let record = Record::from(RecordData {
+            topic: "orders".into(),
+            partition: 2,
+            offset: 9,
+            key: None,
+            payload: Some(bytes::Bytes::from_static(b"{oops")),
+            headers: Vec::new().into(),
+            timestamp: None,
+        });
+        let e: HandlerError = record.json::<u32>().unwrap_err().into();
+        assert_eq!((e.kind, e.reason), (FailureKind::Fatal, "malformed"));
+        assert!(e.message.contains("orders/2@9"), "{}", e.message);
+    }
+}

@@ -18,7 +18,7 @@
 //! consumer
 //!     .run(
 //!         |record: Record| async move {
-//!             println!("{}: {:?}", record.offset, record.payload);
+//!             println!("{}: {:?}", record.offset(), record.payload());
 //!             Ok::<(), HandlerError>(())
 //!         },
 //!         async { tokio::signal::ctrl_c().await.ok(); },
@@ -55,5 +55,7 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
+#[cfg(feature = "serde")]
+pub use record::JsonError;
 pub use record::{headers, Header, Record, RecordData};
 pub use replication::Replication;

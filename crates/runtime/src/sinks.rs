@@ -114,9 +114,9 @@ impl Sinks {
         let pending = Pending {
             topic: format!("{}{suffix}", r.tp.topic),
             partition: None,
-            key: rec.key.clone(),
-            payload: rec.payload.clone(),
-            headers: rec.owned_headers(&extra),
+            key: rec.key_bytes().cloned(),
+            payload: rec.payload_bytes().cloned(),
+            headers: rec.data().owned_headers(&extra),
             retry_at: None,
         };
         self.send(r.id, pending);
@@ -127,15 +127,15 @@ impl Sinks {
     pub(crate) fn divert(&mut self, r: SinkRecord<Record>, suffix: &str) {
         let rec = &r.payload;
         let mut extra = source_headers(rec, r.tp.partition, r.offset);
-        if let Some(k) = &rec.key {
+        if let Some(k) = rec.key() {
             extra.push((headers::SOURCE_KEY, String::from_utf8_lossy(k).into_owned()));
         }
         let pending = Pending {
             topic: format!("{}{suffix}", r.tp.topic),
             partition: Some(r.tp.partition),
             key: rec.route().cloned(),
-            payload: rec.payload.clone(),
-            headers: rec.owned_headers(&extra),
+            payload: rec.payload_bytes().cloned(),
+            headers: rec.data().owned_headers(&extra),
             retry_at: None,
         };
         self.send(r.id, pending);
@@ -214,11 +214,11 @@ impl Sinks {
 
 fn source_headers(rec: &Record, partition: i32, offset: i64) -> Vec<(&'static str, String)> {
     let mut v = vec![
-        (headers::SOURCE_TOPIC, rec.topic.to_string()),
+        (headers::SOURCE_TOPIC, rec.topic().to_string()),
         (headers::SOURCE_PARTITION, partition.to_string()),
         (headers::SOURCE_OFFSET, offset.to_string()),
     ];
-    if let Some(ts) = rec.timestamp {
+    if let Some(ts) = rec.timestamp() {
         v.push((headers::SOURCE_TIMESTAMP, ts.to_string()));
     }
     v

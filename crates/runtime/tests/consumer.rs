@@ -209,7 +209,7 @@ async fn a_consumer_stopped_mid_stream_leaves_the_group_and_drops_its_client() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 let mut s = s.lock().unwrap();
                 s.0 += 1;
-                s.1[r.partition as usize] = true;
+                s.1[r.partition() as usize] = true;
                 if s.0 >= enough && s.1.iter().all(|&p| p) {
                     d.notify_one();
                 }

@@ -46,11 +46,11 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
     let handler = move |r: Record| {
         let (l, done) = (l.clone(), done.clone());
         async move {
-            let text = String::from_utf8_lossy(r.payload.as_deref().unwrap()).into_owned();
+            let text = String::from_utf8_lossy(r.payload().unwrap()).into_owned();
             if text == "poison:0" {
                 return Err(HandlerError::retry(format!(
                     "cannot apply {text} (attempt {})",
-                    r.attempt
+                    r.attempt()
                 )));
             }
             let mut g = l.lock().unwrap();

@@ -111,7 +111,7 @@ async fn flooded_key_goes_through_the_overflow(bootstrap: &str, topic: &str, gro
     let handler = move |r: Record| {
         let (h, o, hd, hw, done) = (h.clone(), o.clone(), hd.clone(), hw.clone(), done.clone());
         async move {
-            if r.key.as_deref() == Some(b"hot".as_slice()) {
+            if r.key() == Some(b"hot".as_slice()) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let seen = h.record(&r);
                 hd.store(seen, Ordering::SeqCst);

@@ -185,7 +185,7 @@ async fn completed_records_above_the_watermark_are_not_replayed(
     let handler = move |r: Record| {
         let (l, done, stuck) = (l.clone(), done.clone(), stuck2.clone());
         async move {
-            if r.key.as_deref() == Some(stuck.as_bytes()) {
+            if r.key() == Some(stuck.as_bytes()) {
                 std::future::pending::<()>().await;
             }
             if l.record(&r) == (KEYS - 1) * PER_KEY {
@@ -211,7 +211,7 @@ async fn completed_records_above_the_watermark_are_not_replayed(
         async move {
             s.lock()
                 .unwrap()
-                .push(String::from_utf8_lossy(r.key.as_deref().unwrap()).into_owned());
+                .push(String::from_utf8_lossy(r.key().unwrap()).into_owned());
             Ok::<(), HandlerError>(())
         }
     };

@@ -59,10 +59,9 @@ fn child_consumer() {
             async move {
                 let ms = rand::thread_rng().gen_range(0..=3);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                let payload =
-                    String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned();
+                let payload = String::from_utf8_lossy(r.payload().unwrap_or_default()).into_owned();
                 // One write per line with O_APPEND: lines of concurrent writers never interleave.
-                let line = format!("{payload} {} {} {pid}\n", r.partition, r.offset);
+                let line = format!("{payload} {} {} {pid}\n", r.partition(), r.offset());
                 file.lock().unwrap().write_all(line.as_bytes()).unwrap();
                 Ok::<(), HandlerError>(())
             }

@@ -98,7 +98,7 @@ async fn producing_consuming_dead_lettering_and_diverting_all_work_over_sasl_ssl
                     && o.distinct() == OTHERS * PER_OTHER
                     && p.load(Ordering::SeqCst) > 0
             };
-            match r.key.as_deref() {
+            match r.key() {
                 Some(b"poison") => {
                     p.fetch_add(1, Ordering::SeqCst);
                     if finished(&h, &o, &p) {

@@ -39,18 +39,14 @@ pub fn merge(key: &[u8], older: &mut Record, newer: Record) -> usize {
         // dead-letter topic, one per line.
         _ => push_raw(&mut batch, &newer),
     }
-    older.payload = Some(batch.into_bytes());
-    older.offset = newer.offset;
-    older.coalesced += newer.coalesced;
-    weight(older)
+    older.set_payload(Some(batch.into_bytes()));
+    older.absorb(&newer);
+    older.weight()
 }
 
 /// What a single (not yet merged) record carries; `None` when it is not a message.
 pub fn entry_of(record: &Record) -> Option<Entry> {
-    Some(entry(
-        record.offset,
-        decode(record.payload.as_deref()?).ok()?,
-    ))
+    Some(entry(record.offset(), decode(record.payload()?).ok()?))
 }
 
 fn entry(offset: i64, decoded: Decoded) -> Entry {
@@ -66,18 +62,16 @@ pub fn is_batch(record: &Record) -> bool {
 
 /// `older` as a batch, marking it as one the first time.
 fn into_batch(older: &mut Record) -> Batch {
-    let payload = older.payload.take().unwrap_or_default();
+    let payload = older.payload_bytes().cloned().unwrap_or_default();
     if is_batch(older) {
         return Batch::from_bytes(payload);
     }
-    let mut headers = older.headers.to_vec();
-    headers.push(Header {
+    older.push_header(Header {
         name: BATCH_HEADER.into(),
         value: Some(Bytes::from_static(b"1")),
     });
-    older.headers = headers.into();
     let mut batch = Batch::default();
-    match decode(&payload).map(|d| entry(older.offset, d)) {
+    match decode(&payload).map(|d| entry(older.offset(), d)) {
         Ok(Entry::Change(change)) => batch.push(&change),
         Ok(Entry::Newer { offset, newer }) => batch.push_newer(offset, &newer),
         Err(_) => push_raw_bytes(&mut batch, &payload),
@@ -86,7 +80,7 @@ fn into_batch(older: &mut Record) -> Batch {
 }
 
 fn push_raw(batch: &mut Batch, record: &Record) {
-    push_raw_bytes(batch, record.payload.as_deref().unwrap_or_default());
+    push_raw_bytes(batch, record.payload().unwrap_or_default());
 }
 
 /// A payload that is not a message, kept as it came (as text, on one line) for the dead letters.
@@ -122,16 +116,6 @@ pub fn fold(row: Uuid, last: &mut Change, newer: Change) -> Option<Change> {
     }
     last.offset = newer.offset;
     None
-}
-
-/// The merged record's weight in the engine's byte caps, counted as the runtime counts records.
-fn weight(r: &Record) -> usize {
-    let headers: usize = r
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.as_ref().map_or(0, Bytes::len))
-        .sum();
-    r.key.as_ref().map_or(0, Bytes::len) + r.payload.as_ref().map_or(0, Bytes::len) + headers + 64
 }
 
 #[cfg(test)]

@@ -194,12 +194,9 @@ fn first_version() -> u32 {
 }
 
 fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) -> Vec<Bytes> {
-    let payload = record.payload.as_deref();
+    let payload = record.payload();
     let view = payload.and_then(|p| serde_json::from_slice::<View>(p).ok());
-    let key = record
-        .key
-        .as_deref()
-        .and_then(|k| std::str::from_utf8(k).ok());
+    let key = record.key().and_then(|k| std::str::from_utf8(k).ok());
     let Some(view) = view.filter(|v| key == Some(&v.app_id.to_string())) else {
         let newer = payload.is_some_and(|p| matches!(decode(p), Ok(Decoded::Newer(_))));
         return vec![Bytes::from_static(if newer {
@@ -233,7 +230,7 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) ->
                 }
                 let entry = Entry {
                     parents: vec![parent],
-                    routed_at: Some(record.offset),
+                    routed_at: Some(record.offset()),
                 };
                 if map.insert((app, player), entry).is_none() {
                     entries_gauge().increment(1.0);

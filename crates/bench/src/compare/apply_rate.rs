@@ -73,7 +73,7 @@ async fn consume(env: &ServiceEnv, records: usize) -> Result<f64> {
     timed(consumer, records, move |record: Record| {
         let applier = applier.clone();
         async move {
-            let n = record.coalesced;
+            let n = record.coalesced();
             applier.handle(record).await?;
             Ok(n)
         }

@@ -138,7 +138,7 @@ pub async fn ours(
         if !handler.is_zero() {
             tokio::time::sleep(handler).await;
         }
-        Ok(r.coalesced)
+        Ok(r.coalesced())
     })
     .await
 }

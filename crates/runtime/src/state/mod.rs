@@ -208,8 +208,7 @@ impl State {
             match a {
                 Action::Dispatch(w) => {
                     let mut r = w.payload;
-                    r.attempt = w.attempt;
-                    r.coalesced = w.records;
+                    r.set_delivery(w.attempt, w.records);
                     match self.spawn.start(r) {
                         Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
                         Started::Waiting(fut) => self.spawn.wait(fut, w.id),

@@ -46,13 +46,13 @@ impl State {
         next_sample: &mut i64,
         topic: &str,
     ) -> Intake {
-        let (offset, partition) = (record.offset, record.partition);
+        let (offset, partition) = (record.offset(), record.partition());
         if offset >= *next_sample {
             let tp = TopicPartition {
-                topic: record.topic.clone(),
+                topic: record.data().topic.clone(),
                 partition,
             };
-            *next_sample = self.ages.fetched(&tp, offset, record.timestamp) + SAMPLE_EVERY;
+            *next_sample = self.ages.fetched(&tp, offset, record.timestamp()) + SAMPLE_EVERY;
         }
         let weight = record.weight();
         let intake = match &self.cfg.router {
@@ -62,7 +62,7 @@ impl State {
                     .map(|k| (k.clone(), record.clone().with_route(k)));
                 self.engine.fetched(h, offset, weight, items)
             }
-            None => match record.key.as_deref() {
+            None => match record.key() {
                 Some(k) => {
                     self.key.clear();
                     self.key.extend_from_slice(k);

@@ -180,14 +180,13 @@ type Seen = (
 impl Ledger {
     /// Records a `"<key>:<seq>"` record; returns how many distinct records have been seen.
     pub fn record(&self, r: &Record) -> usize {
-        let text =
-            std::str::from_utf8(r.payload.as_deref().unwrap_or_default()).expect("utf-8 payload");
+        let text = std::str::from_utf8(r.payload().unwrap_or_default()).expect("utf-8 payload");
         let (key, seq) = text.rsplit_once(':').expect("key:seq");
         let mut g = self.inner.lock().unwrap();
         let seq: usize = seq.parse().expect("seq");
         g.0.entry(key.to_owned()).or_default().push(seq);
-        let top = g.1.entry(r.partition).or_insert(-1);
-        *top = (*top).max(r.offset);
+        let top = g.1.entry(r.partition()).or_insert(-1);
+        *top = (*top).max(r.offset());
         g.2.insert((key.to_owned(), seq));
         g.2.len()
     }

@@ -23,7 +23,7 @@ use crate::message::{parse_row_key, Batch, Change, Entry, Newer, FORMAT_VERSION}
 pub(super) fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), HandlerError> {
     let malformed = |why: &str| HandlerError::rejected("malformed", why);
     let entries = if is_batch(record) {
-        Batch::parse(record.payload.as_deref().unwrap_or_default())
+        Batch::parse(record.payload().unwrap_or_default())
             .map_err(|e| malformed(&format!("batch: {e}")))?
     } else {
         vec![entry_of(record).ok_or_else(|| malformed("payload is not a message"))?]
@@ -39,10 +39,7 @@ pub(super) fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), Handl
         .route()
         .and_then(|r| parse_row_key(r))
         .ok_or_else(|| malformed("not a subscription update"))?;
-    let key = record
-        .key
-        .as_deref()
-        .and_then(|k| std::str::from_utf8(k).ok());
+    let key = record.key().and_then(|k| std::str::from_utf8(k).ok());
     if changes.is_empty()
         || changes.iter().any(|c| c.message.app_id() != app)
         || key != Some(&app.to_string())
@@ -56,7 +53,7 @@ pub(super) fn decode(record: &Record) -> Result<(Uuid, Uuid, Vec<Change>), Handl
 /// the logs and metrics, and fails it as transient.
 fn hold(record: &Record, offset: i64, newer: &Newer) -> HandlerError {
     let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-    let app_id = text(record.key.as_deref());
+    let app_id = text(record.key());
     let key = text(record.route().map(|r| &r[..]));
     metrics::counter!(
         "subscribers_newer_format_held_total",
@@ -64,7 +61,7 @@ fn hold(record: &Record, offset: i64, newer: &Newer) -> HandlerError {
     )
     .increment(1);
     tracing::warn!(
-        %app_id, %key, partition = record.partition, offset, version = newer.version,
+        %app_id, %key, partition = record.partition(), offset, version = newer.version,
         op = %newer.op, understood = FORMAT_VERSION,
         "message of a newer format than this consumer's: its key is held until a consumer that \
          understands it reads it"

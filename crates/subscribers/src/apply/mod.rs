@@ -112,9 +112,9 @@ impl Applier {
             "apply",
             app_id = %app,
             player_id = %row,
-            partition = record.partition,
-            offset = record.offset,
-            records = record.coalesced,
+            partition = record.partition(),
+            offset = record.offset(),
+            records = record.coalesced(),
             host = crate::telemetry::host(),
         );
         self.apply(app, row, &changes, &record)
@@ -130,7 +130,7 @@ impl Applier {
         record: &Record,
     ) -> Result<(), HandlerError> {
         if let Some(target) = self.skips.matches(app, row) {
-            self.skips.skipped(target, record.coalesced);
+            self.skips.skipped(target, record.coalesced());
             tracing::debug!(target = target.kind(), "skipped");
             return Ok(());
         }
@@ -147,7 +147,7 @@ impl Applier {
                     }
                     let deleted = match plan.after_delete.first() {
                         Some(first) => {
-                            let changes = *first..=record.offset;
+                            let changes = *first..=record.offset();
                             Some(self.unknown(app, row, changes, Unknown::Deleted).await)
                         }
                         None => None,
@@ -158,11 +158,11 @@ impl Applier {
                     };
                 }
                 Err(Failed::Stop(Stop::Unknown { offset })) => {
-                    let changes = offset..=record.offset;
+                    let changes = offset..=record.offset();
                     return Err(self.unknown(app, row, changes, Unknown::Missing).await);
                 }
                 Err(Failed::Stop(Stop::Foreign { offset })) => {
-                    let changes = offset..=record.offset;
+                    let changes = offset..=record.offset();
                     return Err(self.unknown(app, row, changes, Unknown::Foreign).await);
                 }
                 Err(Failed::Stop(Stop::Pending { child })) => {

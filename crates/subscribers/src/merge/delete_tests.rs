@@ -51,7 +51,7 @@ fn coalesced(app: Uuid, id: Uuid, messages: &[Message]) -> Record {
 
 fn entries(r: &Record) -> Vec<Entry> {
     assert!(is_batch(r));
-    Batch::parse(r.payload.as_deref().unwrap()).unwrap()
+    Batch::parse(r.payload().unwrap()).unwrap()
 }
 
 fn changes(r: &Record) -> Vec<Change> {
@@ -85,11 +85,10 @@ fn a_newer_format_record_keeps_a_line_of_its_own_and_nothing_folds_across_it() {
     let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
     let key = row_key(app, id);
     let mut older = test_record(&update(app, id, "a", ("k", Some("1"))), 1, Some(id));
-    let mut newer = older.clone();
-    newer.offset = 2;
-    newer.payload = Some(Bytes::from(format!(
+    let mut newer = test_record(&update(app, id, "a", ("k", Some("1"))), 2, Some(id));
+    newer.set_payload(Some(Bytes::from(format!(
         r#"{{"version":99,"op":"update","player_id":"{id}","app_id":"{app}"}}"#
-    )));
+    ))));
     merge(&key, &mut older, newer);
     for offset in [3, 4] {
         let m = update(app, id, "b", ("k", Some("2")));

@@ -1,6 +1,7 @@
 use super::*;
 use crate::message::{parse_row_key, row_key, test_record, Fields, Message, Update};
 use crate::skip::SkipTarget;
+use kafkaesque_runtime::RecordData;
 
 fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
     let m = Message::Update(Update {
@@ -79,10 +80,12 @@ fn skipped_rows_and_apps_are_dropped_and_bad_records_queue_apart() {
     assert!(r(&record(app, child, None, 1)).is_empty());
 
     let mut bad = record(app, child, None, 2);
-    bad.payload = Some(Bytes::from_static(b"{not json"));
+    bad.set_payload(Some(Bytes::from_static(b"{not json")));
     assert_eq!(r(&bad), vec![Bytes::from_static(MALFORMED_KEY)]);
-    let mut wrong_key = record(app, child, None, 3);
-    wrong_key.key = Some(Bytes::from(Uuid::new_v4().to_string()));
+    let wrong_key = Record::from(RecordData {
+        key: Some(Bytes::from(Uuid::new_v4().to_string())),
+        ..record(app, child, None, 3).data().clone()
+    });
     assert_eq!(r(&wrong_key), vec![Bytes::from_static(MALFORMED_KEY)]);
 }
 
@@ -202,14 +205,14 @@ fn a_newer_format_message_runs_under_its_row_alone_or_apart_when_it_names_none()
     let parent = email_parent_id(app, "p@example.com");
     links.absorb([(app, child, parent)]);
     let mut newer = record(app, child, None, 1);
-    newer.payload = Some(Bytes::from(format!(
+    newer.set_payload(Some(Bytes::from(format!(
         r#"{{"version":99,"op":"update","player_id":"{child}","app_id":"{app}","email":"z@example.com"}}"#
-    )));
+    ))));
     assert_eq!(rows_of(app, r(&newer)), vec![child]);
     let mut unknown_op = newer.clone();
-    unknown_op.payload = Some(Bytes::from(format!(
+    unknown_op.set_payload(Some(Bytes::from(format!(
         r#"{{"op":"merge","player_id":"{child}","app_id":"{app}"}}"#
-    )));
+    ))));
     assert_eq!(rows_of(app, r(&unknown_op)), vec![child]);
     assert_eq!(
         rows_of(app, r(&record(app, child, None, 2))),
@@ -217,6 +220,6 @@ fn a_newer_format_message_runs_under_its_row_alone_or_apart_when_it_names_none()
         "the links are as they were"
     );
     let mut shapeless = newer.clone();
-    shapeless.payload = Some(Bytes::from_static(br#"{"version":99,"op":"update"}"#));
+    shapeless.set_payload(Some(Bytes::from_static(br#"{"version":99,"op":"update"}"#)));
     assert_eq!(r(&shapeless), vec![Bytes::from_static(NEWER_KEY)]);
 }

@@ -152,7 +152,7 @@ pub async fn run(job: &str) -> Result<()> {
         let hot = hot_row.is_some()
             && record.route() == hot_row.as_ref()
             && flooding.load(Ordering::Relaxed);
-        let other = record.key.is_some() && record.key != flood_app;
+        let other = record.key().is_some() && record.key_bytes() != flood_app.as_ref();
         async move {
             if hot {
                 tokio::time::sleep(slow).await;
@@ -189,16 +189,16 @@ fn source_records(record: &Record) -> Vec<(i32, i64)> {
     let number = |name: &str| -> Option<i64> {
         std::str::from_utf8(record.header(name)?).ok()?.parse().ok()
     };
-    let partition = number(headers::SOURCE_PARTITION).map_or(record.partition, |p| p as i32);
+    let partition = number(headers::SOURCE_PARTITION).map_or(record.partition(), |p| p as i32);
     if is_batch(record) {
-        let payload = record.payload.as_deref().unwrap_or_default();
+        let payload = record.payload().unwrap_or_default();
         Batch::parse(payload)
             .map(|entries| entries.iter().map(|e| (partition, e.offset())).collect())
             .unwrap_or_default()
     } else {
         vec![(
             partition,
-            number(headers::SOURCE_OFFSET).unwrap_or(record.offset),
+            number(headers::SOURCE_OFFSET).unwrap_or(record.offset()),
         )]
     }
 }

@@ -181,8 +181,8 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
         let (pass, hot_key, handler) = (p.clone(), hot_key.clone(), handler.clone());
         async move {
             pass.first.get_or_init(Mark::now);
-            let hot = hot_key.is_some() && r.key == hot_key;
-            let ms = handler.sleep_ms(r.offset, hot);
+            let hot = hot_key.is_some() && r.key_bytes() == hot_key.as_ref();
+            let ms = handler.sleep_ms(r.offset(), hot);
             if ms > 0 {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
@@ -190,14 +190,14 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
                 say("ready");
             }
             if stream {
-                say(&format!("done {} {}", r.partition, r.offset));
+                say(&format!("done {} {}", r.partition(), r.offset()));
             }
             if samples {
-                let created = r.timestamp.unwrap_or(0);
-                let sample = [now_ms(), created, i64::from(hot), r.coalesced as i64];
+                let created = r.timestamp().unwrap_or(0);
+                let sample = [now_ms(), created, i64::from(hot), r.coalesced() as i64];
                 pass.samples.lock().expect("samples").push(sample);
             }
-            pass.completed(r.coalesced);
+            pass.completed(r.coalesced());
             Ok::<(), HandlerError>(())
         }
     };
@@ -227,8 +227,7 @@ async fn ours(job: &Job, report: bool) -> Result<Outcome> {
 
 /// The synthetic incident's merge: the newer record wins and stands for both.
 fn last_wins(_key: &[u8], older: &mut Record, newer: Record) -> usize {
-    let coalesced = older.coalesced + newer.coalesced;
-    *older = newer;
-    older.coalesced = coalesced;
-    older.payload.as_ref().map_or(0, Bytes::len)
+    older.absorb(&newer);
+    older.set_payload(newer.payload_bytes().cloned());
+    older.payload().map_or(0, <[u8]>::len)
 }
