@@ -387,4 +387,6 @@ fn child_on_parent(
 #[cfg(test)]
 mod delete_tests;
 #[cfg(test)]
+mod link_tests;
+#[cfg(test)]
 mod tests;
