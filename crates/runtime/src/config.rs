@@ -32,6 +32,17 @@ pub type KeyRouter = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
 pub type AssignHook =
     Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), String> + Send + Sync>;
 
+/// Told which partitions this consumer has just given up, once it is done with them. Called on
+/// the driver thread, inside the rebalance (librdkafka's revoke callback, before the group moves
+/// the partitions on), after the consumer has stopped taking their records, waited for their
+/// in-flight work (up to the drain timeout) and committed their final offsets synchronously —
+/// so a hook that flushes state kept per partition finds every handled record committed. When
+/// the assignment was *lost* (the group moved on without this consumer: a session timeout), it
+/// is called likewise, but nothing was waited for or committed. It is also called for every
+/// partition at shutdown, as the consumer leaves the group. Each call blocks the driver and the
+/// rebalance: keep it short.
+pub type RevokeHook = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
+
 /// Everything [`Consumer::run`](crate::Consumer::run) needs, validated.
 #[derive(Clone)]
 pub struct ConsumerConfig {
@@ -45,6 +56,7 @@ pub struct ConsumerConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) router: Option<KeyRouter>,
     pub(crate) on_assign: Option<AssignHook>,
+    pub(crate) on_revoke: Option<RevokeHook>,
     pub(crate) replication: Replication,
     pub(crate) topic_retention: Option<Duration>,
     pub(crate) properties: Vec<(String, String)>,
@@ -84,6 +96,7 @@ impl Default for ConsumerBuilder {
                 drain_timeout: Duration::from_secs(10),
                 router: None,
                 on_assign: None,
+                on_revoke: None,
                 replication: Replication::default(),
                 topic_retention: None,
                 properties: Vec::new(),
@@ -106,6 +119,14 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The topics to consume. A name that starts with `^` is a regular expression (librdkafka's
+    /// own syntax): every topic matching it is consumed, including those created after the
+    /// consumer starts, which it finds at its next metadata refresh
+    /// (`topic.metadata.refresh.interval.ms`, 5 s when a pattern is given unless set). A pattern
+    /// must not match the dead-letter and overflow topics (`<topic>.dlq`, `<topic>.overflow`), or
+    /// the consumer reads its own dead letters back: anchor it (`^orders-[0-9]+$`). A pattern
+    /// cannot be combined with [`HotKeyPolicy::Divert`] (refused by `build`): the overflow
+    /// topics must exist before their topics are consumed.
     pub fn topics<I, S>(mut self, topics: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -205,6 +226,13 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Called when partitions are revoked, after their work is finished and committed (see
+    /// [`RevokeHook`]).
+    pub fn on_revoke(mut self, hook: RevokeHook) -> Self {
+        self.cfg.on_revoke = Some(hook);
+        self
+    }
+
     /// Any librdkafka property, passed through (checked by `build`).
     pub fn set(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.properties.push((property.into(), value.into()));
@@ -222,6 +250,15 @@ impl ConsumerBuilder {
         }
         if let Some(t) = cfg.topics.iter().find(|t| t.trim().is_empty()) {
             return Err(Error::config("topics", format!("empty topic name {t:?}")));
+        }
+        if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert)
+            && cfg.topics.iter().any(|t| is_pattern(t))
+        {
+            return Err(Error::config(
+                "hot_key",
+                "Divert needs an overflow topic created beside each topic before it is consumed, \
+                 which the topics a pattern comes to match cannot have: name the topics",
+            ));
         }
         if cfg.engine.limits.max_in_flight == 0 {
             return Err(Error::config("concurrency", "must be at least 1"));
@@ -263,6 +300,11 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         // each: librdkafka's default of 64 MiB per partition is more prefetch than a consumer
         // with memory caps of its own should hold on top of them.
         .set("queued.max.messages.kbytes", "8192");
+    // librdkafka finds the topics a pattern comes to match at its metadata refresh, every five
+    // minutes by default: too slow for a topic created on purpose for this consumer.
+    if cfg.topics.iter().any(|t| is_pattern(t)) {
+        c.set("topic.metadata.refresh.interval.ms", "5000");
+    }
     // Under the classic group protocol, cooperative-sticky: a rebalance revokes only the
     // partitions that move, so the others keep their in-flight work. Under KIP-848
     // (`group.protocol=consumer`) the broker assigns, incrementally, and librdkafka refuses an
@@ -286,6 +328,12 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// librdkafka subscribes to every topic matching a name that starts with `^` (a regular
+/// expression), now and as topics are created.
+pub(crate) fn is_pattern(topic: &str) -> bool {
+    topic.starts_with('^')
 }
 
 /// Turns librdkafka's complaint about a property into an error naming it.

@@ -24,11 +24,12 @@ use tracing::{error, info, warn};
 use crate::admin::{metadata_budget, prepare_topics};
 use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventTx};
 use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
 use crate::handler::Handler;
-use crate::observe::Observer;
+use crate::observe::{Labels, Observer};
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
 use crate::state::{Inputs, OverflowContext, State};
@@ -38,16 +39,34 @@ use crate::state::{Inputs, OverflowContext, State};
 pub struct Consumer {
     cfg: ConsumerConfig,
     observer: Observer,
+    /// The driver's event channel, made here so that a [`Control`] handle got before `run` can
+    /// queue commands in it.
+    tx: EventTx,
+    events: Mutex<mpsc::Receiver<Event>>,
 }
 
 impl ConsumerBuilder {
     /// Checks everything that can be checked without a broker.
     pub fn build(self) -> Result<Consumer> {
+        let (tx, events) = mpsc::channel::<Event>();
+        let cfg = self.validate()?;
+        let labels = Labels::new(&cfg.group_id, &client_id(&cfg));
         Ok(Consumer {
-            cfg: self.validate()?,
-            observer: Observer::default(),
+            cfg,
+            observer: Observer::new(labels),
+            tx,
+            events: Mutex::new(events),
         })
     }
+}
+
+/// The group consumer's `client.id`: as set, else librdkafka's default.
+fn client_id(cfg: &ConsumerConfig) -> String {
+    cfg.properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "client.id")
+        .map_or_else(|| "rdkafka".to_owned(), |(_, v)| v.clone())
 }
 
 /// What the driver thread starts with: the clients, and the state that carries out the
@@ -74,15 +93,26 @@ impl Consumer {
         self.observer.clone()
     }
 
+    /// A handle to pause and resume partitions, change the limits and shut down while `run`
+    /// runs (see [`Control`]).
+    pub fn control(&self) -> Control {
+        Control::new(self.tx.clone(), self.cfg.engine.limits.clone())
+    }
+
     /// Consumes until `shutdown` resolves: then stops fetching, lets in-flight work finish (up
-    /// to the drain timeout), commits, and leaves the group. Handlers run on the current tokio
+    /// to the drain timeout), commits, and leaves the group. A [`Control`] handle may ask for
+    /// that shutdown, or for one that handles everything fetched, sooner. Handlers run on the current tokio
     /// runtime. Returns an error only for what it cannot recover from (a fatal client error).
     pub async fn run<H, S>(self, handler: H, shutdown: S) -> Result<()>
     where
         H: Handler,
         S: Future<Output = ()>,
     {
-        let (tx, rx) = mpsc::channel::<Event>();
+        let tx = self.tx.clone();
+        let rx = std::mem::replace(
+            &mut *self.events.lock().unwrap_or_else(|e| e.into_inner()),
+            mpsc::channel().1,
+        );
         let setup = self.setup(handler, &tx, rx).await?;
         let running = start(setup, self.cfg)?;
         wait(running, shutdown, &tx).await
@@ -105,7 +135,9 @@ impl Consumer {
         engine_cfg.limits.metadata_max_bytes = budget;
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
-        let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        sinks.failures =
+            metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
         let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
@@ -131,13 +163,16 @@ impl Consumer {
             events,
             queues: queues.clone(),
         };
+        // The state keeps the limits as the engine has them, the broker's budget included.
+        let mut state_cfg = cfg.clone();
+        state_cfg.engine.limits.metadata_max_bytes = budget;
         let state = State::new(
             engine,
             inputs,
             spawn,
             sinks,
             overflow,
-            cfg.clone(),
+            state_cfg,
             self.observer.clone(),
         );
         Ok(Setup {
@@ -218,6 +253,8 @@ fn drive(
     cfg: &ConsumerConfig,
     batches: &Batches<GroupContext>,
 ) -> Result<()> {
+    // Commands sent before `run` (a pause) hold before the first record is taken.
+    lock(state).drain_events(consumer);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -265,7 +302,7 @@ fn drive(
         }
         if st.shutdown {
             drop(st);
-            return shut_down(consumer, state, cfg);
+            return shut_down(consumer, state, cfg, batches);
         }
         if got > 0 || events > 0 {
             nap = MIN_NAP;
@@ -288,23 +325,31 @@ fn drive(
     }
 }
 
-/// Graceful shutdown: stop dispatching, drain, commit synchronously, leave the group.
+/// Graceful shutdown: stop fetching, finish what is in flight (or everything fetched, see
+/// [`ShutdownMode`](crate::ShutdownMode)), commit synchronously, leave the group.
 fn shut_down(
     consumer: &BaseConsumer<GroupContext>,
     state: &Mutex<State>,
     cfg: &ConsumerConfig,
+    batches: &Batches<GroupContext>,
 ) -> Result<()> {
-    info!("shutting down: draining in-flight work");
     {
         let mut st = lock(state);
         st.feeds.queues.stop();
-        for h in st.handles() {
-            st.engine.drain(h);
-        }
         let deadline = Instant::now() + cfg.drain_timeout;
-        if !st.drain_until(consumer, deadline, |s| {
-            s.engine.in_flight() == 0 && s.sinks.pending() == 0
-        }) {
+        let drained = if st.drain_fetched {
+            info!("shutting down: handling everything fetched");
+            drain_fetched(&mut st, consumer, batches, deadline)
+        } else {
+            info!("shutting down: draining in-flight work");
+            for h in st.handles() {
+                st.engine.drain(h);
+            }
+            st.drain_until(consumer, deadline, |s| {
+                s.engine.in_flight() == 0 && s.sinks.pending() == 0
+            })
+        };
+        if !drained {
             warn!("drain timeout at shutdown: unfinished work will be replayed by the next owner");
         }
         let commits = st.engine.commits();
@@ -324,6 +369,33 @@ fn shut_down(
     }
     info!("consumer stopped");
     Ok(())
+}
+
+/// Handles everything already fetched: the batches still on their way from the (stopping)
+/// fetcher, what partitions held at their caps kept, and what the engine holds. Returns whether
+/// it all finished before the deadline.
+fn drain_fetched(
+    st: &mut State,
+    consumer: &BaseConsumer<GroupContext>,
+    batches: &Batches<GroupContext>,
+    deadline: Instant,
+) -> bool {
+    let empty =
+        |s: &State| s.engine.held().0 == 0 && s.sinks.pending() == 0 && !s.feeds.keeps_any();
+    loop {
+        st.take_batches(batches, consumer);
+        let ended = batches.ended();
+        let now = Instant::now();
+        if ended && empty(st) {
+            return true;
+        }
+        if now >= deadline {
+            return false;
+        }
+        // Until something finishes, or briefly when only the fetcher's end is awaited.
+        let step = (now + Duration::from_millis(5)).min(deadline);
+        st.drain_until(consumer, step, |s| ended && empty(s));
+    }
 }
 
 fn check_fatal(consumer: &BaseConsumer<GroupContext>, e: KafkaError) -> Result<()> {

@@ -73,14 +73,7 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn stats(&self, stats: Statistics) {
-        let mut lag = self.observer.lag.lock().expect("lag lock");
-        for (topic, t) in stats.topics {
-            for (p, ps) in t.partitions {
-                if p >= 0 && ps.consumer_lag >= 0 {
-                    lag.insert(TopicPartition::new(topic.as_str(), p), ps.consumer_lag);
-                }
-            }
-        }
+        crate::stats::record(&self.observer, stats);
     }
 }
 

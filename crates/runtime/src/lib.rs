@@ -29,11 +29,19 @@
 //!
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
+//!
+//! [`Consumer::control`], before `run`, gives a [`Control`] handle that pauses and resumes
+//! partitions, changes the limits and asks for either [`ShutdownMode`]. Hooks are told of
+//! partitions assigned ([`AssignHook`]) and revoked ([`RevokeHook`]). A topic name starting with
+//! `^` subscribes by pattern. Every metric carries the consumer's `group` and `client_id` labels
+//! (see `docs/consumer.md` for the list, librdkafka's statistics included).
 
 mod admin;
+mod command;
 mod config;
 pub mod consumer;
 mod context;
+mod control;
 mod error;
 mod events;
 mod feeds;
@@ -45,9 +53,12 @@ pub mod replication;
 mod sinks;
 mod spawn;
 mod state;
+mod stats;
 
-pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
+pub use command::{ShutdownMode, Target};
+pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter, RevokeHook};
 pub use consumer::Consumer;
+pub use control::Control;
 pub use error::{login_refused, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{

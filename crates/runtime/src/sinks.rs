@@ -56,6 +56,8 @@ struct Pending {
 pub(crate) struct Sinks {
     producer: BaseProducer<SinkContext>,
     pending: HashMap<SinkId, Pending>,
+    /// `kafkaesque_sink_failures_total`, with the consumer's labels.
+    pub(crate) failures: metrics::Counter,
 }
 
 impl Sinks {
@@ -81,6 +83,7 @@ impl Sinks {
         Ok(Sinks {
             producer,
             pending: HashMap::new(),
+            failures: metrics::Counter::noop(),
         })
     }
 
@@ -181,7 +184,7 @@ impl Sinks {
         }
         if let Some(p) = self.pending.get_mut(&id) {
             error!(topic = %p.topic, partition = ?p.partition, error = %err, "sink delivery failed; retrying in 1 s");
-            metrics::counter!("kafkaesque_sink_failures_total").increment(1);
+            self.failures.increment(1);
             p.retry_at = Some(Instant::now() + Duration::from_secs(1));
         }
     }

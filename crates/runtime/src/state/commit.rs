@@ -24,7 +24,7 @@ impl State {
         for (list, overflow) in self.by_consumer(commits) {
             if let Err(e) = self.send_commit(main, &list, overflow, CommitMode::Async) {
                 warn!(error = %e, partitions = list.len(), "commit failed; will retry");
-                metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                metrics::counter!("kafkaesque_commit_failures_total", self.labels()).increment(1);
                 for c in &list {
                     self.engine.commit_failed(c.partition);
                 }
@@ -56,7 +56,8 @@ impl State {
                     }
                     Err(e) if started.elapsed() + backoff < FINAL_COMMIT_BUDGET => {
                         warn!(error = %e, attempt, "final commit failed; retrying");
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        metrics::counter!("kafkaesque_commit_failures_total", self.labels())
+                            .increment(1);
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                         attempt += 1;
@@ -107,8 +108,9 @@ impl State {
             (true, None) => Ok(()),
             (false, _) => main.commit(&tpl, mode),
         };
-        metrics::counter!("kafkaesque_commits_total").increment(1);
-        metrics::histogram!("kafkaesque_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("kafkaesque_commits_total", self.labels()).increment(1);
+        metrics::histogram!("kafkaesque_commit_seconds", self.labels())
+            .record(started.elapsed().as_secs_f64());
         result
     }
 }

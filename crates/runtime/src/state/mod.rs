@@ -28,10 +28,12 @@ use crate::sinks::Sinks;
 use crate::spawn::{Spawner, Started, AT_ONCE};
 
 mod commit;
+mod control;
 mod offer;
 mod overflow;
 mod rebalance;
 
+pub(crate) use control::Pauses;
 pub(crate) use overflow::OverflowContext;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
@@ -55,6 +57,11 @@ pub(crate) struct State {
     ages: Ages,
     clock: Instant,
     pub(crate) shutdown: bool,
+    /// The shutdown asked for handles everything already fetched (see
+    /// [`ShutdownMode::DrainFetched`](crate::ShutdownMode::DrainFetched)).
+    pub(crate) drain_fetched: bool,
+    /// What the control handle has paused.
+    pauses: Pauses,
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
@@ -82,6 +89,8 @@ impl State {
         observer: Observer,
     ) -> Self {
         let Inputs { events: rx, queues } = inputs;
+        let handler_seconds =
+            metrics::histogram!("kafkaesque_handler_seconds", observer.labels.get());
         State {
             engine,
             rx,
@@ -93,12 +102,14 @@ impl State {
             ages: Ages::default(),
             clock: Instant::now(),
             shutdown: false,
+            drain_fetched: false,
+            pauses: Pauses::default(),
             topics: HashMap::default(),
             actions: Vec::new(),
             key: Vec::new(),
             feeds: Feeds::new(queues),
             gate: None,
-            handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
+            handler_seconds,
         }
     }
 
@@ -136,13 +147,15 @@ impl State {
                 match (h, ok) {
                     (Some(h), true) => self.engine.committed(h, offset),
                     (Some(h), false) => {
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        metrics::counter!("kafkaesque_commit_failures_total", self.labels())
+                            .increment(1);
                         self.engine.commit_failed(h)
                     }
                     (None, _) => {}
                 }
             }
-            Event::Shutdown => self.shutdown = true,
+            Event::Shutdown => self.begin_shutdown(false),
+            Event::Control(cmd) => self.control(cmd, main),
         }
         self.run_actions(main);
     }
@@ -276,6 +289,11 @@ impl State {
             &mut self.ages,
             self.sinks.pending(),
         );
+    }
+
+    /// The labels of this consumer's metrics.
+    pub(crate) fn labels(&self) -> Vec<metrics::Label> {
+        self.observer.labels.get()
     }
 
     /// Everything assigned, for shutdown.

@@ -118,7 +118,7 @@ impl State {
 
     /// Offers a partition's records in order until the engine refuses one: that one and the
     /// rest are kept then.
-    fn offer_records<C: ConsumerContext>(
+    pub(super) fn offer_records<C: ConsumerContext>(
         &mut self,
         mut offer: Offer<impl Iterator<Item = Record>>,
         main: &BaseConsumer<C>,
@@ -166,6 +166,8 @@ impl State {
             if self.release(main, tp) != Some(Hold::PausedInKafka) {
                 return;
             }
+        } else if self.pauses.is_paused(tp) {
+            return; // the user's pause keeps it paused in librdkafka
         }
         let r = if self.is_overflow(&tp.topic) {
             self.overflow

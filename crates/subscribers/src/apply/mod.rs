@@ -258,11 +258,13 @@ impl Applier {
             .copied()
             .collect();
         let rejected = rows::rejected(tx, app, &missing).await?;
+        let deleted = rows::deleted(tx, app, &missing).await?;
         let children = asking
             .iter()
             .map(|c| {
                 let state = match (found.contains(c), rejected.get(c)) {
                     (true, _) => Child::Exists,
+                    (false, _) if deleted.contains(c) => Child::Deleted,
                     (false, Some(at)) => Child::Rejected(*at),
                     (false, None) => Child::Unseen,
                 };

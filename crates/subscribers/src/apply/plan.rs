@@ -115,6 +115,9 @@ pub enum Child {
     Rejected(i64),
     /// Not in the app, and no verdict from its own queue yet.
     Unseen,
+    /// Deleted: its link requests, before or after the delete, are ignored (a request before it
+    /// would be undone by the delete, which reaches this parent later).
+    Deleted,
 }
 
 /// What a delivery found in the database besides its row.
@@ -358,6 +361,7 @@ fn child_on_parent(
                 // Linked before this delivery: it exists.
                 None if known.linked.contains(&child) => {}
                 Some(Child::Rejected(at)) if *at >= offset => return Ok(false),
+                Some(Child::Deleted) => return Ok(false),
                 _ => return Err(Stop::Pending { child }),
             }
             let count = row.as_ref().map_or(0, |r| r.linked_children);

@@ -272,6 +272,15 @@ pub async fn existing(c: &impl GenericClient, app: Uuid, ids: &[Uuid]) -> Result
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Which of `ids` were rows of `app` and have been deleted.
+pub async fn deleted(c: &impl GenericClient, app: Uuid, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = query(c, include_str!("../../sql/deleted_of.sql"), &[&app, &ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// For each of `ids` that has one, the newest offset at which its update was rejected as unknown.
 pub async fn rejected(
     c: &impl GenericClient,

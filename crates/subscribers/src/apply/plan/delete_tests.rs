@@ -186,3 +186,18 @@ fn a_deleted_child_is_unlinked_from_its_parent_and_its_later_changes_are_not_mir
     assert_eq!(saved.fields.language.as_deref(), Some("en"));
     assert_eq!(saved.source_offset, 7);
 }
+
+#[test]
+fn a_link_request_of_a_child_deleted_since_is_ignored_rather_than_waited_for() {
+    let app = Uuid::new_v4();
+    let id = email_parent_id(app, "p@example.com");
+    let child = Uuid::new_v4();
+    let changes = [
+        lang(app, child, 2, Some("p@example.com")),
+        delete(app, child, 3),
+    ];
+    let mut k = known(&[], &[], None);
+    k.children.insert(child, Child::Deleted);
+    let p = plan(id, None, &changes, &k).unwrap();
+    assert_eq!((p.link, p.save, p.created), (vec![], None, false));
+}
