@@ -60,6 +60,8 @@ pub struct ConsumerConfig {
     pub(crate) replication: Replication,
     pub(crate) topic_retention: Option<Duration>,
     pub(crate) properties: Vec<(String, String)>,
+    /// See [`ConsumerBuilder::exactly_once`].
+    pub(crate) exactly_once: bool,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -100,6 +102,7 @@ impl Default for ConsumerBuilder {
                 replication: Replication::default(),
                 topic_retention: None,
                 properties: Vec::new(),
+                exactly_once: false,
             },
             group_set: false,
         }
@@ -233,6 +236,22 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Exactly-once consume-transform-produce (default off: at least once). The consumer's
+    /// producer becomes transactional: what handlers produce (see
+    /// [`Consumer::run_producing`](crate::Consumer::run_producing)), dead letters, diverted
+    /// records and the consumed offsets (with their commit metadata) commit in one transaction
+    /// every [`commit_interval`](Self::commit_interval), so a `read_committed` reader of the
+    /// outputs sees each once, crashes and rebalances included. The library sets the
+    /// producer's `transactional.id` to `kafkaesque.<group>.<instance>`, where the instance is
+    /// the `group.instance.id` property if set (static membership: a restarted instance then
+    /// aborts its predecessor's open transaction at once) and otherwise unique to this
+    /// consumer. What it costs and how it composes with the commit metadata:
+    /// `docs/consumer.md`.
+    pub fn exactly_once(mut self) -> Self {
+        self.cfg.exactly_once = true;
+        self
+    }
+
     /// Any librdkafka property, passed through (checked by `build`).
     pub fn set(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.properties.push((property.into(), value.into()));
@@ -313,8 +332,17 @@ pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
         .properties
         .iter()
         .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
+    // In exactly-once mode, an eager assignor: a revoke's final transaction carries the group's
+    // generation, and under cooperative-sticky librdkafka revokes after the generation has moved
+    // on, so the broker refuses it (ILLEGAL_GENERATION). An eager revoke comes before the
+    // member rejoins, while its generation still holds; it revokes every partition, though.
+    let strategy = if cfg.exactly_once {
+        "range"
+    } else {
+        "cooperative-sticky"
+    };
     if !kip848 {
-        c.set("partition.assignment.strategy", "cooperative-sticky")
+        c.set("partition.assignment.strategy", strategy)
             // A crashed member's partitions sit unowned until its session times out:
             // librdkafka's 45 s default left them so for most of a minute after a SIGKILL.
             // Six seconds (the broker's default minimum) with a heartbeat every 1.5 s gives

@@ -30,9 +30,10 @@ use crate::events::{Event, EventTx};
 use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
 use crate::handler::Handler;
 use crate::observe::{Labels, Observer};
+use crate::produce::{ProduceHandler, Producing};
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
-use crate::state::{Inputs, OverflowContext, State};
+use crate::state::{transactional_id, Inputs, OverflowContext, State};
 
 /// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
 #[derive(Debug)]
@@ -108,12 +109,38 @@ impl Consumer {
         H: Handler,
         S: Future<Output = ()>,
     {
+        self.run_with(|_| handler, shutdown).await
+    }
+
+    /// Like [`run`](Self::run), with a handler that returns records to produce: each record
+    /// completes (and its offset can be committed) only once Kafka has acknowledged its outputs,
+    /// and a key's outputs are produced in the order of their sources. See [`ProduceHandler`],
+    /// and [`ConsumerBuilder::exactly_once`] for outputs that a `read_committed` reader sees
+    /// exactly once.
+    pub async fn run_producing<P, S>(self, handler: P, shutdown: S) -> Result<()>
+    where
+        P: ProduceHandler,
+        S: Future<Output = ()>,
+    {
+        self.run_with(
+            |sinks| Producing::new(handler, sinks.producer().clone()),
+            shutdown,
+        )
+        .await
+    }
+
+    /// Runs the handler `make` builds once the consumer's producer exists.
+    async fn run_with<H, S>(self, make: impl FnOnce(&Sinks) -> H, shutdown: S) -> Result<()>
+    where
+        H: Handler,
+        S: Future<Output = ()>,
+    {
         let tx = self.tx.clone();
         let rx = std::mem::replace(
             &mut *self.events.lock().unwrap_or_else(|e| e.into_inner()),
             mpsc::channel().1,
         );
-        let setup = self.setup(handler, &tx, rx).await?;
+        let setup = self.setup(make, &tx, rx).await?;
         let running = start(setup, self.cfg)?;
         wait(running, shutdown, &tx).await
     }
@@ -121,23 +148,24 @@ impl Consumer {
     /// Prepares the topics and creates the engine, the clients and the driver state.
     async fn setup<H: Handler>(
         &self,
-        handler: H,
+        make: impl FnOnce(&Sinks) -> H,
         tx: &EventTx,
         events: mpsc::Receiver<Event>,
     ) -> Result<Setup> {
         let cfg = &self.cfg;
         let (prepared, budget) = tokio::join!(prepare_topics(cfg), metadata_budget(cfg));
         prepared?;
-        let spawn = Spawner::new(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
         let (budget, from_broker) = budget;
         engine_cfg.limits.metadata_max_bytes = budget;
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
-        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
+        let txn_id = transactional_id(cfg);
+        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, txn_id.as_deref(), tx.clone())?;
         sinks.failures =
             metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
+        let spawn = Spawner::new(Arc::new(make(&sinks)), tx.clone());
         let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
             .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
             .map_err(Error::kafka("creating the consumer"))?;
@@ -256,6 +284,7 @@ fn drive(
     // Commands sent before `run` (a pause) hold before the first record is taken.
     lock(state).drain_events(consumer);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    lock(state).start_transactions()?;
     consumer
         .subscribe(&topics)
         .map_err(Error::kafka("subscribing"))?;
@@ -299,6 +328,9 @@ fn drive(
         if now >= next_publish {
             st.publish();
             next_publish = now + Duration::from_secs(1);
+        }
+        if let Some(reason) = &st.fatal {
+            return Err(Error::Transaction(reason.clone()));
         }
         if st.shutdown {
             drop(st);

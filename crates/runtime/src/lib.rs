@@ -27,6 +27,12 @@
 //! # }
 //! ```
 //!
+//! A [`ProduceHandler`] returns records to produce ([`Output`]), run with
+//! [`Consumer::run_producing`]: a record completes only once its outputs are acknowledged. With
+//! [`ConsumerBuilder::exactly_once`], outputs, dead letters, diversions and the consumed offsets
+//! commit in one Kafka transaction per commit interval (`docs/consumer.md` says how that
+//! composes with the commit metadata).
+//!
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
 //!
@@ -48,6 +54,7 @@ mod feeds;
 mod fetcher;
 mod handler;
 mod observe;
+mod produce;
 mod record;
 pub mod replication;
 mod sinks;
@@ -66,6 +73,7 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
+pub use produce::{Output, ProduceHandler};
 #[cfg(feature = "serde")]
 pub use record::JsonError;
 pub use record::{headers, Header, Record, RecordData};

@@ -1,8 +1,13 @@
 //! The dead-letter and overflow producer. Idempotent, so that a retried produce never writes a
 //! record twice or out of order within a partition — which the overflow's per-key order relies
 //! on. A record handed to a sink completes only when its delivery is acknowledged.
+//!
+//! The same producer writes the records handlers return (see [`crate::produce`]), and in
+//! exactly-once mode it is transactional: everything it writes commits with the consumed
+//! offsets (see [`crate::transaction`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{SinkId, SinkRecord};
@@ -15,8 +20,18 @@ use tracing::{error, warn};
 use crate::events::{Event, EventTx};
 use crate::record::headers;
 use crate::{Error, Record, Result};
+use rdkafka::error::KafkaError;
+use tokio::sync::oneshot;
 
-/// Forwards deliveries to the driver. Runs inside [`Sinks::poll`], on the driver thread.
+/// What a delivery report of the consumer's producer is about: a dead letter or diversion (the
+/// driver hears of it as an event) or a handler's output (its handler is waiting for it).
+pub(crate) enum Delivery {
+    Sink(SinkId),
+    Output(oneshot::Sender<Result<(), KafkaError>>),
+}
+
+/// Forwards deliveries to the driver, and those of handlers' outputs to their handlers. Runs
+/// inside [`Sinks::poll`], on the driver thread.
 pub(crate) struct SinkContext {
     tx: std::sync::Mutex<EventTx>,
 }
@@ -24,16 +39,23 @@ pub(crate) struct SinkContext {
 impl ClientContext for SinkContext {}
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = Box<SinkId>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, id: Box<SinkId>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        let id = match *delivery {
+            Delivery::Sink(id) => id,
+            Delivery::Output(ack) => {
+                let _ = ack.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+                return;
+            }
+        };
         let event = match result {
             Ok(m) => Event::Delivered {
-                id: *id,
+                id,
                 offset: m.offset(),
             },
             Err((e, _)) => Event::DeliveryFailed {
-                id: *id,
+                id,
                 error: e.to_string(),
             },
         };
@@ -54,24 +76,35 @@ struct Pending {
 /// The producer is polled by the driver loop itself rather than by a thread of its own: a
 /// polling thread would spend CPU the handlers need, for a producer that is idle nearly always.
 pub(crate) struct Sinks {
-    producer: BaseProducer<SinkContext>,
+    /// Shared with the handlers that produce (see [`crate::produce`]).
+    producer: Arc<BaseProducer<SinkContext>>,
     pending: HashMap<SinkId, Pending>,
     /// `kafkaesque_sink_failures_total`, with the consumer's labels.
     pub(crate) failures: metrics::Counter,
 }
 
 impl Sinks {
-    pub(crate) fn new(brokers: &str, props: &[(String, String)], tx: EventTx) -> Result<Self> {
+    /// `transactional_id`: in exactly-once mode, the producer's `transactional.id`.
+    pub(crate) fn new(
+        brokers: &str,
+        props: &[(String, String)],
+        transactional_id: Option<&str>,
+        tx: EventTx,
+    ) -> Result<Self> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5");
+        if let Some(id) = transactional_id {
+            c.set("transactional.id", id);
+        }
         for (k, v) in props.iter().filter(|(k, _)| {
             k.starts_with("security.")
                 || k.starts_with("sasl.")
                 || k.starts_with("ssl.")
                 || k == "enable.ssl.certificate.verification"
+                || k == "transaction.timeout.ms"
         }) {
             c.set(k, v);
         }
@@ -81,15 +114,21 @@ impl Sinks {
             })
             .map_err(Error::kafka("creating the dead-letter/overflow producer"))?;
         Ok(Sinks {
-            producer,
+            producer: Arc::new(producer),
             pending: HashMap::new(),
             failures: metrics::Counter::noop(),
         })
     }
 
-    /// Serves delivery reports (they arrive as events on the driver's channel).
+    /// The producer, for handlers' outputs and transactions.
+    pub(crate) fn producer(&self) -> &Arc<BaseProducer<SinkContext>> {
+        &self.producer
+    }
+
+    /// Serves delivery reports: a sink's arrive as events on the driver's channel, an output's
+    /// goes to its handler.
     pub(crate) fn poll(&self) {
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || self.producer.in_flight_count() > 0 {
             self.producer.poll(Duration::ZERO);
         }
     }
@@ -145,8 +184,9 @@ impl Sinks {
     }
 
     fn send(&mut self, id: SinkId, p: Pending) {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<SinkId>> =
-            BaseRecord::with_opaque_to(&p.topic, Box::new(id)).headers(p.headers.clone());
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+            BaseRecord::with_opaque_to(&p.topic, Box::new(Delivery::Sink(id)))
+                .headers(p.headers.clone());
         if let Some(part) = p.partition {
             record = record.partition(part);
         }

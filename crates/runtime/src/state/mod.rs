@@ -32,9 +32,11 @@ mod control;
 mod offer;
 mod overflow;
 mod rebalance;
+mod transaction;
 
 pub(crate) use control::Pauses;
 pub(crate) use overflow::OverflowContext;
+pub(crate) use transaction::transactional_id;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
 /// partitions' queues are shared with the fetcher. (The fetcher's batches arrive on a channel
@@ -76,6 +78,15 @@ pub(crate) struct State {
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
+    /// Exactly-once mode: new work is held back while a transaction closes (see
+    /// [`transaction`]).
+    holding: bool,
+    /// Handler runs handed to the runtime whose outcome has not arrived yet. Not the engine's
+    /// in-flight count, which also counts work it has asked for while `holding` keeps it back.
+    waiting: usize,
+    /// Why the consumer must stop: an aborted transaction (see [`transaction`]). Kept once
+    /// set, so that nothing commits after the abort, not even the revoke of closing.
+    pub(crate) fatal: Option<String>,
 }
 
 impl State {
@@ -110,6 +121,9 @@ impl State {
             feeds: Feeds::new(queues),
             gate: None,
             handler_seconds,
+            holding: false,
+            waiting: 0,
+            fatal: None,
         }
     }
 
@@ -133,7 +147,10 @@ impl State {
                 id,
                 result,
                 elapsed,
-            } => self.outcome(id, result, elapsed),
+            } => {
+                self.waiting = self.waiting.saturating_sub(1);
+                self.outcome(id, result, elapsed)
+            }
             Event::Delivered { id, offset } => {
                 self.sinks.delivered(id);
                 self.engine.sink_acked(id, Some(offset));
@@ -198,6 +215,9 @@ impl State {
     pub(crate) fn run_actions<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
         // Outcomes of handlers that finished at once produce actions of their own, and so does
         // a kept record offered again on resume.
+        if self.holding {
+            return;
+        }
         loop {
             let mut finished = Vec::new();
             self.run_actions_once(main, &mut finished);
@@ -224,7 +244,10 @@ impl State {
                     r.set_delivery(w.attempt, w.records);
                     match self.spawn.start(r) {
                         Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
-                        Started::Waiting(fut) => self.spawn.wait(fut, w.id),
+                        Started::Waiting(fut) => {
+                            self.waiting += 1;
+                            self.spawn.wait(fut, w.id)
+                        }
                     }
                 }
                 Action::Pause {

@@ -72,7 +72,7 @@ impl State {
                     {
                         Inline::Taken(intake) => intake,
                         Inline::Run(run) => {
-                            run_inline(run, &mut self.spawn, &self.handler_seconds);
+                            self.waiting += run_inline(run, &mut self.spawn, &self.handler_seconds);
                             Intake::Accepted
                         }
                     }
@@ -212,12 +212,12 @@ impl State {
 }
 
 /// Runs a record the engine let skip its lanes (a first attempt), and tells the engine how it
-/// went.
+/// went. Returns 1 if the run has to wait (its outcome arrives as an event), else 0.
 fn run_inline(
     run: InlineRun<'_, Record>,
     spawn: &mut Spawner,
     handler_seconds: &metrics::Histogram,
-) {
+) -> usize {
     match spawn.start(run.payload().clone()) {
         Started::Finished(result) => {
             handler_seconds.record(AT_ONCE.as_secs_f64());
@@ -227,8 +227,12 @@ fn run_inline(
                     run.fail(failure(e));
                 }
             }
+            0
         }
-        Started::Waiting(fut) => spawn.wait(fut, run.running()),
+        Started::Waiting(fut) => {
+            spawn.wait(fut, run.running());
+            1
+        }
     }
 }
 

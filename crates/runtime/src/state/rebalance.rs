@@ -220,6 +220,12 @@ impl State {
             });
             if !drained {
                 warn!(partitions = hs.len(), "drain timeout: in-flight work of revoked partitions abandoned to the next owner");
+                if self.cfg.exactly_once {
+                    // Its outputs could still join a transaction that the offsets do not match.
+                    self.abort(
+                        "work of revoked partitions did not finish within the drain timeout",
+                    );
+                }
             }
         }
         let mut commits = Vec::new();
