@@ -1,6 +1,6 @@
 """Schemathesis hooks for scripts/fuzz.
 
-Generated requests name random apps, so every subscriber request with a well-formed body would
+Generated requests name random apps (in bodies, queries and paths), so every subscriber request with a well-formed body would
 stop at the app check (403) and never reach Kafka and the consumer. Where a generated `app_id`
 is a well-formed UUID, these hooks put in the app whose key the run uses; malformed ones stay as
 they are, so the negative cases keep their point. The accepted updates then travel through Kafka
@@ -38,3 +38,10 @@ def map_query(ctx, query):
     if isinstance(query, dict) and "app_id" in query:
         query["app_id"] = _ours(query["app_id"])
     return query
+
+
+@schemathesis.hook
+def map_path_parameters(ctx, path_parameters):
+    if isinstance(path_parameters, dict) and "app_id" in path_parameters:
+        path_parameters["app_id"] = _ours(path_parameters["app_id"])
+    return path_parameters

@@ -14,14 +14,15 @@ UPDATE players AS p
        long = COALESCE(u.long, p.long),
        country = COALESCE(u.country, p.country),
        external_user_id = COALESCE(u.external_user_id, p.external_user_id),
+       device = p.device || u.device,
        tags = (p.tags || u.set) - ARRAY(SELECT jsonb_array_elements_text(u.deleted)),
        source_offset = u.last,
        updated_at = now()
   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::integer[], $5::double precision[],
               $6::double precision[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[],
-              $11::bigint[], $12::bigint[])
+              $11::bigint[], $12::bigint[], $15::jsonb[])
        AS u (id, app_id, language, timezone, lat, long, country, external_user_id, set, deleted,
-             first, last)
+             first, last, device)
  WHERE p.id = u.id
    AND p.app_id = u.app_id
    AND p.source_offset < u.first
@@ -31,4 +32,4 @@ UPDATE players AS p
               FROM jsonb_each_text((p.tags || u.set)
                                    - ARRAY(SELECT jsonb_array_elements_text(u.deleted))) AS t))
 RETURNING p.id, p.app_id, p.device_type, p.identifier, p.language, p.timezone, p.lat, p.long,
-          p.country, p.tags, p.external_user_id, p.linked_children, p.source_offset
+          p.country, p.tags, p.external_user_id, p.linked_children, p.source_offset, p.device

@@ -99,16 +99,21 @@ pub fn fold(row: Uuid, last: &mut Change, newer: Change) -> Option<Change> {
     let same = a.player_id == b.player_id && a.app_id == b.app_id;
     // On a parent's queue `email` is a link (or unlink) request: a newer one may fold only when
     // it repeats the older's, because a repeated request finds the link as the older left it.
-    let keeps_link = own || b.email.is_none() || b.email == a.email;
+    let keeps_link =
+        own || !b.asks_link() || (b.email == a.email && b.parent_player_id == a.parent_player_id);
     if !same || !keeps_link {
         return Some(newer);
     }
     let Message::Update(b) = newer.message else {
         unreachable!("matched above")
     };
+    let asks_link = b.asks_link();
     a.fields.overwrite_with(b.fields);
     a.tags.extend(b.tags);
-    a.email = b.email.or(a.email.take());
+    if asks_link {
+        a.email = b.email;
+        a.parent_player_id = b.parent_player_id;
+    }
     last.offset = newer.offset;
     None
 }

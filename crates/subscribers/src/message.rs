@@ -27,6 +27,9 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod device;
+pub use device::Device;
+
 /// Device type of email subscriptions, the parents that `email` links to.
 pub const EMAIL_DEVICE_TYPE: i32 = 11;
 
@@ -172,6 +175,26 @@ pub struct Update {
     /// Links the subscription to the app's email subscription for this address (lower case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Links the subscription to this email subscription of the app, named by its id
+    /// (OneSignal's `parent_player_id`). An update carries this or `email`, never both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_player_id: Option<Uuid>,
+}
+
+impl Update {
+    /// The email subscription this update asks to be linked to, by `email` or by id.
+    pub fn link_target(&self) -> Option<Uuid> {
+        self.parent_player_id.or_else(|| {
+            self.email
+                .as_deref()
+                .map(|e| email_parent_id(self.app_id, e))
+        })
+    }
+
+    /// Whether the update asks for a link (or, to every other parent, an unlink).
+    pub fn asks_link(&self) -> bool {
+        self.email.is_some() || self.parent_player_id.is_some()
+    }
 }
 
 /// Removes one subscription; a tombstone remembers it, so that nothing later brings it back.
@@ -196,6 +219,9 @@ pub struct Fields {
     pub country: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_user_id: Option<String>,
+    /// Boxed: most updates set none of it, and a message stays small in the engine's queues.
+    #[serde(default, flatten)]
+    pub device: Box<Device>,
 }
 
 impl Fields {
@@ -208,6 +234,7 @@ impl Fields {
             long,
             country,
             external_user_id,
+            device,
         } = newer;
         self.language = language.or(self.language.take());
         self.timezone = timezone.or(self.timezone);
@@ -215,6 +242,7 @@ impl Fields {
         self.long = long.or(self.long);
         self.country = country.or(self.country.take());
         self.external_user_id = external_user_id.or(self.external_user_id.take());
+        self.device.overwrite_with(*device);
     }
 }
 

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0004_revocable_keys.sql"),
     },
     Migration {
+        version: 5,
+        name: "players_api",
+        sql: include_str!("../migrations/0005_players_api.sql"),
+    },
+    Migration {
         version: 6,
         name: "deleted_players",
         sql: include_str!("../migrations/0006_deleted_players.sql"),

@@ -206,6 +206,7 @@ mod tests {
             fields: Fields::default(),
             tags: Default::default(),
             email: None,
+            parent_player_id: None,
         })
     }
 

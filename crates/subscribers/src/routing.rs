@@ -6,7 +6,8 @@
 //! touch one row at once. A key names the record's app with the row ([`row_key`]), and the cache
 //! knows links by app: a record of one app never runs under, nor routes to, another app's rows. The router knows the links from a [`LinkCache`]: loaded from PostgreSQL whenever
 //! partitions are assigned, and kept current by the router itself as it routes updates that carry
-//! `email` (routing order is partition order, so a child's later records see its new link).
+//! `email` or `parent_player_id` (routing order is partition order, so a child's later records
+//! see its new link).
 //!
 //! A message of a newer format than this build's runs under its own row's key alone (what else
 //! it writes is for the upgraded consumer to know), and touches no link: it is held there (see
@@ -15,8 +16,8 @@
 //!
 //! The rule that keeps this correct: **the cache may name more parents than a child has, never
 //! fewer.** An update with `email` goes to the new parent (whose id is derived from the address,
-//! see [`email_parent_id`]) *and* to every parent the cache knew, which unlink the child; then
-//! the cache names the new parent alone. If the new parent refuses the link (the link limit) or
+//! see [`email_parent_id`], or named by `parent_player_id`) *and* to every parent the cache knew,
+//! which unlink the child; then the cache names the new parent alone. If the new parent refuses the link (the link limit) or
 //! the child turns out not to exist, later updates still reach that parent, which finds no link
 //! and writes nothing. A load unions what the database holds into the cache rather than
 //! replacing it, so links routed but not yet written are never forgotten.
@@ -179,6 +180,8 @@ struct View {
     app_id: Uuid,
     #[serde(default)]
     email: Option<String>,
+    #[serde(default)]
+    parent_player_id: Option<Uuid>,
 }
 
 /// The router for the consumer; it also counts updates for `/admin/top` and drops the rows an
@@ -218,8 +221,10 @@ fn route(links: &LinkCache, skips: &SkipList, top: &Busiest, record: &Record) ->
         if let Some(entry) = map.get(&(app, player)) {
             rows.extend(entry.parents.iter().filter(|p| **p != player));
         }
-        if let Some(email) = &view.email {
-            let parent = email_parent_id(app, email);
+        let target = view
+            .parent_player_id
+            .or_else(|| view.email.as_deref().map(|e| email_parent_id(app, e)));
+        if let Some(parent) = target {
             if parent != player {
                 if !rows.contains(&parent) {
                     rows.push(parent);

@@ -94,7 +94,7 @@ async fn every_endpoint_answers_and_every_refusal_writes_nothing() {
             "colour",
         ),
         (
-            json!({"app_id": a.id, "device_type": 1, "tags": {"k": 5}}),
+            json!({"app_id": a.id, "device_type": 1, "tags": {"k": [5]}}),
             "tags.k",
         ),
     ];
@@ -156,7 +156,28 @@ async fn every_endpoint_answers_and_every_refusal_writes_nothing() {
         ),
         (json!({"app_id": a.id, "tags": many}), "tags"),
         (json!({"app_id": a.id, "timezone": 99999}), "timezone"),
-        (json!({"app_id": a.id, "device_type": 1}), "device_type"),
+        (json!({"app_id": a.id, "device_type": 99}), "device_type"),
+        (
+            json!({"app_id": a.id, "session_count": -1}),
+            "session_count",
+        ),
+        (
+            json!({"app_id": a.id, "amount_spent": -0.5}),
+            "amount_spent",
+        ),
+        (
+            json!({"app_id": a.id, "game_version": "1".repeat(257)}),
+            "game_version",
+        ),
+        (
+            json!({"app_id": a.id, "email": "a@example.com", "parent_player_id": id}),
+            "parent_player_id",
+        ),
+        (
+            json!({"app_id": a.id, "device_player_id": id}),
+            "device_player_id",
+        ),
+        (json!({"app_id": a.id, "tags": {"k": {"x": 1}}}), "tags.k"),
     ];
     for (body, field) in &cases {
         let got = c
@@ -199,6 +220,13 @@ async fn every_endpoint_answers_and_every_refusal_writes_nothing() {
     );
     assert_eq!(shown["tags"], json!({"vip": "yes"}));
     assert_eq!(shown["parent_player_id"], Value::Null);
+    let nulls: Vec<_> = shown
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.is_null())
+        .collect();
+    assert!(nulls.is_empty(), "unset fields are left out: {nulls:?}");
     assert!(shown["created_at"].as_i64().unwrap() > 0 && shown["updated_at"].is_i64());
 
     let get = |app: Uuid, player: Uuid| format!("/api/v1/players/{player}?app_id={app}");
@@ -245,6 +273,7 @@ async fn every_endpoint_answers_and_every_refusal_writes_nothing() {
         "/api/v1/apps/{id}/key",
         "/api/v1/players",
         "/api/v1/players/{id}",
+        "/api/v1/apps/{app_id}/users/{external_user_id}",
         "/admin/skip",
         "/admin/top",
         "/healthz",

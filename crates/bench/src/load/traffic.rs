@@ -142,6 +142,7 @@ impl Traffic {
             },
             tags: BTreeMap::from([("city".to_owned(), Some(city.to_owned()))]),
             email: (round == 0 && linked).then(|| FLOOD_EMAIL.to_owned()),
+            parent_player_id: None,
         };
         Planned {
             app: 0,
@@ -169,6 +170,7 @@ impl Traffic {
                 ("n".to_owned(), Some(self.sent.to_string())),
             ]),
             email: None,
+            parent_player_id: None,
         };
         Planned {
             app,

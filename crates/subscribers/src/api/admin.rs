@@ -7,19 +7,22 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth;
 use super::body::Body;
 use super::error::ApiError;
+use super::shapes::{AdminRefusals, Errors};
 use super::AppState;
 use crate::busiest::WINDOW_SECONDS;
 use crate::skip::SkipTarget;
 
 /// `{"player_id": ...}` or `{"app_id": ...}`.
-#[derive(Debug, Deserialize)]
+/// What to skip or resume: exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SkipRequest {
+pub struct SkipRequest {
     player_id: Option<Uuid>,
     app_id: Option<Uuid>,
 }
@@ -43,6 +46,19 @@ fn target(s: &AppState, headers: &HeaderMap, body: &Body) -> Result<SkipTarget, 
 
 /// `PUT /admin/skip`: from now on (within a second, in every process), records of the target
 /// are completed without being written.
+/// Completes the records of an app or row without writing them (within a second, in every
+/// process).
+#[utoipa::path(
+    put, path = "/admin/skip", tag = "admin",
+    request_body = SkipRequest,
+    responses(
+        (status = 200, description = "Skipping", body = Object),
+        (status = 400, description = "A field is wrong; the message names it", body = Errors),
+        (status = 413, description = "Body over the limit", body = Errors),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn skip(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -56,6 +72,19 @@ pub async fn skip(
 }
 
 /// `DELETE /admin/skip`: writes resume.
+/// Resumes writing an app or row.
+#[utoipa::path(
+    delete, path = "/admin/skip", tag = "admin",
+    request_body = SkipRequest,
+    responses(
+        (status = 200, description = "Resumed", body = Object),
+        (status = 400, description = "A field is wrong; the message names it", body = Errors),
+        (status = 404, description = "Not skipped", body = Errors),
+        (status = 413, description = "Body over the limit", body = Errors),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn unskip(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -75,6 +104,15 @@ pub async fn unskip(
 }
 
 /// `GET /admin/skip`: the skip list, and what this process obeys (the same, within a second).
+/// The skip list, and what of it is in effect in this process.
+#[utoipa::path(
+    get, path = "/admin/skip", tag = "admin",
+    responses(
+        (status = 200, description = "Skipped apps and rows", body = Object),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn skips(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     auth::admin(&headers, s.config.admin_token.as_deref())?;
     let mut all: Vec<SkipTarget> = s.store.skips().await?.into_iter().collect();
@@ -86,6 +124,19 @@ pub async fn skips(State(s): State<AppState>, headers: HeaderMap) -> Result<Json
 
 /// `GET /admin/top?n=20`: the busiest apps and rows of the last minute, and each partition's
 /// queue depth and time in flight, from the consumer of this process.
+/// The busiest apps and rows of the last minute; queue depth and time in flight per partition
+/// (served by processes that run the consumer).
+#[utoipa::path(
+    get, path = "/admin/top", tag = "admin",
+    params(("n" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "How many of each; 20 by default")),
+    responses(
+        (status = 200, description = "The view", body = Object),
+        (status = 400, description = "A parameter is wrong; the message names it", body = Errors),
+        (status = 404, description = "This process runs no consumer", body = Errors),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn top(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -6,26 +6,62 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth;
 use super::body::Body;
 use super::error::ApiError;
+use super::shapes::{AdminRefusals, Errors};
 use super::AppState;
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/apps`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewApp {
+pub struct NewApp {
+    /// 1 to 200 bytes.
     name: String,
 }
 
+/// A new app and its key, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppCreated {
+    id: Uuid,
+    name: String,
+    api_key: String,
+}
+
+/// An app's new key, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppKey {
+    id: Uuid,
+    api_key: String,
+}
+
+/// An app whose key was revoked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyRevoked {
+    id: Uuid,
+    revoked: bool,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/apps", tag = "admin",
+    request_body = NewApp,
+    responses(
+        (status = 201, description = "The app and its key, shown once", body = AppCreated),
+        (status = 400, description = "A field is wrong; the message names it", body = Errors),
+        (status = 413, description = "Body over the limit", body = Errors),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<AppCreated>), ApiError> {
     auth::admin(&headers, s.config.admin_token.as_deref())?;
     let NewApp { name } = body.parse()?;
     let name = name.trim().to_owned();
@@ -44,7 +80,11 @@ pub async fn create(
     tracing::info!(app_id = %id, %name, "app created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "name": name, "api_key": key })),
+        Json(AppCreated {
+            id,
+            name,
+            api_key: key,
+        }),
     ))
 }
 
@@ -53,26 +93,48 @@ fn app_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `POST /api/v1/apps/{id}/key`: a new key, returned once; the old one stops working.
+#[utoipa::path(
+    post, path = "/api/v1/apps/{id}/key", tag = "admin",
+    params(("id" = Uuid, Path, description = "The app")),
+    responses(
+        (status = 200, description = "The new key, shown once", body = AppKey),
+        (status = 400, description = "id: not a UUID", body = Errors),
+        (status = 404, description = "No such app", body = Errors),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn rotate_key(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AppKey>, ApiError> {
     let (key, hash) = auth::new_key();
     let id = replace_key(&s, &headers, &id, Some(&hash)).await?;
     tracing::warn!(app_id = %id, "app key rotated");
-    Ok(Json(json!({ "id": id, "api_key": key })))
+    Ok(Json(AppKey { id, api_key: key }))
 }
 
 /// `DELETE /api/v1/apps/{id}/key`: the app's key stops working; it has none until rotated.
+#[utoipa::path(
+    delete, path = "/api/v1/apps/{id}/key", tag = "admin",
+    params(("id" = Uuid, Path, description = "The app")),
+    responses(
+        (status = 200, description = "Revoked", body = KeyRevoked),
+        (status = 400, description = "id: not a UUID", body = Errors),
+        (status = 404, description = "No such app", body = Errors),
+        AdminRefusals,
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn revoke_key(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyRevoked>, ApiError> {
     let id = replace_key(&s, &headers, &id, None).await?;
     tracing::warn!(app_id = %id, "app key revoked");
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(Json(KeyRevoked { id, revoked: true }))
 }
 
 /// For the admin: app `id`'s key becomes `hash` (none with `None`), and this process forgets

@@ -1,6 +1,6 @@
-//! Who may call what: app keys (`Authorization: Key <api key>`) for the subscriber API, the admin
-//! token (`Authorization: Bearer <token>`) for creating apps, re-keying them and the operator
-//! controls.
+//! Who may call what: app keys (`Authorization: Key <api key>`, or `Bearer`, `Basic`) for the
+//! subscriber API, the admin token (`Authorization: Bearer <token>`) for creating apps, re-keying
+//! them and the operator controls.
 //!
 //! Keys are stored as their SHA-256. What a process learns of a key is cached for the
 //! configured TTL (a few seconds): a key rotated or revoked through another process stops
@@ -31,6 +31,12 @@ pub const MAX_UNKNOWN_KEYS: usize = 10_000;
 
 /// Key lookups in the database at once, for keys the cache does not hold.
 pub const MISS_LOOKUPS: usize = 4;
+
+/// The schemes an app key may come under: `Key` as OneSignal documents it now; `Bearer` and
+/// `Basic` as its clients have sent it over the years (`Basic` with the key itself, not a
+/// base64 user and password). The admin token is a `Bearer` credential too, but of other
+/// endpoints: an app endpoint looks the credential up as an app key only.
+pub const APP_KEY_SCHEMES: [&str; 3] = ["Key", "Bearer", "Basic"];
 
 /// A new random API key (32 bytes, hex) and the hash to store.
 pub fn new_key() -> (String, Vec<u8>) {
@@ -154,8 +160,14 @@ impl Keys {
 
     /// The app whose key the request carries: 401 without a valid one.
     pub async fn app(&self, headers: &HeaderMap, store: &Store) -> Result<Uuid, ApiError> {
-        let key = credential(headers, "Key")
-            .ok_or_else(|| ApiError::unauthorized("Authorization: expected `Key <app api key>`"))?;
+        let key = APP_KEY_SCHEMES
+            .iter()
+            .find_map(|scheme| credential(headers, scheme))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "Authorization: expected `Key <app api key>` (or `Bearer`, `Basic`)",
+                )
+            })?;
         let hash = hash(key);
         let unknown = || ApiError::unauthorized("Authorization: unknown api key");
         if let Some(app) = self.cached(&hash) {

@@ -1,4 +1,4 @@
-//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+//! `/healthz`, `/readyz` and `/metrics` (`/openapi.json` is [`super::openapi`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::db;
@@ -20,16 +21,14 @@ use crate::db;
 /// answers nobody, so this stays well under the usual few seconds of a health checker.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The OpenAPI document of every endpoint.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
 /// The body of `/healthz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     status: &'static str,
 }
 
 /// `/healthz`: the process is alive and serving HTTP. Says nothing about its dependencies.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "alive" })
 }
@@ -101,7 +100,7 @@ impl Readiness {
 }
 
 /// The body of `/readyz`: which dependency is down, never why (that is logged).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ReadyBody {
     /// Both dependencies answered the last check.
     ready: bool,
@@ -109,13 +108,20 @@ pub struct ReadyBody {
     postgres: Up,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Up {
     up: bool,
 }
 
 /// `/readyz`: 200 when Kafka answered a metadata request and PostgreSQL `SELECT 1` at the last
 /// check (at most a second or two ago), otherwise 503.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = ReadyBody),
+        (status = 503, description = "A dependency did not answer the last check; the body says which", body = ReadyBody),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
     let status = *state.readiness.latest.borrow();
     let ready = status.kafka && status.postgres;
@@ -183,13 +189,10 @@ async fn check_postgres(database: &tokio_postgres::Config, tls: &db::Tls) -> Res
 }
 
 /// `/metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
-}
-
-pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }

@@ -9,7 +9,12 @@ pub mod edge;
 pub mod error;
 pub mod health;
 pub mod limit;
+pub mod openapi;
 pub mod players;
+mod publish;
+pub mod request;
+pub mod shapes;
+pub mod users;
 pub mod validate;
 
 use std::sync::Arc;
@@ -64,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(health::openapi))
+        .route("/openapi.json", get(openapi::serve))
         .route(
             "/admin/skip",
             get(admin::skips).put(admin::skip).delete(admin::unskip),
@@ -77,10 +82,19 @@ pub fn router(state: AppState) -> Router {
             post(apps::rotate_key).delete(apps::revoke_key),
         );
     if state.producer.is_some() {
-        api = api.route("/api/v1/players", post(players::create)).route(
-            "/api/v1/players/{id}",
-            put(players::update).get(players::get),
-        );
+        api = api
+            .route("/api/v1/players", post(players::create).get(players::list))
+            .route(
+                "/api/v1/players/{id}",
+                put(players::update)
+                    .get(players::get)
+                    .delete(players::delete),
+            )
+            // `{id}` is the app, as in the key's path above: one name per segment.
+            .route(
+                "/api/v1/apps/{id}/users/{external_user_id}",
+                put(users::edit_tags),
+            );
     }
     let limits = state.config.http;
     let body_limit = DefaultBodyLimit::max(state.config.body_limit);

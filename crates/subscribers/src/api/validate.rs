@@ -1,14 +1,11 @@
-//! The request bodies of the subscriber API and their checks. Serde refuses unknown fields and
-//! wrong types (naming the field); the checks here refuse values out of range, each message
-//! starting with the field's name. All problems of a request are reported at once.
+//! The checks of the subscriber API's request bodies ([`super::request`]): values out of range
+//! are refused, each message starting with the field's name. All problems of a request are
+//! reported at once.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use uuid::Uuid;
-
 use crate::config::TagLimit;
-use crate::message::{Fields, NewPlayer, Update};
+use crate::message::{Device, Fields};
 
 /// Longest tag key or value, in bytes.
 pub const MAX_TAG_BYTES: usize = 128;
@@ -29,107 +26,85 @@ pub fn check_no_nul(field: &str, value: &str, errors: &mut Vec<String>) {
     }
 }
 
-/// Body of `POST /api/v1/players`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewPlayerRequest {
-    pub app_id: Uuid,
-    pub device_type: i32,
-    pub identifier: Option<String>,
-    pub language: Option<String>,
-    pub timezone: Option<i32>,
-    pub tags: Option<BTreeMap<String, Option<String>>>,
-    pub external_user_id: Option<String>,
-}
-
-/// Body of `PUT /api/v1/players/{id}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
-    pub app_id: Uuid,
-    pub tags: Option<BTreeMap<String, Option<String>>>,
-    pub language: Option<String>,
-    pub timezone: Option<i32>,
-    pub lat: Option<f64>,
-    pub long: Option<f64>,
-    pub country: Option<String>,
-    pub external_user_id: Option<String>,
-    pub email: Option<String>,
-}
-
-impl NewPlayerRequest {
-    /// The create message for a subscription with the id the edge chose.
-    pub fn into_message(self, player_id: Uuid, limit: &TagLimit) -> Result<NewPlayer, Vec<String>> {
-        let mut errors = Vec::new();
-        if !(0..=14).contains(&self.device_type) {
-            errors.push(format!(
-                "device_type: {} is not a device type (0 iOS, 1 Android, 5 Chrome web, 11 email, 14 SMS, ...)",
-                self.device_type
-            ));
-        }
-        check_text("identifier", self.identifier.as_deref(), &mut errors);
-        let fields = Fields {
-            language: self.language,
-            timezone: self.timezone,
-            external_user_id: self.external_user_id,
-            ..Fields::default()
-        };
-        check_fields(&fields, &mut errors);
-        let tags = check_tags(self.tags.unwrap_or_default(), limit, &mut errors)
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(NewPlayer {
-            player_id,
-            app_id: self.app_id,
-            device_type: self.device_type,
-            identifier: self.identifier,
-            fields,
-            tags,
-        })
+/// `field: … is not an email address` unless `address` (trimmed, lower case) looks like one.
+pub fn check_email(field: &str, address: &str, errors: &mut Vec<String>) {
+    let shape = address.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && domain.contains('.') && !domain.contains('@')
+    });
+    if !shape || address.len() > 254 || address.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        errors.push(format!("{field}: {address:?} is not an email address"));
     }
 }
 
-impl UpdateRequest {
-    /// The update message; `limit` bounds the tags it sets (a subscription can hold no more).
-    pub fn into_message(self, player_id: Uuid, limit: &TagLimit) -> Result<Update, Vec<String>> {
-        let mut errors = Vec::new();
-        let fields = Fields {
-            language: self.language,
-            timezone: self.timezone,
-            lat: self.lat,
-            long: self.long,
-            country: self.country.map(|c| c.to_ascii_uppercase()),
-            external_user_id: self.external_user_id,
-        };
-        check_fields(&fields, &mut errors);
-        let email = self.email.map(|e| e.trim().to_lowercase());
-        if let Some(e) = &email {
-            let shape = e.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.contains('@')
-            });
-            if !shape || e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                errors.push(format!("email: {e:?} is not an email address"));
-            }
-        }
-        let tags = check_tags(self.tags.unwrap_or_default(), limit, &mut errors);
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(Update {
-            player_id,
-            app_id: self.app_id,
-            fields,
-            tags,
-            email,
+/// Tag values as the service stores them: strings as they are, numbers and booleans as their
+/// JSON text (`5`, `1.5`, `true`), `null` as a deletion. Arrays and objects are refused.
+pub fn tags(
+    raw: BTreeMap<String, serde_json::Value>,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, Option<String>> {
+    raw.into_iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                    errors.push(format!(
+                        "tags.{}: must be a string, a number, a boolean or null",
+                        k.replace('\0', "\\0")
+                    ));
+                    None
+                }
+            };
+            (k, value)
         })
+        .collect()
+}
+
+/// The OpenAPI schema of `tags`: an object whose values are strings, numbers, booleans or null.
+pub fn tags_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let value = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Null));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(utoipa::openapi::Schema::OneOf(value.build())))
+        .build()
+}
+
+/// `field: …` for each device field out of range.
+pub fn check_device(d: &Device, errors: &mut Vec<String>) {
+    for (field, value) in [
+        ("game_version", &d.game_version),
+        ("device_model", &d.device_model),
+        ("device_os", &d.device_os),
+        ("ad_id", &d.ad_id),
+        ("sdk", &d.sdk),
+    ] {
+        check_text(field, value.as_deref(), errors);
+    }
+    for (field, value) in [
+        ("session_count", d.session_count),
+        ("created_at", d.created_at),
+        ("playtime", d.playtime),
+        ("badge_count", d.badge_count),
+        ("last_active", d.last_active),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            errors.push(format!("{field}: must not be negative"));
+        }
+    }
+    if d.amount_spent.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+        errors.push("amount_spent: must be a number of at least 0".into());
     }
 }
 
-fn check_text(field: &str, value: Option<&str>, errors: &mut Vec<String>) {
+pub fn check_text(field: &str, value: Option<&str>, errors: &mut Vec<String>) {
     if value.is_some_and(|v| v.len() > MAX_TEXT_BYTES) {
         errors.push(format!("{field}: longer than {MAX_TEXT_BYTES} bytes"));
     }
@@ -138,7 +113,7 @@ fn check_text(field: &str, value: Option<&str>, errors: &mut Vec<String>) {
     }
 }
 
-fn check_fields(f: &Fields, errors: &mut Vec<String>) {
+pub fn check_fields(f: &Fields, errors: &mut Vec<String>) {
     if let Some(l) = &f.language {
         let ok =
             (2..=35).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
@@ -173,7 +148,7 @@ fn check_fields(f: &Fields, errors: &mut Vec<String>) {
 /// Tags with `""` turned into deletions, like `null`. The tags a request sets must fit in one
 /// subscription (`limit`): a request that could never be applied is refused here, not
 /// acknowledged and then dead-lettered.
-fn check_tags(
+pub fn check_tags(
     tags: BTreeMap<String, Option<String>>,
     limit: &TagLimit,
     errors: &mut Vec<String>,

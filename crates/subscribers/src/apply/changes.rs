@@ -76,6 +76,7 @@ pub(super) fn with_fields(
                 .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
                 .collect(),
             email: email.map(str::to_owned),
+            parent_player_id: None,
         }),
     }
 }

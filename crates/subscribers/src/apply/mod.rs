@@ -233,11 +233,7 @@ impl Applier {
             match &c.message {
                 Message::Update(u) if u.player_id != id => {
                     children.push(u.player_id);
-                    let to_us = u
-                        .email
-                        .as_deref()
-                        .map(|e| crate::message::email_parent_id(app, e));
-                    if to_us == Some(id) {
+                    if u.link_target() == Some(id) {
                         asking.push(u.player_id);
                     }
                 }
@@ -302,6 +298,13 @@ impl Applier {
                 %app, parent_player_id = %row, child_player_id = %child, source_offset = offset,
                 max_tags = self.tag_limit.max_tags, max_bytes = self.tag_limit.max_bytes,
                 "mirrored tags left out: the parent would exceed the tag limit"
+            );
+        }
+        for (child, offset) in &plan.not_email_parent {
+            metrics::counter!("subscribers_links_refused_total").increment(1);
+            tracing::warn!(
+                %app, parent_player_id = %row, child_player_id = %child, source_offset = offset,
+                "link refused: parent_player_id names no email subscription of the app"
             );
         }
         for (child, offset) in &plan.links_to_deleted {

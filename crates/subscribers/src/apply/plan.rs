@@ -26,8 +26,10 @@
 //! - **Update of a child, on its parent's row** (the router sends it here because the child is,
 //!   or is about to be, linked): with an `email` naming this row it is a link request — granted
 //!   while the parent has fewer than the link limit's children (creating the email subscription
-//!   on the first link), refused otherwise; with an `email` naming another row it unlinks the
-//!   child from this one; then, if the child is linked, its fields and tags are mirrored here.
+//!   on the first link), refused otherwise; a `parent_player_id` naming this row is the same
+//!   request, granted only where this row is an existing email subscription (its address is not
+//!   in the request to create it with; otherwise it is left out, counted and logged); an `email`
+//!   or `parent_player_id` naming another row unlinks the child from this one; then, if the child is linked, its fields and tags are mirrored here.
 //!   A child that is not linked changes nothing: routing to a parent is a harmless guess. A
 //!   mirrored change whose tags would take the parent over the tag limit (children's tags add
 //!   up there) mirrors its fields only; its tags are left out, counted and logged.
@@ -37,9 +39,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 use crate::config::TagLimit;
-use crate::message::{
-    email_parent_id, Change, Fields, Message, NewPlayer, Update, EMAIL_DEVICE_TYPE,
-};
+use crate::message::{Change, Fields, Message, NewPlayer, Update, EMAIL_DEVICE_TYPE};
 pub use crate::store::rows::{OwnUpdate, Row, Tombstone};
 
 impl Row {
@@ -65,6 +65,10 @@ impl Row {
             linked_children: 0,
             source_offset: offset,
         }
+    }
+
+    fn is_email(&self) -> bool {
+        self.device_type == EMAIL_DEVICE_TYPE
     }
 
     fn apply(&mut self, fields: &Fields, tags: &BTreeMap<String, Option<String>>) {
@@ -148,6 +152,9 @@ pub struct Plan {
     pub over_tag_limit: Vec<(i64, String)>,
     /// Mirrored changes whose tags were left out for the tag limit: (child, offset).
     pub mirrored_tags_refused: Vec<(Uuid, i64)>,
+    /// Link requests by `parent_player_id` naming this row, which is no email subscription of
+    /// the app (or none at all): (child, offset). Nothing of them is applied here.
+    pub not_email_parent: Vec<(Uuid, i64)>,
     /// The row is deleted at this offset: the handler removes it and leaves its tombstone (and
     /// `save`, `link` and `unlink` are empty: the row's links go with it).
     pub delete: Option<i64>,
@@ -309,8 +316,7 @@ fn after_delete(id: Uuid, change: &Change, plan: &mut Plan) {
             plan.after_delete.push(change.offset);
         }
         Message::Update(u) => {
-            let asks = u.email.as_deref().map(|e| email_parent_id(u.app_id, e));
-            if asks == Some(id) {
+            if u.link_target() == Some(id) {
                 plan.links_to_deleted.push((u.player_id, change.offset));
             }
         }
@@ -339,11 +345,16 @@ fn child_on_parent(
     plan: &mut Plan,
 ) -> Result<bool, Stop> {
     let child = u.player_id;
-    if let Some(email) = &u.email {
-        if email_parent_id(u.app_id, email) != id {
+    if let Some(target) = u.link_target() {
+        if target != id {
             if links.linked.remove(&child) {
                 row.as_mut().expect("a linked row exists").linked_children -= 1;
             }
+        } else if u.email.is_none() && !row.as_ref().is_some_and(Row::is_email) {
+            // Named by id (`parent_player_id`), the parent must be an email subscription that
+            // exists: its address, which a parent made here would need, is not in the request.
+            plan.not_email_parent.push((child, offset));
+            return Ok(false);
         } else if !links.linked.contains(&child) {
             match known.children.get(&child) {
                 Some(Child::Exists) => {}
@@ -357,6 +368,7 @@ fn child_on_parent(
             if count >= known.link_limit {
                 plan.refused.push((child, offset));
             } else {
+                let email = u.email.as_deref().unwrap_or_default();
                 let r = row.get_or_insert_with(|| Row::email_parent(u.app_id, email, offset));
                 r.linked_children += 1;
                 links.linked.insert(child);
@@ -378,5 +390,7 @@ fn child_on_parent(
 
 #[cfg(test)]
 mod delete_tests;
+#[cfg(test)]
+mod link_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The applier against a real database: the one-statement update of a row keeps the replay rule,
 //! writes what the plan would, and leaves everything else to the transaction.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafkaesque_runtime::FailureKind;
@@ -151,6 +152,39 @@ async fn a_replayed_or_older_update_leaves_the_row_as_it_was() {
     assert_eq!(db.version(id).await, version, "the row was rewritten");
 }
 
+/// Fields setting the device's `session_count` and `sdk`.
+fn device(session_count: i64, sdk: Option<&str>) -> Fields {
+    Fields {
+        device: Box::new(crate::message::Device {
+            session_count: Some(session_count),
+            sdk: sdk.map(str::to_owned),
+            amount_spent: Some(session_count as f64 / 2.0),
+            ..Default::default()
+        }),
+        ..Fields::default()
+    }
+}
+
+#[tokio::test]
+async fn a_create_with_device_fields_is_saved_whole_in_the_transaction() {
+    let db = Db::new("apply_device").await;
+    let id = Uuid::new_v4();
+    let m = Message::Create(NewPlayer {
+        player_id: id,
+        app_id: db.app,
+        device_type: 0,
+        identifier: Some("token".into()),
+        fields: device(1, Some("android-4")),
+        tags: BTreeMap::new(),
+    });
+    db.applier
+        .handle(test_record(&m, 1, Some(id)))
+        .await
+        .expect("created");
+    let row = db.row(id).await.expect("row");
+    assert_eq!(row.fields, device(1, Some("android-4")));
+}
+
 #[tokio::test]
 async fn an_update_of_the_row_itself_saves_what_the_plan_decides() {
     let db = Db::new("apply_same").await;
@@ -173,6 +207,8 @@ async fn an_update_of_the_row_itself_saves_what_the_plan_decides() {
             &[("b", None), ("c", None)],
             Some("ignored@example.com"),
         ),
+        changes::with_fields(db.app, id, 5, device(3, Some("ios-3")), &[], None),
+        changes::with_fields(db.app, id, 6, device(4, None), &[("d", Some("4"))], None),
     ];
     for step in steps {
         let before = db.row(id).await;

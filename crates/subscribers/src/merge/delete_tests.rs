@@ -18,6 +18,7 @@ fn update(app: Uuid, id: Uuid, language: &str, tag: (&str, Option<&str>)) -> Mes
         },
         tags: [(tag.0.to_owned(), tag.1.map(str::to_owned))].into(),
         email: None,
+        parent_player_id: None,
     })
 }
 

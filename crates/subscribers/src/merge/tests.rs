@@ -21,6 +21,7 @@ fn record(
             .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
             .collect(),
         email: email.map(str::to_owned),
+        parent_player_id: None,
     });
     test_record(&m, offset, Some(player))
 }
@@ -105,4 +106,76 @@ fn records_that_are_not_messages_are_kept_line_by_line() {
     });
     merge(b"malformed", &mut older, newer);
     assert_eq!(older.payload(), Some(&b"not json\nnot json"[..]));
+}
+
+#[test]
+fn device_fields_fold_last_writer_wins_field_by_field() {
+    let (app, id) = (Uuid::new_v4(), Uuid::new_v4());
+    let key = row_key(app, id);
+    let with_device = |offset: i64, device: crate::message::Device| {
+        let mut r = record(app, id, offset, &[], None);
+        let mut m: Message = serde_json::from_slice(r.payload().unwrap()).unwrap();
+        if let Message::Update(u) = &mut m {
+            *u.fields.device = device;
+        }
+        r.set_payload(Some(m.to_bytes()));
+        r
+    };
+    let first = crate::message::Device {
+        session_count: Some(1),
+        sdk: Some("ios-3".into()),
+        ..Default::default()
+    };
+    let second = crate::message::Device {
+        session_count: Some(2),
+        amount_spent: Some(1.5),
+        ..Default::default()
+    };
+    let mut older = with_device(1, first);
+    merge(&key, &mut older, with_device(2, second));
+    let all = changes(&older);
+    assert_eq!(all.len(), 1);
+    let Message::Update(u) = &all[0].message else {
+        panic!("an update")
+    };
+    let d = &u.fields.device;
+    assert_eq!(
+        (d.session_count, d.sdk.as_deref(), d.amount_spent),
+        (Some(2), Some("ios-3"), Some(1.5))
+    );
+}
+
+#[test]
+fn on_a_parent_a_link_request_by_id_folds_only_into_the_same_request() {
+    let app = Uuid::new_v4();
+    let parent = Uuid::new_v4();
+    let key = row_key(app, parent);
+    let child = Uuid::new_v4();
+    let asking = |offset: i64, to: Option<Uuid>| {
+        let mut r = record(app, child, offset, &[], None);
+        let mut m: Message = serde_json::from_slice(r.payload().unwrap()).unwrap();
+        if let Message::Update(u) = &mut m {
+            u.parent_player_id = to;
+        }
+        r.set_payload(Some(m.to_bytes()));
+        r
+    };
+    let mut older = asking(1, Some(parent));
+    merge(&key, &mut older, asking(2, Some(parent)));
+    merge(&key, &mut older, asking(3, None));
+    merge(&key, &mut older, asking(4, Some(Uuid::new_v4())));
+    let offsets: Vec<i64> = changes(&older).iter().map(|c| c.offset).collect();
+    assert_eq!(
+        offsets,
+        vec![3, 4],
+        "the repeat and the plain update fold; a new target does not"
+    );
+    let Message::Update(first) = &changes(&older)[0].message else {
+        panic!("an update")
+    };
+    assert_eq!(
+        first.parent_player_id,
+        Some(parent),
+        "the link request survives"
+    );
 }

@@ -10,6 +10,7 @@ fn update() -> Message {
         },
         tags: [("a".to_owned(), Some("1".to_owned()))].into(),
         email: None,
+        parent_player_id: None,
     })
 }
 

@@ -10,6 +10,7 @@ fn record(app: Uuid, player: Uuid, email: Option<&str>, offset: i64) -> Record {
         fields: Fields::default(),
         tags: Default::default(),
         email: email.map(str::to_owned),
+        parent_player_id: None,
     });
     test_record(&m, offset, None)
 }

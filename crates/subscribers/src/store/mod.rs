@@ -6,18 +6,23 @@
 
 pub mod rows;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::message::Device;
 use crate::{Error, Result};
 
 /// How long a request waits for a free connection before it fails (and the consumer's handler
 /// reports a transient failure, to be retried).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Subscriptions as the API shows them, one or a page.
+const VIEW: &str = include_str!("../../sql/players_view.sql");
 
 /// What an operator can skip (see [`crate::skip`]): a row of the `skips` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -57,24 +62,62 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A subscription as `GET /api/v1/players/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A subscription as `GET /api/v1/players/{id}` shows it: OneSignal's field names and types,
+/// what is unset left out (OneSignal's typed clients refuse a `null` where they expect a number),
+/// timestamps in Unix seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PlayerView {
     pub id: Uuid,
     pub app_id: Uuid,
     pub device_type: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub long: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    pub tags: serde_json::Value,
+    pub tags: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_user_id: Option<String>,
+    /// The email subscription this one is linked to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_player_id: Option<Uuid>,
-    /// Seconds since the epoch.
-    pub created_at: i64,
+    /// What the device reports; `created_at` is when the subscription was created here unless
+    /// the app gave its own.
+    #[serde(flatten)]
+    pub device: Device,
+    /// Unix seconds: the last change applied.
     pub updated_at: i64,
+}
+
+impl PlayerView {
+    fn from_row(r: &tokio_postgres::Row) -> Self {
+        let mut device = Device::from_json(r.get("device"));
+        device.created_at = device.created_at.or(Some(r.get("created_at")));
+        let tags: serde_json::Value = r.get("tags");
+        PlayerView {
+            id: r.get("id"),
+            app_id: r.get("app_id"),
+            device_type: r.get("device_type"),
+            identifier: r.get("identifier"),
+            language: r.get("language"),
+            timezone: r.get("timezone"),
+            lat: r.get("lat"),
+            long: r.get("long"),
+            country: r.get("country"),
+            tags: serde_json::from_value(tags).unwrap_or_default(),
+            external_user_id: r.get("external_user_id"),
+            parent_player_id: r.get("parent_player_id"),
+            device,
+            updated_at: r.get("updated_at"),
+        }
+    }
 }
 
 impl Store {
@@ -139,24 +182,45 @@ impl Store {
     pub async fn player(&self, app_id: Uuid, id: Uuid) -> Result<Option<PlayerView>> {
         let c = self.client().await?;
         let row = c
-            .query_opt(include_str!("../../sql/player_get.sql"), &[&id, &app_id])
+            .query_opt(VIEW, &[&app_id, &Some(id), &1_i64, &0_i64])
             .await?;
-        Ok(row.map(|r| PlayerView {
-            id: r.get("id"),
-            app_id: r.get("app_id"),
-            device_type: r.get("device_type"),
-            identifier: r.get("identifier"),
-            language: r.get("language"),
-            timezone: r.get("timezone"),
-            lat: r.get("lat"),
-            long: r.get("long"),
-            country: r.get("country"),
-            tags: r.get("tags"),
-            external_user_id: r.get("external_user_id"),
-            parent_player_id: r.get("parent_player_id"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-        }))
+        Ok(row.as_ref().map(PlayerView::from_row))
+    }
+
+    /// A page of `app_id`'s subscriptions by id, and how many the app has.
+    pub async fn players(
+        &self,
+        app_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<PlayerView>)> {
+        let c = self.client().await?;
+        let none: Option<Uuid> = None;
+        let rows = c.query(VIEW, &[&app_id, &none, &limit, &offset]).await?;
+        let total = c
+            .query_one(include_str!("../../sql/players_count.sql"), &[&app_id])
+            .await?;
+        Ok((
+            total.get(0),
+            rows.iter().map(PlayerView::from_row).collect(),
+        ))
+    }
+
+    /// The ids of `app_id`'s subscriptions carrying `external_user_id`, at most `max`.
+    pub async fn players_of_user(
+        &self,
+        app_id: Uuid,
+        external_user_id: &str,
+        max: i64,
+    ) -> Result<Vec<Uuid>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                include_str!("../../sql/players_of_user.sql"),
+                &[&app_id, &external_user_id, &max],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Every link as `(app, child, parent)`: what the consumer's router starts from.

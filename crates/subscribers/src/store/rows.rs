@@ -12,7 +12,7 @@ use tokio_postgres::Row as PgRow;
 use uuid::Uuid;
 
 use crate::config::TagLimit;
-use crate::message::Fields;
+use crate::message::{Device, Fields};
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -112,6 +112,7 @@ fn from_pg(r: &PgRow) -> Row {
             long: r.get("long"),
             country: r.get("country"),
             external_user_id: r.get("external_user_id"),
+            device: Box::new(Device::from_json(r.get("device"))),
         },
         tags,
         linked_children: r.get("linked_children"),
@@ -140,6 +141,7 @@ pub async fn save(c: &impl GenericClient, id: Uuid, row: &Row) -> Result<()> {
             &f.external_user_id,
             &row.linked_children,
             &row.source_offset,
+            &f.device.to_json(),
         ],
     )
     .await?;
@@ -162,6 +164,7 @@ pub async fn update_own(
     let (mut country, mut external) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut set, mut deleted) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut device = Vec::with_capacity(n);
     for (id, u) in updates {
         let f = &u.fields;
         ids.push(*id);
@@ -172,6 +175,7 @@ pub async fn update_own(
         long.push(f.long);
         country.push(f.country.as_deref());
         external.push(f.external_user_id.as_deref());
+        device.push(f.device.to_json());
         let (sets, deletes): (Vec<_>, Vec<_>) = u.tags.iter().partition(|(_, v)| v.is_some());
         set.push(serde_json::Value::Object(
             sets.into_iter()
@@ -191,7 +195,7 @@ pub async fn update_own(
         include_str!("../../sql/rows_update_own.sql"),
         &[
             &ids, &apps, &language, &timezone, &lat, &long, &country, &external, &set, &deleted,
-            &first, &last, &max_tags, &max_bytes,
+            &first, &last, &max_tags, &max_bytes, &device,
         ],
     )
     .await?;

@@ -118,14 +118,23 @@ impl Rig {
 
     /// A consumer of the dead-letter topic's partition 0, from its beginning.
     pub fn dead_letter_reader(&self) -> BaseConsumer {
+        self.reader(&self.dead_letter_topic())
+    }
+
+    /// A consumer of the topic's partition 0, from its beginning: what the API wrote.
+    pub fn reader_from_start(&self) -> BaseConsumer {
+        self.reader(self.topic.name())
+    }
+
+    fn reader(&self, topic: &str) -> BaseConsumer {
         let c: BaseConsumer = self
             .broker
-            .group_config(&unique_name("dlq-reader"))
+            .group_config(&unique_name("reader"))
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.dead_letter_topic(), 0, Offset::Beginning)
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
             .unwrap();
         c.assign(&tpl).expect("assign");
         c

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::apply::changes::{create, delete, update};
+use crate::message::email_parent_id;
 
 fn lang(app: Uuid, player: Uuid, offset: i64, email: Option<&str>) -> Change {
     update(app, player, offset, "en", &[("k", Some("v"))], email)

@@ -1,12 +1,19 @@
 use super::*;
+use crate::message::email_parent_id;
 
 const LIMIT: i32 = 2;
 
-fn update(app: Uuid, player: Uuid, offset: i64, lang: &str, email: Option<&str>) -> Change {
+pub(super) fn update(
+    app: Uuid,
+    player: Uuid,
+    offset: i64,
+    lang: &str,
+    email: Option<&str>,
+) -> Change {
     crate::apply::changes::update(app, player, offset, lang, &[("k", Some(lang))], email)
 }
 
-fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
+pub(super) fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
     Known {
         linked: linked.iter().copied().collect(),
         children: existing.iter().map(|c| (*c, Child::Exists)).collect(),
@@ -16,7 +23,7 @@ fn known(linked: &[Uuid], existing: &[Uuid]) -> Known {
     }
 }
 
-fn row(app: Uuid, offset: i64, children: i32) -> Row {
+pub(super) fn row(app: Uuid, offset: i64, children: i32) -> Row {
     Row {
         linked_children: children,
         ..Row::email_parent(app, "p@example.com", offset)

@@ -1,0 +1,1 @@
+SELECT count(*) FROM players WHERE app_id = $1
