@@ -4,24 +4,25 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::metadata::Metadata;
 use tracing::warn;
 
 use kafkaesque_engine::HotKeyPolicy;
 
-use crate::config::{client_config, ConsumerConfig};
+use crate::callbacks::AdminContext;
+use crate::clients::{client_config, Role};
+use crate::config::ConsumerConfig;
 use crate::error::{Error, Result};
 
 /// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
 /// many partitions as their source topic, if they do not exist.
 pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg, &cfg.group_id)
-        .create()
+    let admin: AdminClient<AdminContext> = client_config(cfg, Role::Admin)
+        .create_with_context(AdminContext::new(cfg.callbacks.clone()))
         .map_err(Error::kafka("creating the admin client"))?;
-    let meta_consumer: BaseConsumer = client_config(cfg, &cfg.group_id)
-        .create()
+    let meta_consumer: BaseConsumer<AdminContext> = client_config(cfg, Role::Admin)
+        .create_with_context(AdminContext::new(cfg.callbacks.clone()))
         .map_err(Error::kafka("creating a metadata client"))?;
     let divert = matches!(cfg.engine.hot_key, HotKeyPolicy::Divert);
     let mut wanted = Vec::new();
@@ -94,7 +95,7 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
 /// a time, up to ten, so that a refused login or TLS handshake (wrong password, mechanism or
 /// CA) ends the consumer at once as [`Error::Refused`], rather than after the timeout as a
 /// transport failure — or never, since librdkafka itself retries for ever.
-async fn first_metadata(client: &BaseConsumer, topic: &str) -> Result<Metadata> {
+async fn first_metadata(client: &BaseConsumer<AdminContext>, topic: &str) -> Result<Metadata> {
     const CONTEXT: &str = "reading topic metadata";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -127,7 +128,10 @@ async fn first_metadata(client: &BaseConsumer, topic: &str) -> Result<Metadata> 
 pub(crate) async fn metadata_budget(cfg: &ConsumerConfig) -> (usize, Option<i32>) {
     use rdkafka::admin::ResourceSpecifier;
     const DEFAULT: usize = 4096;
-    let Ok(admin) = client_config(cfg, &cfg.group_id).create::<AdminClient<DefaultClientContext>>()
+    let Ok(admin) = client_config(cfg, Role::Admin)
+        .create_with_context::<_, AdminClient<AdminContext>>(AdminContext::new(
+            cfg.callbacks.clone(),
+        ))
     else {
         return (DEFAULT, None);
     };

@@ -8,10 +8,8 @@ use bytes::Bytes;
 use kafkaesque_engine::{
     EngineConfig, HotKeyPolicy, Limits, NoKey, ProcessingOrder, RetryPolicy, TopicPartition,
 };
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
 
+use crate::callbacks::{ClientCallbacks, UserCallbacks};
 use crate::{Error, Record, Replication, Result};
 
 /// Maps a record to the ordering keys it must run under. The default is the record's key; a
@@ -47,6 +45,7 @@ pub struct ConsumerConfig {
     pub(crate) on_assign: Option<AssignHook>,
     pub(crate) replication: Replication,
     pub(crate) properties: Vec<(String, String)>,
+    pub(crate) callbacks: UserCallbacks,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -85,6 +84,7 @@ impl Default for ConsumerBuilder {
                 on_assign: None,
                 replication: Replication::default(),
                 properties: Vec::new(),
+                callbacks: UserCallbacks::default(),
             },
             group_set: false,
         }
@@ -196,13 +196,29 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Any librdkafka property, passed through (checked by `build`).
+    /// Any librdkafka property, passed to every client the consumer makes where it applies
+    /// (checked by `build`): the group consumer, the overflow consumer, the dead-letter/overflow
+    /// producer and the admin client. Consumer-only properties go to the consumers,
+    /// producer-only ones to the producer; `client.id` becomes each client's own (`<id>`,
+    /// `<id>-overflow`, `<id>-sinks`, `<id>-admin`); `group.instance.id` goes to the group
+    /// consumer alone; `transactional.id` to none of them. The producer keeps
+    /// `enable.idempotence=true` and `acks=all` whatever is set: the overflow's order and the
+    /// dead letters' delivery rest on them. `group.id` is refused: use
+    /// [`group_id`](Self::group_id).
     pub fn set(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.properties.push((property.into(), value.into()));
         self
     }
 
-    /// Checks everything that can be checked without a broker (see `ConsumerBuilder::build`).
+    /// The user's own librdkafka callbacks (an `OAUTHBEARER` token source, logs, errors,
+    /// statistics), given to every client the consumer makes alongside the consumer's own (see
+    /// [`ClientCallbacks`]).
+    pub fn client_callbacks(mut self, callbacks: Arc<dyn ClientCallbacks>) -> Self {
+        self.cfg.callbacks = UserCallbacks(Some(callbacks));
+        self
+    }
+
+    /// Checks the builder's own fields (the librdkafka properties are `clients::check`'s).
     pub(crate) fn validate(self) -> Result<ConsumerConfig> {
         let cfg = self.cfg;
         if !self.group_set || cfg.group_id.trim().is_empty() {
@@ -228,64 +244,6 @@ impl ConsumerBuilder {
         }
         kafkaesque_engine::Engine::new(cfg.engine.clone())
             .map_err(|e| Error::config(e.field, e.problem))?;
-        // librdkafka checks property names and values when a client is created; no connection
-        // is made until it subscribes.
-        client_config(&cfg, &cfg.group_id)
-            .create::<BaseConsumer>()
-            .map_err(property_error)?;
         Ok(cfg)
     }
-}
-
-/// The librdkafka configuration of the group consumer (and, with another group, of the
-/// overflow consumer).
-pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        // librdkafka's default (1 s) idles a partition's fetcher for a whole second whenever
-        // its local queue is full, which a consumer that holds work back hits all the time.
-        .set("fetch.queue.backoff.ms", "20")
-        // Every partition has a queue of its own (see `feeds`), and this cap then applies to
-        // each: librdkafka's default of 64 MiB per partition is more prefetch than a consumer
-        // with memory caps of its own should hold on top of them.
-        .set("queued.max.messages.kbytes", "8192");
-    // Under the classic group protocol, cooperative-sticky: a rebalance revokes only the
-    // partitions that move, so the others keep their in-flight work. Under KIP-848
-    // (`group.protocol=consumer`) the broker assigns, incrementally, and librdkafka refuses an
-    // assignment strategy of the client's.
-    let kip848 = cfg
-        .properties
-        .iter()
-        .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
-    if !kip848 {
-        c.set("partition.assignment.strategy", "cooperative-sticky")
-            // A crashed member's partitions sit unowned until its session times out:
-            // librdkafka's 45 s default left them so for most of a minute after a SIGKILL.
-            // Six seconds (the broker's default minimum) with a heartbeat every 1.5 s gives
-            // them to the restarted or remaining members within about ten; heartbeats come
-            // from librdkafka's own thread, so a busy driver does not miss them. Under KIP-848
-            // the broker sets both (`group.consumer.session.timeout.ms`).
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1500");
-    }
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-/// Turns librdkafka's complaint about a property into an error naming it.
-fn property_error(e: KafkaError) -> Error {
-    let msg = e.to_string();
-    let field = msg
-        .split('"')
-        .nth(1)
-        .map(str::to_owned)
-        .unwrap_or_else(|| "properties".into());
-    Error::config(field, msg)
 }

@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::admin::{metadata_budget, prepare_topics};
-use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
+use crate::clients::{check, client_config, Role};
+use crate::config::{ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventTx};
@@ -43,8 +44,10 @@ pub struct Consumer {
 impl ConsumerBuilder {
     /// Checks everything that can be checked without a broker.
     pub fn build(self) -> Result<Consumer> {
+        let cfg = self.validate()?;
+        check(&cfg)?;
         Ok(Consumer {
-            cfg: self.validate()?,
+            cfg,
             observer: Observer::default(),
         })
     }
@@ -105,9 +108,13 @@ impl Consumer {
         engine_cfg.limits.metadata_max_bytes = budget;
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
-        let sinks = Sinks::new(&cfg.brokers, &cfg.properties, tx.clone())?;
-        let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
-            .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
+        let sinks = Sinks::new(cfg, tx.clone())?;
+        let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, Role::Group)
+            .create_with_context(GroupContext::new(
+                tx.clone(),
+                self.observer.clone(),
+                cfg.callbacks.clone(),
+            ))
             .map_err(Error::kafka("creating the consumer"))?;
         // An idle driver sleeps until something arrives: the main queue (rebalances, errors)
         // wakes it through this callback, the fetcher by unparking it. Outcomes and deliveries
@@ -116,9 +123,8 @@ impl Consumer {
         let wake = queues.clone();
         consumer.set_nonempty_callback(move || wake.wake_driver());
         let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
-            let group = format!("{}.overflow", cfg.group_id);
-            let mut c: BaseConsumer<OverflowContext> = client_config(cfg, &group)
-                .create_with_context(OverflowContext::new(tx.clone()))
+            let mut c: BaseConsumer<OverflowContext> = client_config(cfg, Role::Overflow)
+                .create_with_context(OverflowContext::new(tx.clone(), cfg.callbacks.clone()))
                 .map_err(Error::kafka("creating the overflow consumer"))?;
             // Diverted records coming back wake an idle driver too.
             let wake = queues.clone();

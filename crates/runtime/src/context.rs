@@ -11,6 +11,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::error;
 
+use crate::callbacks::{forward_user_callbacks, UserCallbacks};
 use crate::events::{Event, EventTx};
 use crate::observe::Observer;
 
@@ -39,15 +40,18 @@ pub(crate) struct GroupContext {
     /// reference to it, and the rebalance callback is handed only a borrow. Weak, or the
     /// consumer would own itself.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
+    /// The user's callbacks: tokens, logs, errors, and the statistics after the observer's turn.
+    user: UserCallbacks,
 }
 
 impl GroupContext {
-    pub(crate) fn new(tx: EventTx, observer: Observer) -> Self {
+    pub(crate) fn new(tx: EventTx, observer: Observer, user: UserCallbacks) -> Self {
         GroupContext {
             handler: OnceLock::new(),
             tx: Mutex::new(tx),
             observer,
             consumer: OnceLock::new(),
+            user,
         }
     }
 
@@ -72,15 +76,20 @@ impl GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    forward_user_callbacks!();
+
     fn stats(&self, stats: Statistics) {
-        let mut lag = self.observer.lag.lock().expect("lag lock");
-        for (topic, t) in stats.topics {
-            for (p, ps) in t.partitions {
-                if p >= 0 && ps.consumer_lag >= 0 {
-                    lag.insert(TopicPartition::new(topic.as_str(), p), ps.consumer_lag);
+        {
+            let mut lag = self.observer.lag.lock().expect("lag lock");
+            for (topic, t) in &stats.topics {
+                for (&p, ps) in &t.partitions {
+                    if p >= 0 && ps.consumer_lag >= 0 {
+                        lag.insert(TopicPartition::new(topic.as_str(), p), ps.consumer_lag);
+                    }
                 }
             }
         }
+        self.user.stats(&stats);
     }
 }
 

@@ -31,6 +31,8 @@
 //! the engine live on one driver thread (see [`consumer`] for why).
 
 mod admin;
+mod callbacks;
+mod clients;
 mod config;
 pub mod consumer;
 mod context;
@@ -46,6 +48,7 @@ mod sinks;
 mod spawn;
 mod state;
 
+pub use callbacks::ClientCallbacks;
 pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
 pub use consumer::Consumer;
 pub use error::{login_refused, Error, Result};
@@ -55,6 +58,9 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
+/// The rdkafka version this crate is built on, for the types its API shares with rdkafka
+/// ([`ClientCallbacks`]'s tokens, log levels and statistics; [`login_refused`]'s client).
+pub use rdkafka;
 #[cfg(feature = "serde")]
 pub use record::JsonError;
 pub use record::{headers, Header, Record, RecordData};

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{SinkId, SinkRecord};
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tracing::{error, warn};
 
+use crate::callbacks::{forward_user_callbacks, UserCallbacks};
+use crate::clients::{client_config, Role};
+use crate::config::ConsumerConfig;
 use crate::events::{Event, EventTx};
 use crate::record::headers;
 use crate::{Error, Record, Result};
@@ -19,9 +21,12 @@ use crate::{Error, Record, Result};
 /// Forwards deliveries to the driver. Runs inside [`Sinks::poll`], on the driver thread.
 pub(crate) struct SinkContext {
     tx: std::sync::Mutex<EventTx>,
+    user: UserCallbacks,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    forward_user_callbacks!();
+}
 
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = Box<SinkId>;
@@ -59,23 +64,11 @@ pub(crate) struct Sinks {
 }
 
 impl Sinks {
-    pub(crate) fn new(brokers: &str, props: &[(String, String)], tx: EventTx) -> Result<Self> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5");
-        for (k, v) in props.iter().filter(|(k, _)| {
-            k.starts_with("security.")
-                || k.starts_with("sasl.")
-                || k.starts_with("ssl.")
-                || k == "enable.ssl.certificate.verification"
-        }) {
-            c.set(k, v);
-        }
-        let producer = c
+    pub(crate) fn new(cfg: &ConsumerConfig, tx: EventTx) -> Result<Self> {
+        let producer = client_config(cfg, Role::Sinks)
             .create_with_context(SinkContext {
                 tx: std::sync::Mutex::new(tx),
+                user: cfg.callbacks.clone(),
             })
             .map_err(Error::kafka("creating the dead-letter/overflow producer"))?;
         Ok(Sinks {
