@@ -10,7 +10,7 @@ use kafkaesque_engine::{
 };
 
 use crate::callbacks::{ClientCallbacks, UserCallbacks};
-use crate::{Error, Record, Replication, Result};
+use crate::{AssignError, Error, Record, Replication, Result};
 
 /// Maps a record to the ordering keys it must run under. The default is the record's key; a
 /// router may return several (an update also mirrored onto a linked parent row runs once under
@@ -22,17 +22,18 @@ pub type KeyRouter = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
 /// the records of a partition (which rows are linked to which) can refresh it here from wherever
 /// the previous owner left it.
 ///
-/// When it cannot do that now (the database it reads is down), it returns `Err` with the reason:
+/// When it cannot do that now (the database it reads is down), it returns an [`AssignError`]:
 /// the partitions are then held — none of their records is taken — and it is called again for
 /// them after a back-off (100 ms, doubling up to 5 s) until it succeeds or they are revoked. The
 /// consumer meanwhile serves its other partitions, rebalances and shutdown, which a hook that
 /// retried by itself would block. Each call blocks the driver: keep it short.
 pub type AssignHook =
-    Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), String> + Send + Sync>;
+    Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), AssignError> + Send + Sync>;
 
-/// Everything [`Consumer::run`](crate::Consumer::run) needs, validated.
+/// Everything [`Consumer::run`](crate::Consumer::run) needs, validated. The builder is the
+/// public face of it.
 #[derive(Clone)]
-pub struct ConsumerConfig {
+pub(crate) struct ConsumerConfig {
     pub(crate) brokers: String,
     pub(crate) group_id: String,
     pub(crate) topics: Vec<String>,

@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A configuration mistake, naming the field (or librdkafka property) at fault.
     #[error("invalid consumer configuration: `{field}`: {problem}")]
@@ -53,6 +54,38 @@ pub fn login_refused<C: ConsumerContext>(client: &BaseConsumer<C>) -> Option<RDK
         }
     }
     None
+}
+
+/// Why an [`AssignHook`](crate::AssignHook) could not get ready for its partitions (the
+/// database it reads is down). The partitions stay held and the hook is called again after a
+/// back-off; the message and its cause go to the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AssignError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl AssignError {
+    /// An error with this message and no underlying cause.
+    pub fn new(message: impl std::fmt::Display) -> Self {
+        AssignError {
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// An error with this message, caused by `source` (the database's error, a timeout).
+    pub fn caused_by(
+        message: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        AssignError {
+            message: message.to_string(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 impl Error {

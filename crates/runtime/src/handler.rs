@@ -7,6 +7,7 @@ use crate::Record;
 
 /// How a handler failed, which decides what happens next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// Try again with back-off; dead-letter after the configured attempts.
     Retry,

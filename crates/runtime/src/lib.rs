@@ -49,9 +49,9 @@ mod spawn;
 mod state;
 
 pub use callbacks::ClientCallbacks;
-pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter};
+pub use config::{AssignHook, ConsumerBuilder, KeyRouter};
 pub use consumer::Consumer;
-pub use error::{login_refused, Error, Result};
+pub use error::{login_refused, AssignError, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
     HotKeyPolicy, KeyStats, Limits, Merge, NoKey, PartitionStats, ProcessingOrder, RetryPolicy,

@@ -308,6 +308,7 @@ impl Harness {
         {
             Inline::Taken(intake) => return intake,
             Inline::Run(run) => run,
+            other => unreachable!("an Inline this model does not know: {other:?}"),
         };
         assert!(
             !busy,
@@ -423,6 +424,7 @@ impl Harness {
                     self.sinks.push(Action::DeadLetter(r));
                 }
                 a @ Action::Divert(_) => self.sinks.push(a),
+                other => unreachable!("an action this model does not know: {other:?}"),
             }
         }
     }

@@ -75,6 +75,8 @@ impl State {
                             run_inline(run, &mut self.spawn, &self.handler_seconds);
                             Intake::Accepted
                         }
+                        // A newer engine's way of taking a record: it has taken it.
+                        _ => Intake::Accepted,
                     }
                 }
                 None => self
