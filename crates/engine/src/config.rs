@@ -138,7 +138,8 @@ impl Default for Limits {
     }
 }
 
-/// Retries with exponential back-off and full jitter.
+/// Retries with exponential back-off and full jitter: the wait before attempt `n + 1` is drawn
+/// uniformly from 0 to `min(base_backoff_ms * 2^(n-1), max_backoff_ms)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts before an item is dead-lettered (1 = no retry). [`Failure::Transient`]

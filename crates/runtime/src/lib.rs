@@ -3,7 +3,10 @@
 //! A production Kafka consumer around the sans-I/O [`kafkaesque_engine`]: far more concurrency
 //! than partitions, strict per-key order, precise at-least-once commits (completed work above
 //! the committed offset travels in the commit metadata), memory caps per key, per partition and
-//! in all, and hot-key protection that slows the hot key alone.
+//! in all, and a policy for a key that reaches its cap: coalesce its queue, divert it in order to
+//! an overflow topic, or dead-letter what is over the cap — each slows the hot key alone — or,
+//! by default ([`HotKeyPolicy::Backpressure`]), pause its partition until the key drains, which
+//! holds up the other keys of that partition too.
 //!
 //! ```no_run
 //! use kafkaesque_runtime::{Consumer, HandlerError, Record};
