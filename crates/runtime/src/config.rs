@@ -99,12 +99,16 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The consumer group (required). Commits, assignments and the overflow consumer's group
+    /// (`<group>.overflow`) all derive from it.
     pub fn group_id(mut self, group: impl Into<String>) -> Self {
         self.cfg.group_id = group.into();
         self.group_set = true;
         self
     }
 
+    /// The topics to consume (at least one). Their dead-letter (and, under
+    /// [`HotKeyPolicy::Divert`], overflow) topics are created beside them when missing.
     pub fn topics<I, S>(mut self, topics: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -148,6 +152,8 @@ impl ConsumerBuilder {
         self
     }
 
+    /// How a failed record is retried before it is dead-lettered (default: 5 attempts, full
+    /// jitter from 100 ms doubling up to 30 s; see [`RetryPolicy`]). Only its key waits.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.cfg.engine.retry = retry;
         self
@@ -186,6 +192,7 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Orders records by what they touch rather than by their Kafka key (see [`KeyRouter`]).
     pub fn key_router(mut self, router: KeyRouter) -> Self {
         self.cfg.router = Some(router);
         self

@@ -68,6 +68,8 @@ struct Running {
 }
 
 impl Consumer {
+    /// A builder with defaults that suit a key-ordered consumer; only the group and the topics
+    /// must be given.
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder::default()
     }

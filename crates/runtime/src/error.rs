@@ -6,18 +6,28 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+/// The runtime's results: its [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What can stop a consumer from being built or from running. Handler failures are not here:
+/// they are retried or dead-lettered, never returned.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration mistake, naming the field (or librdkafka property) at fault.
     #[error("invalid consumer configuration: `{field}`: {problem}")]
-    Config { field: String, problem: String },
+    Config {
+        /// The builder method or librdkafka property at fault.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The Kafka client failed in a way the consumer cannot recover from.
     #[error("kafka: {context}: {source}")]
     Kafka {
+        /// What the consumer was doing.
         context: &'static str,
+        /// rdkafka's error.
         #[source]
         source: KafkaError,
     },
@@ -26,7 +36,9 @@ pub enum Error {
     /// instead. librdkafka's log names the cause (never the password).
     #[error("kafka: {context}: the broker refused the connection: {reason} (check security.protocol, sasl.* and ssl.*; the log says more)")]
     Refused {
+        /// What the consumer was doing.
         context: &'static str,
+        /// librdkafka's error code, as text (authentication or SSL).
         reason: String,
     },
     /// The consumer's driver thread stopped unexpectedly.

@@ -32,6 +32,7 @@
 //!
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
+#![deny(missing_docs)]
 
 mod admin;
 mod callbacks;
