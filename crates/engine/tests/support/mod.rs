@@ -477,7 +477,7 @@ impl Harness {
     }
 
     fn finish(&mut self, pick: usize, outcome: Outcome2) {
-        if !self.zombies.is_empty() && (pick.is_multiple_of(3) || self.in_flight.is_empty()) {
+        if !self.zombies.is_empty() && (pick % 3 == 0 || self.in_flight.is_empty()) {
             let id = self.zombies.swap_remove(pick % self.zombies.len());
             assert_eq!(self.engine.complete(id), kafkaesque_engine::Outcome::Stale);
             return;
