@@ -12,11 +12,12 @@ use kafkaesque_engine::HotKeyPolicy;
 
 use crate::callbacks::AdminContext;
 use crate::clients::{client_config, Role};
-use crate::config::ConsumerConfig;
+use crate::config::{is_pattern, ConsumerConfig};
 use crate::error::{Error, Result};
 
 /// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
-/// many partitions as their source topic, if they do not exist.
+/// many partitions as their source topic, if they do not exist. A pattern (`^...`) names no
+/// topic yet: the topics of those it comes to match rely on auto-creation.
 pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     let admin: AdminClient<AdminContext> = client_config(cfg, Role::Admin)
         .create_with_context(AdminContext::new(cfg.callbacks.clone()))
@@ -28,7 +29,12 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     let mut wanted = Vec::new();
     let mut brokers = 1;
     for topic in &cfg.topics {
-        let meta = first_metadata(&meta_consumer, topic).await?;
+        if is_pattern(topic) {
+            // The first request still checks the login; a pattern names no topic to look up.
+            first_metadata(&meta_consumer, None).await?;
+            continue;
+        }
+        let meta = first_metadata(&meta_consumer, Some(topic)).await?;
         brokers = meta.brokers().len();
         let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
         if partitions == 0 {
@@ -91,17 +97,19 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
     Ok(())
 }
 
-/// The metadata of `topic`: the consumer's first request to the cluster. Asked for a second at
+/// The metadata of `topic` (of every topic for `None`): the consumer's first request to the cluster. Asked for a second at
 /// a time, up to ten, so that a refused login or TLS handshake (wrong password, mechanism or
 /// CA) ends the consumer at once as [`Error::Refused`], rather than after the timeout as a
 /// transport failure — or never, since librdkafka itself retries for ever.
-async fn first_metadata(client: &BaseConsumer<AdminContext>, topic: &str) -> Result<Metadata> {
+async fn first_metadata(
+    client: &BaseConsumer<AdminContext>,
+    topic: Option<&str>,
+) -> Result<Metadata> {
     const CONTEXT: &str = "reading topic metadata";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let got = tokio::task::block_in_place(|| {
-            client.fetch_metadata(Some(topic), Duration::from_secs(1))
-        });
+        let got =
+            tokio::task::block_in_place(|| client.fetch_metadata(topic, Duration::from_secs(1)));
         match got {
             Ok(meta) => return Ok(meta),
             Err(e) => {

@@ -12,7 +12,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseProducer;
 
-use crate::config::ConsumerConfig;
+use crate::config::{is_pattern, ConsumerConfig};
 use crate::{Error, Result};
 
 /// Which client a configuration is for.
@@ -223,14 +223,28 @@ fn consumer_defaults(c: &mut ClientConfig, cfg: &ConsumerConfig, group: &str) {
         // each: librdkafka's default of 64 MiB per partition is more prefetch than a consumer
         // with memory caps of its own should hold on top of them.
         .set("queued.max.messages.kbytes", "8192");
+    // librdkafka finds the topics a pattern comes to match at its metadata refresh, every five
+    // minutes by default: too slow for a topic created on purpose for this consumer.
+    if cfg.topics.iter().any(|t| is_pattern(t)) {
+        c.set("topic.metadata.refresh.interval.ms", "5000");
+    }
     // Under the classic group protocol, cooperative-sticky: a rebalance revokes only the
     // partitions that move, so the others keep their in-flight work. Under KIP-848
     // (`group.protocol=consumer`) the broker assigns, incrementally, and librdkafka refuses an
     // assignment strategy of the client's.
     let kip848 =
         property(cfg, "group.protocol").is_some_and(|v| v.eq_ignore_ascii_case("consumer"));
+    // In exactly-once mode, an eager assignor: a revoke's final transaction carries the group's
+    // generation, and under cooperative-sticky librdkafka revokes after the generation has moved
+    // on, so the broker refuses it (ILLEGAL_GENERATION). An eager revoke comes before the
+    // member rejoins, while its generation still holds; it revokes every partition, though.
+    let strategy = if cfg.exactly_once {
+        "range"
+    } else {
+        "cooperative-sticky"
+    };
     if !kip848 {
-        c.set("partition.assignment.strategy", "cooperative-sticky")
+        c.set("partition.assignment.strategy", strategy)
             // A crashed member's partitions sit unowned until its session times out:
             // librdkafka's 45 s default left them so for most of a minute after a SIGKILL.
             // Six seconds (the broker's default minimum) with a heartbeat every 1.5 s gives

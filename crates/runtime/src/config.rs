@@ -30,6 +30,17 @@ pub type KeyRouter = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
 pub type AssignHook =
     Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), AssignError> + Send + Sync>;
 
+/// Told which partitions this consumer has just given up, once it is done with them. Called on
+/// the driver thread, inside the rebalance (librdkafka's revoke callback, before the group moves
+/// the partitions on), after the consumer has stopped taking their records, waited for their
+/// in-flight work (up to the drain timeout) and committed their final offsets synchronously —
+/// so a hook that flushes state kept per partition finds every handled record committed. When
+/// the assignment was *lost* (the group moved on without this consumer: a session timeout), it
+/// is called likewise, but nothing was waited for or committed. It is also called for every
+/// partition at shutdown, as the consumer leaves the group. Each call blocks the driver and the
+/// rebalance: keep it short.
+pub type RevokeHook = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
+
 /// Everything [`Consumer::run`](crate::Consumer::run) needs, validated. The builder is the
 /// public face of it.
 #[derive(Clone)]
@@ -44,9 +55,12 @@ pub(crate) struct ConsumerConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) router: Option<KeyRouter>,
     pub(crate) on_assign: Option<AssignHook>,
+    pub(crate) on_revoke: Option<RevokeHook>,
     pub(crate) replication: Replication,
     pub(crate) properties: Vec<(String, String)>,
     pub(crate) callbacks: UserCallbacks,
+    /// See [`ConsumerBuilder::exactly_once`].
+    pub(crate) exactly_once: bool,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -83,9 +97,11 @@ impl Default for ConsumerBuilder {
                 drain_timeout: Duration::from_secs(10),
                 router: None,
                 on_assign: None,
+                on_revoke: None,
                 replication: Replication::default(),
                 properties: Vec::new(),
                 callbacks: UserCallbacks::default(),
+                exactly_once: false,
             },
             group_set: false,
         }
@@ -107,8 +123,14 @@ impl ConsumerBuilder {
         self
     }
 
-    /// The topics to consume (at least one). Their dead-letter (and, under
-    /// [`HotKeyPolicy::Divert`], overflow) topics are created beside them when missing.
+    /// The topics to consume. A name that starts with `^` is a regular expression (librdkafka's
+    /// own syntax): every topic matching it is consumed, including those created after the
+    /// consumer starts, which it finds at its next metadata refresh
+    /// (`topic.metadata.refresh.interval.ms`, 5 s when a pattern is given unless set). A pattern
+    /// must not match the dead-letter and overflow topics (`<topic>.dlq`, `<topic>.overflow`), or
+    /// the consumer reads its own dead letters back: anchor it (`^orders-[0-9]+$`). A pattern
+    /// cannot be combined with [`HotKeyPolicy::Divert`] (refused by `build`): the overflow
+    /// topics must exist before their topics are consumed.
     pub fn topics<I, S>(mut self, topics: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -204,12 +226,36 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Called when partitions are revoked, after their work is finished and committed (see
+    /// [`RevokeHook`]).
+    pub fn on_revoke(mut self, hook: RevokeHook) -> Self {
+        self.cfg.on_revoke = Some(hook);
+        self
+    }
+
+    /// Exactly-once consume-transform-produce (default off: at least once). The consumer's
+    /// producer becomes transactional: what handlers produce (see
+    /// [`Consumer::run_producing`](crate::Consumer::run_producing)), dead letters, diverted
+    /// records and the consumed offsets (with their commit metadata) commit in one transaction
+    /// every [`commit_interval`](Self::commit_interval), so a `read_committed` reader of the
+    /// outputs sees each once, crashes and rebalances included. The library sets the
+    /// producer's `transactional.id` to `kafkaesque.<group>.<instance>`, where the instance is
+    /// the `group.instance.id` property if set (static membership: a restarted instance then
+    /// aborts its predecessor's open transaction at once) and otherwise unique to this
+    /// consumer. What it costs and how it composes with the commit metadata:
+    /// `docs/consumer.md`.
+    pub fn exactly_once(mut self) -> Self {
+        self.cfg.exactly_once = true;
+        self
+    }
+
     /// Any librdkafka property, passed to every client the consumer makes where it applies
     /// (checked by `build`): the group consumer, the overflow consumer, the dead-letter/overflow
     /// producer and the admin client. Consumer-only properties go to the consumers,
     /// producer-only ones to the producer; `client.id` becomes each client's own (`<id>`,
     /// `<id>-overflow`, `<id>-sinks`, `<id>-admin`); `group.instance.id` goes to the group
-    /// consumer alone; `transactional.id` to none of them. The producer keeps
+    /// consumer alone; a `transactional.id` given here is ignored (in
+    /// [`exactly_once`](Self::exactly_once) mode the library sets the producer's own). The producer keeps
     /// `enable.idempotence=true` and `acks=all` whatever is set: the overflow's order and the
     /// dead letters' delivery rest on them. `group.id` is refused: use
     /// [`group_id`](Self::group_id).
@@ -238,6 +284,15 @@ impl ConsumerBuilder {
         if let Some(t) = cfg.topics.iter().find(|t| t.trim().is_empty()) {
             return Err(Error::config("topics", format!("empty topic name {t:?}")));
         }
+        if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert)
+            && cfg.topics.iter().any(|t| is_pattern(t))
+        {
+            return Err(Error::config(
+                "hot_key",
+                "Divert needs an overflow topic created beside each topic before it is consumed, \
+                 which the topics a pattern comes to match cannot have: name the topics",
+            ));
+        }
         if cfg.engine.limits.max_in_flight == 0 {
             return Err(Error::config("concurrency", "must be at least 1"));
         }
@@ -254,4 +309,10 @@ impl ConsumerBuilder {
             .map_err(|e| Error::config(e.field, e.problem))?;
         Ok(cfg)
     }
+}
+
+/// librdkafka subscribes to every topic matching a name that starts with `^` (a regular
+/// expression), now and as topics are created.
+pub(crate) fn is_pattern(topic: &str) -> bool {
+    topic.starts_with('^')
 }

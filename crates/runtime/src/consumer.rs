@@ -22,35 +22,50 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::admin::{metadata_budget, prepare_topics};
-use crate::clients::{check, client_config, Role};
+use crate::clients::{check, client_config, property, Role};
 use crate::config::{ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventTx};
 use crate::fetcher::{self, Batches, CloseOnDrop, Queues};
 use crate::handler::Handler;
-use crate::observe::Observer;
+use crate::observe::{Labels, Observer};
+use crate::produce::{ProduceHandler, Producing};
 use crate::sinks::Sinks;
 use crate::spawn::Spawner;
-use crate::state::{Inputs, OverflowContext, State};
+use crate::state::{transactional_id, Inputs, OverflowContext, State};
 
 /// A key-ordered, massively concurrent Kafka consumer. Build one with [`Consumer::builder`].
 #[derive(Debug)]
 pub struct Consumer {
     cfg: ConsumerConfig,
     observer: Observer,
+    /// The driver's event channel, made here so that a [`Control`] handle got before `run` can
+    /// queue commands in it.
+    tx: EventTx,
+    events: Mutex<mpsc::Receiver<Event>>,
 }
 
 impl ConsumerBuilder {
     /// Checks everything that can be checked without a broker.
     pub fn build(self) -> Result<Consumer> {
+        let (tx, events) = mpsc::channel::<Event>();
         let cfg = self.validate()?;
         check(&cfg)?;
+        let labels = Labels::new(&cfg.group_id, &client_id(&cfg));
         Ok(Consumer {
             cfg,
-            observer: Observer::default(),
+            observer: Observer::new(labels),
+            tx,
+            events: Mutex::new(events),
         })
     }
+}
+
+/// The group consumer's `client.id`: as set, else librdkafka's default.
+fn client_id(cfg: &ConsumerConfig) -> String {
+    property(cfg, "client.id").unwrap_or("rdkafka").to_owned()
 }
 
 /// What the driver thread starts with: the clients, and the state that carries out the
@@ -79,16 +94,53 @@ impl Consumer {
         self.observer.clone()
     }
 
+    /// A handle to pause and resume partitions, change the limits and shut down while `run`
+    /// runs (see [`Control`]).
+    pub fn control(&self) -> Control {
+        Control::new(self.tx.clone(), self.cfg.engine.limits.clone())
+    }
+
     /// Consumes until `shutdown` resolves: then stops fetching, lets in-flight work finish (up
-    /// to the drain timeout), commits, and leaves the group. Handlers run on the current tokio
+    /// to the drain timeout), commits, and leaves the group. A [`Control`] handle may ask for
+    /// that shutdown, or for one that handles everything fetched, sooner. Handlers run on the current tokio
     /// runtime. Returns an error only for what it cannot recover from (a fatal client error).
     pub async fn run<H, S>(self, handler: H, shutdown: S) -> Result<()>
     where
         H: Handler,
         S: Future<Output = ()>,
     {
-        let (tx, rx) = mpsc::channel::<Event>();
-        let setup = self.setup(handler, &tx, rx).await?;
+        self.run_with(|_| handler, shutdown).await
+    }
+
+    /// Like [`run`](Self::run), with a handler that returns records to produce: each record
+    /// completes (and its offset can be committed) only once Kafka has acknowledged its outputs,
+    /// and a key's outputs are produced in the order of their sources. See [`ProduceHandler`],
+    /// and [`ConsumerBuilder::exactly_once`] for outputs that a `read_committed` reader sees
+    /// exactly once.
+    pub async fn run_producing<P, S>(self, handler: P, shutdown: S) -> Result<()>
+    where
+        P: ProduceHandler,
+        S: Future<Output = ()>,
+    {
+        self.run_with(
+            |sinks| Producing::new(handler, sinks.producer().clone()),
+            shutdown,
+        )
+        .await
+    }
+
+    /// Runs the handler `make` builds once the consumer's producer exists.
+    async fn run_with<H, S>(self, make: impl FnOnce(&Sinks) -> H, shutdown: S) -> Result<()>
+    where
+        H: Handler,
+        S: Future<Output = ()>,
+    {
+        let tx = self.tx.clone();
+        let rx = std::mem::replace(
+            &mut *self.events.lock().unwrap_or_else(|e| e.into_inner()),
+            mpsc::channel().1,
+        );
+        let setup = self.setup(make, &tx, rx).await?;
         let running = start(setup, self.cfg)?;
         wait(running, shutdown, &tx).await
     }
@@ -96,21 +148,24 @@ impl Consumer {
     /// Prepares the topics and creates the engine, the clients and the driver state.
     async fn setup<H: Handler>(
         &self,
-        handler: H,
+        make: impl FnOnce(&Sinks) -> H,
         tx: &EventTx,
         events: mpsc::Receiver<Event>,
     ) -> Result<Setup> {
         let cfg = &self.cfg;
         let (prepared, budget) = tokio::join!(prepare_topics(cfg), metadata_budget(cfg));
         prepared?;
-        let spawn = Spawner::new(Arc::new(handler), tx.clone());
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.seed ^= std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
         let (budget, from_broker) = budget;
         engine_cfg.limits.metadata_max_bytes = budget;
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
-        let sinks = Sinks::new(cfg, tx.clone())?;
+        let txn_id = transactional_id(cfg);
+        let mut sinks = Sinks::new(cfg, txn_id.as_deref(), tx.clone())?;
+        sinks.failures =
+            metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
+        let spawn = Spawner::new(Arc::new(make(&sinks)), tx.clone());
         let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, Role::Group)
             .create_with_context(GroupContext::new(
                 tx.clone(),
@@ -139,13 +194,16 @@ impl Consumer {
             events,
             queues: queues.clone(),
         };
+        // The state keeps the limits as the engine has them, the broker's budget included.
+        let mut state_cfg = cfg.clone();
+        state_cfg.engine.limits.metadata_max_bytes = budget;
         let state = State::new(
             engine,
             inputs,
             spawn,
             sinks,
             overflow,
-            cfg.clone(),
+            state_cfg,
             self.observer.clone(),
         );
         Ok(Setup {
@@ -226,7 +284,10 @@ fn drive(
     cfg: &ConsumerConfig,
     batches: &Batches<GroupContext>,
 ) -> Result<()> {
+    // Commands sent before `run` (a pause) hold before the first record is taken.
+    lock(state).drain_events(consumer);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    lock(state).start_transactions()?;
     consumer
         .subscribe(&topics)
         .map_err(Error::kafka("subscribing"))?;
@@ -271,9 +332,12 @@ fn drive(
             st.publish();
             next_publish = now + Duration::from_secs(1);
         }
+        if let Some(reason) = &st.fatal {
+            return Err(Error::Transaction(reason.clone()));
+        }
         if st.shutdown {
             drop(st);
-            return shut_down(consumer, state, cfg);
+            return shut_down(consumer, state, cfg, batches);
         }
         if got > 0 || events > 0 {
             nap = MIN_NAP;
@@ -296,23 +360,31 @@ fn drive(
     }
 }
 
-/// Graceful shutdown: stop dispatching, drain, commit synchronously, leave the group.
+/// Graceful shutdown: stop fetching, finish what is in flight (or everything fetched, see
+/// [`ShutdownMode`](crate::ShutdownMode)), commit synchronously, leave the group.
 fn shut_down(
     consumer: &BaseConsumer<GroupContext>,
     state: &Mutex<State>,
     cfg: &ConsumerConfig,
+    batches: &Batches<GroupContext>,
 ) -> Result<()> {
-    info!("shutting down: draining in-flight work");
     {
         let mut st = lock(state);
         st.feeds.queues.stop();
-        for h in st.handles() {
-            st.engine.drain(h);
-        }
         let deadline = Instant::now() + cfg.drain_timeout;
-        if !st.drain_until(consumer, deadline, |s| {
-            s.engine.in_flight() == 0 && s.sinks.pending() == 0
-        }) {
+        let drained = if st.drain_fetched {
+            info!("shutting down: handling everything fetched");
+            drain_fetched(&mut st, consumer, batches, deadline)
+        } else {
+            info!("shutting down: draining in-flight work");
+            for h in st.handles() {
+                st.engine.drain(h);
+            }
+            st.drain_until(consumer, deadline, |s| {
+                s.engine.in_flight() == 0 && s.sinks.pending() == 0
+            })
+        };
+        if !drained {
             warn!("drain timeout at shutdown: unfinished work will be replayed by the next owner");
         }
         let commits = st.engine.commits();
@@ -332,6 +404,33 @@ fn shut_down(
     }
     info!("consumer stopped");
     Ok(())
+}
+
+/// Handles everything already fetched: the batches still on their way from the (stopping)
+/// fetcher, what partitions held at their caps kept, and what the engine holds. Returns whether
+/// it all finished before the deadline.
+fn drain_fetched(
+    st: &mut State,
+    consumer: &BaseConsumer<GroupContext>,
+    batches: &Batches<GroupContext>,
+    deadline: Instant,
+) -> bool {
+    let empty =
+        |s: &State| s.engine.held().0 == 0 && s.sinks.pending() == 0 && !s.feeds.keeps_any();
+    loop {
+        st.take_batches(batches, consumer);
+        let ended = batches.ended();
+        let now = Instant::now();
+        if ended && empty(st) {
+            return true;
+        }
+        if now >= deadline {
+            return false;
+        }
+        // Until something finishes, or briefly when only the fetcher's end is awaited.
+        let step = (now + Duration::from_millis(5)).min(deadline);
+        st.drain_until(consumer, step, |s| ended && empty(s));
+    }
 }
 
 fn check_fatal(consumer: &BaseConsumer<GroupContext>, e: KafkaError) -> Result<()> {

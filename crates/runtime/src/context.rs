@@ -79,16 +79,8 @@ impl ClientContext for GroupContext {
     forward_user_callbacks!();
 
     fn stats(&self, stats: Statistics) {
-        {
-            let mut lag = self.observer.lag.lock().expect("lag lock");
-            for (topic, t) in &stats.topics {
-                for (&p, ps) in &t.partitions {
-                    if p >= 0 && ps.consumer_lag >= 0 {
-                        lag.insert(TopicPartition::new(topic.as_str(), p), ps.consumer_lag);
-                    }
-                }
-            }
-        }
+        // The user's turn after the consumer's own figures are read.
+        crate::stats::record(&self.observer, stats.clone());
         self.user.stats(&stats);
     }
 }

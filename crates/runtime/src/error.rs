@@ -41,6 +41,10 @@ pub enum Error {
         /// librdkafka's error code, as text (authentication or SSL).
         reason: String,
     },
+    /// Exactly-once mode: a transaction could not commit and was aborted; the consumer stopped.
+    /// A restarted consumer resumes from the last committed transaction.
+    #[error("exactly-once: transaction aborted: {0}")]
+    Transaction(String),
     /// The consumer's driver thread stopped unexpectedly.
     #[error("the consumer driver stopped: {0}")]
     Driver(String),

@@ -1,6 +1,6 @@
 //! Everything that reaches the driver thread from elsewhere travels as an [`Event`] on one
 //! channel: handler outcomes from tokio tasks, sink deliveries and commit results from
-//! librdkafka's threads, and the shutdown signal. One channel means one place to wait.
+//! librdkafka's threads, the shutdown signal and the control handle's commands. One channel means one place to wait.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub(crate) enum Event {
         ok: bool,
     },
     Shutdown,
+    /// A command of the [`Control`](crate::Control) handle.
+    Control(crate::command::Command),
 }
 
 pub(crate) type EventTx = mpsc::Sender<Event>;

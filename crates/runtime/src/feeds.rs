@@ -58,6 +58,8 @@ struct Feed<C: ConsumerContext + 'static> {
     /// The queue's position generation this driver expects batches of.
     seq: u32,
     hold: Hold,
+    /// Paused through the control handle: nothing more of it is offered, whatever its hold.
+    paused: bool,
     /// Records taken from the queue, in order, that the engine has not accepted yet.
     kept: VecDeque<Record>,
     /// The offset from which the next record is sampled for the partition's age.
@@ -67,7 +69,10 @@ struct Feed<C: ConsumerContext + 'static> {
 impl<C: ConsumerContext + 'static> Feed<C> {
     /// Lets the fetcher take records of this partition only while they would be offered at once.
     fn update_queue(&self, queues: &Queues<C>) {
-        let open = self.handle.is_some() && self.hold == Hold::Polling && self.kept.is_empty();
+        let open = self.handle.is_some()
+            && self.hold == Hold::Polling
+            && self.kept.is_empty()
+            && !self.paused;
         self.queue.set_open(open);
         if open {
             queues.wake_fetcher();
@@ -129,6 +134,7 @@ impl<C: ConsumerContext + 'static> Feeds<C> {
                 queue,
                 seq: 0,
                 hold: Hold::Polling,
+                paused: false,
                 kept: VecDeque::new(),
                 next_sample: i64::MIN,
             });
@@ -175,7 +181,7 @@ impl<C: ConsumerContext + 'static> Feeds<C> {
         if f.queue.id != queue.id || f.seq != seq || f.hold == Hold::PausedInKafka {
             return None;
         }
-        if f.hold != Hold::Polling {
+        if f.hold != Hold::Polling || f.paused {
             f.kept.extend(records);
             return None;
         }
@@ -282,8 +288,38 @@ impl<C: ConsumerContext + 'static> Feeds<C> {
         let i = self.index(tp)?;
         let f = &mut self.list[i];
         let hold = std::mem::replace(&mut f.hold, Hold::Polling);
+        if f.paused {
+            return Some((hold, None)); // kept until the user's resume
+        }
         let kept = std::mem::take(&mut f.kept);
         Some((hold, self.offer(i, kept.into_iter())))
+    }
+
+    /// Pauses or resumes a partition for the control handle: a paused one is neither taken from
+    /// nor offered anything (what arrives is kept). Returns what to offer on a resume, as
+    /// [`Feeds::release`] does; `None` for a partition without a queue of its own.
+    pub(crate) fn set_paused(
+        &mut self,
+        tp: &TopicPartition,
+        paused: bool,
+    ) -> Option<Option<Offer<Kept>>> {
+        let i = self.index(tp)?;
+        let f = &mut self.list[i];
+        f.paused = paused;
+        if paused || f.hold != Hold::Polling {
+            f.update_queue(&self.queues);
+            return Some(None);
+        }
+        let kept = std::mem::take(&mut f.kept);
+        Some(self.offer(i, kept.into_iter()))
+    }
+
+    /// Whether a partition that is neither paused by the user nor held for its assign hook
+    /// keeps records not yet offered: a shutdown that drains what was fetched waits for them.
+    pub(crate) fn keeps_any(&self) -> bool {
+        self.list
+            .iter()
+            .any(|f| !f.kept.is_empty() && !f.paused && f.hold != Hold::Gated)
     }
 }
 

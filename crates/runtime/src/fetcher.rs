@@ -235,6 +235,7 @@ pub(crate) fn start<C: ConsumerContext + 'static>(
     let batches = Batches {
         rx: batch_rx,
         read: read_tx,
+        ended: std::cell::Cell::new(false),
     };
     Ok((thread, batches))
 }
@@ -324,12 +325,27 @@ fn take<C: ConsumerContext + 'static>(shared: &Arc<SharedQueue<C>>) -> Option<Ba
 pub(crate) struct Batches<C: ConsumerContext + 'static> {
     rx: mpsc::Receiver<Batch<C>>,
     read: mpsc::Sender<Taken<C>>,
+    /// The fetcher thread has ended and every batch it sent has been taken.
+    ended: std::cell::Cell<bool>,
 }
 
 impl<C: ConsumerContext + 'static> Batches<C> {
     /// The next batch the fetcher has handed over, if there is one.
     pub(crate) fn try_next(&self) -> Option<Batch<C>> {
-        self.rx.try_recv().ok()
+        match self.rx.try_recv() {
+            Ok(batch) => Some(batch),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.ended.set(true);
+                None
+            }
+        }
+    }
+
+    /// Whether the fetcher has stopped and everything it took has been handed over: once it
+    /// has, nothing more can arrive.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.get()
     }
 
     /// Sends a read batch's messages back to the fetcher, which destroys them (see the module

@@ -30,31 +30,49 @@
 //! # }
 //! ```
 //!
+//! A [`ProduceHandler`] returns records to produce ([`Output`]), run with
+//! [`Consumer::run_producing`]: a record completes only once its outputs are acknowledged. With
+//! [`ConsumerBuilder::exactly_once`], outputs, dead letters, diversions and the consumed offsets
+//! commit in one Kafka transaction per commit interval (`docs/consumer.md` says how that
+//! composes with the commit metadata).
+//!
 //! Handlers run as tokio tasks on the runtime that calls [`Consumer::run`]; the Kafka clients and
 //! the engine live on one driver thread (see [`consumer`] for why).
+//!
+//! [`Consumer::control`], before `run`, gives a [`Control`] handle that pauses and resumes
+//! partitions, changes the limits and asks for either [`ShutdownMode`]. Hooks are told of
+//! partitions assigned ([`AssignHook`]) and revoked ([`RevokeHook`]). A topic name starting with
+//! `^` subscribes by pattern. Every metric carries the consumer's `group` and `client_id` labels
+//! (see `docs/consumer.md` for the list, librdkafka's statistics included).
 #![deny(missing_docs)]
 
 mod admin;
 mod callbacks;
 mod clients;
+mod command;
 mod config;
 pub mod consumer;
 mod context;
+mod control;
 mod error;
 mod events;
 mod feeds;
 mod fetcher;
 mod handler;
 mod observe;
+mod produce;
 mod record;
 pub mod replication;
 mod sinks;
 mod spawn;
 mod state;
+mod stats;
 
 pub use callbacks::ClientCallbacks;
-pub use config::{AssignHook, ConsumerBuilder, KeyRouter};
+pub use command::{ShutdownMode, Target};
+pub use config::{AssignHook, ConsumerBuilder, KeyRouter, RevokeHook};
 pub use consumer::Consumer;
+pub use control::Control;
 pub use error::{login_refused, AssignError, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
@@ -62,6 +80,7 @@ pub use kafkaesque_engine::{
     TopicPartition,
 };
 pub use observe::{Observer, PartitionView, Snapshot};
+pub use produce::{Output, ProduceHandler};
 /// The rdkafka version this crate is built on, for the types its API shares with rdkafka
 /// ([`ClientCallbacks`]'s tokens, log levels and statistics; [`login_refused`]'s client).
 pub use rdkafka;

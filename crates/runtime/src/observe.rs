@@ -1,13 +1,21 @@
 //! What operators see while it runs: a snapshot of partitions and the busiest keys, refreshed
 //! every second for an HTTP endpoint or a log line, and Prometheus metrics through the `metrics`
 //! facade (install any recorder; the service installs the Prometheus one).
+//!
+//! Every metric carries the consumer's `group` and `client_id` labels, so that consumers in one
+//! process keep metrics of their own. Partition gauges are refreshed every second for the
+//! partitions the consumer owns, and only for those: a revoked partition's gauges are never set
+//! again. The `metrics` facade has no way to remove a series, so whether they leave the
+//! exporter's output is the recorder's business: Prometheus' with
+//! `PrometheusBuilder::idle_timeout(MetricKindMask::GAUGE, ..)` drops them once that long has
+//! passed without an update.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafkaesque_engine::{Counters, Engine, KeyStats, PartitionStats, TopicPartition};
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, Label};
 
 use crate::Record;
 
@@ -41,10 +49,53 @@ pub struct PartitionView {
 #[derive(Debug, Clone, Default)]
 pub struct Observer {
     pub(crate) inner: Arc<Mutex<Snapshot>>,
-    pub(crate) lag: Arc<Mutex<HashMap<TopicPartition, i64>>>,
+    /// librdkafka's figures per partition, from its statistics (see [`crate::stats`]).
+    pub(crate) fetching: Arc<Mutex<HashMap<TopicPartition, Fetching>>>,
+    pub(crate) labels: Labels,
+}
+
+/// What librdkafka's statistics say of one partition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fetching {
+    /// Messages behind the partition's end.
+    pub(crate) lag: i64,
+    /// Fetched by librdkafka and not yet taken by the consumer.
+    pub(crate) queued_messages: i64,
+    pub(crate) queued_bytes: u64,
+}
+
+/// The labels every metric of one consumer carries: its group and its client id.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Labels(Arc<[Label]>);
+
+impl Labels {
+    pub(crate) fn new(group: &str, client_id: &str) -> Self {
+        Labels(Arc::from(vec![
+            Label::new("group", group.to_owned()),
+            Label::new("client_id", client_id.to_owned()),
+        ]))
+    }
+
+    pub(crate) fn get(&self) -> Vec<Label> {
+        self.0.to_vec()
+    }
+
+    /// These labels and `extra`.
+    pub(crate) fn with(&self, extra: &[(&'static str, String)]) -> Vec<Label> {
+        let mut v = self.get();
+        v.extend(extra.iter().map(|(k, val)| Label::new(*k, val.clone())));
+        v
+    }
 }
 
 impl Observer {
+    pub(crate) fn new(labels: Labels) -> Self {
+        Observer {
+            labels,
+            ..Observer::default()
+        }
+    }
+
     /// The latest snapshot (at most a second old), copied out so the lock is not held.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.lock().expect("observer lock").clone()
@@ -108,7 +159,7 @@ pub(crate) fn publish(
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let lags = observer.lag.lock().expect("lag lock").clone();
+    let fetching = observer.fetching.lock().expect("fetching lock").clone();
     let partitions: Vec<PartitionView> = engine
         .partition_stats()
         .into_iter()
@@ -120,45 +171,54 @@ pub(crate) fn publish(
                 ages.age(&stats.tp, stats.watermark, now_ms)
             };
             PartitionView {
-                lag_messages: lags.get(&stats.tp).copied(),
+                lag_messages: fetching.get(&stats.tp).map(|f| f.lag),
                 lag_ms,
                 stats,
             }
         })
         .collect();
     for p in &partitions {
-        let labels = [
+        let labels = observer.labels.with(&[
             ("topic", p.stats.tp.topic.to_string()),
             ("partition", p.stats.tp.partition.to_string()),
-        ];
-        gauge!("kafkaesque_partition_held_records", &labels).set(p.stats.held as f64);
-        gauge!("kafkaesque_partition_in_flight", &labels).set(p.stats.in_flight as f64);
-        gauge!("kafkaesque_partition_uncommitted_records", &labels).set(p.stats.uncommitted as f64);
-        gauge!("kafkaesque_partition_paused", &labels)
+        ]);
+        if let Some(f) = fetching.get(&p.stats.tp) {
+            gauge!("kafkaesque_partition_fetch_queue_messages", labels.clone())
+                .set(f.queued_messages as f64);
+            gauge!("kafkaesque_partition_fetch_queue_bytes", labels.clone())
+                .set(f.queued_bytes as f64);
+        }
+        gauge!("kafkaesque_partition_held_records", labels.clone()).set(p.stats.held as f64);
+        gauge!("kafkaesque_partition_in_flight", labels.clone()).set(p.stats.in_flight as f64);
+        gauge!("kafkaesque_partition_uncommitted_records", labels.clone())
+            .set(p.stats.uncommitted as f64);
+        gauge!("kafkaesque_partition_paused", labels.clone())
             .set(f64::from(u8::from(p.stats.paused.is_some())));
-        gauge!("kafkaesque_partition_diverted_keys", &labels).set(p.stats.diverted_keys as f64);
+        gauge!("kafkaesque_partition_diverted_keys", labels.clone())
+            .set(p.stats.diverted_keys as f64);
         if let Some(l) = p.lag_messages {
-            gauge!("kafkaesque_partition_lag_messages", &labels).set(l as f64);
+            gauge!("kafkaesque_partition_lag_messages", labels.clone()).set(l as f64);
         }
         if let Some(ms) = p.lag_ms {
-            gauge!("kafkaesque_partition_lag_seconds", &labels).set(ms as f64 / 1000.0);
+            gauge!("kafkaesque_partition_lag_seconds", labels.clone()).set(ms as f64 / 1000.0);
         }
     }
     let c = engine.counters().clone();
-    counter!("kafkaesque_records_fetched_total").absolute(c.fetched);
-    counter!("kafkaesque_records_completed_total").absolute(c.completed);
-    counter!("kafkaesque_records_skipped_total").absolute(c.skipped);
-    counter!("kafkaesque_dispatched_total").absolute(c.dispatched);
-    counter!("kafkaesque_retries_total").absolute(c.retried);
-    counter!("kafkaesque_dead_lettered_total").absolute(c.dead_lettered);
-    counter!("kafkaesque_diverted_total").absolute(c.diverted);
-    counter!("kafkaesque_coalesced_total").absolute(c.coalesced);
-    counter!("kafkaesque_pauses_total").absolute(c.pauses);
-    counter!("kafkaesque_stale_events_total").absolute(c.stale);
-    counter!("kafkaesque_metadata_truncated_total").absolute(c.metadata_truncated);
-    gauge!("kafkaesque_in_flight").set(engine.in_flight() as f64);
-    gauge!("kafkaesque_held_records").set(engine.held().0 as f64);
-    gauge!("kafkaesque_held_bytes").set(engine.held().1 as f64);
+    let labels = observer.labels.get();
+    counter!("kafkaesque_records_fetched_total", labels.clone()).absolute(c.fetched);
+    counter!("kafkaesque_records_completed_total", labels.clone()).absolute(c.completed);
+    counter!("kafkaesque_records_skipped_total", labels.clone()).absolute(c.skipped);
+    counter!("kafkaesque_dispatched_total", labels.clone()).absolute(c.dispatched);
+    counter!("kafkaesque_retries_total", labels.clone()).absolute(c.retried);
+    counter!("kafkaesque_dead_lettered_total", labels.clone()).absolute(c.dead_lettered);
+    counter!("kafkaesque_diverted_total", labels.clone()).absolute(c.diverted);
+    counter!("kafkaesque_coalesced_total", labels.clone()).absolute(c.coalesced);
+    counter!("kafkaesque_pauses_total", labels.clone()).absolute(c.pauses);
+    counter!("kafkaesque_stale_events_total", labels.clone()).absolute(c.stale);
+    counter!("kafkaesque_metadata_truncated_total", labels.clone()).absolute(c.metadata_truncated);
+    gauge!("kafkaesque_in_flight", labels.clone()).set(engine.in_flight() as f64);
+    gauge!("kafkaesque_held_records", labels.clone()).set(engine.held().0 as f64);
+    gauge!("kafkaesque_held_bytes", labels.clone()).set(engine.held().1 as f64);
     let (by_queued, by_time) = engine.top_keys(20);
     *observer.inner.lock().expect("observer lock") = Snapshot {
         partitions,

@@ -1,8 +1,13 @@
 //! The dead-letter and overflow producer. Idempotent, so that a retried produce never writes a
 //! record twice or out of order within a partition — which the overflow's per-key order relies
 //! on. A record handed to a sink completes only when its delivery is acknowledged.
+//!
+//! The same producer writes the records handlers return (see [`crate::produce`]), and in
+//! exactly-once mode it is transactional: everything it writes commits with the consumed
+//! offsets (see [`crate::transaction`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{SinkId, SinkRecord};
@@ -17,8 +22,18 @@ use crate::config::ConsumerConfig;
 use crate::events::{Event, EventTx};
 use crate::record::headers;
 use crate::{Error, Record, Result};
+use rdkafka::error::KafkaError;
+use tokio::sync::oneshot;
 
-/// Forwards deliveries to the driver. Runs inside [`Sinks::poll`], on the driver thread.
+/// What a delivery report of the consumer's producer is about: a dead letter or diversion (the
+/// driver hears of it as an event) or a handler's output (its handler is waiting for it).
+pub(crate) enum Delivery {
+    Sink(SinkId),
+    Output(oneshot::Sender<Result<(), KafkaError>>),
+}
+
+/// Forwards deliveries to the driver, and those of handlers' outputs to their handlers. Runs
+/// inside [`Sinks::poll`], on the driver thread.
 pub(crate) struct SinkContext {
     tx: std::sync::Mutex<EventTx>,
     user: UserCallbacks,
@@ -29,16 +44,23 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = Box<SinkId>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, id: Box<SinkId>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        let id = match *delivery {
+            Delivery::Sink(id) => id,
+            Delivery::Output(ack) => {
+                let _ = ack.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+                return;
+            }
+        };
         let event = match result {
             Ok(m) => Event::Delivered {
-                id: *id,
+                id,
                 offset: m.offset(),
             },
             Err((e, _)) => Event::DeliveryFailed {
-                id: *id,
+                id,
                 error: e.to_string(),
             },
         };
@@ -59,27 +81,46 @@ struct Pending {
 /// The producer is polled by the driver loop itself rather than by a thread of its own: a
 /// polling thread would spend CPU the handlers need, for a producer that is idle nearly always.
 pub(crate) struct Sinks {
-    producer: BaseProducer<SinkContext>,
+    /// Shared with the handlers that produce (see [`crate::produce`]).
+    producer: Arc<BaseProducer<SinkContext>>,
     pending: HashMap<SinkId, Pending>,
+    /// `kafkaesque_sink_failures_total`, with the consumer's labels.
+    pub(crate) failures: metrics::Counter,
 }
 
 impl Sinks {
-    pub(crate) fn new(cfg: &ConsumerConfig, tx: EventTx) -> Result<Self> {
-        let producer = client_config(cfg, Role::Sinks)
+    /// `transactional_id`: in exactly-once mode, the producer's `transactional.id`.
+    pub(crate) fn new(
+        cfg: &ConsumerConfig,
+        transactional_id: Option<&str>,
+        tx: EventTx,
+    ) -> Result<Self> {
+        let mut c = client_config(cfg, Role::Sinks);
+        if let Some(id) = transactional_id {
+            c.set("transactional.id", id);
+        }
+        let producer = c
             .create_with_context(SinkContext {
                 tx: std::sync::Mutex::new(tx),
                 user: cfg.callbacks.clone(),
             })
             .map_err(Error::kafka("creating the dead-letter/overflow producer"))?;
         Ok(Sinks {
-            producer,
+            producer: Arc::new(producer),
             pending: HashMap::new(),
+            failures: metrics::Counter::noop(),
         })
     }
 
-    /// Serves delivery reports (they arrive as events on the driver's channel).
+    /// The producer, for handlers' outputs and transactions.
+    pub(crate) fn producer(&self) -> &Arc<BaseProducer<SinkContext>> {
+        &self.producer
+    }
+
+    /// Serves delivery reports: a sink's arrive as events on the driver's channel, an output's
+    /// goes to its handler.
     pub(crate) fn poll(&self) {
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || self.producer.in_flight_count() > 0 {
             self.producer.poll(Duration::ZERO);
         }
     }
@@ -135,8 +176,9 @@ impl Sinks {
     }
 
     fn send(&mut self, id: SinkId, p: Pending) {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<SinkId>> =
-            BaseRecord::with_opaque_to(&p.topic, Box::new(id)).headers(p.headers.clone());
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+            BaseRecord::with_opaque_to(&p.topic, Box::new(Delivery::Sink(id)))
+                .headers(p.headers.clone());
         if let Some(part) = p.partition {
             record = record.partition(part);
         }
@@ -174,7 +216,7 @@ impl Sinks {
         }
         if let Some(p) = self.pending.get_mut(&id) {
             error!(topic = %p.topic, partition = ?p.partition, error = %err, "sink delivery failed; retrying in 1 s");
-            metrics::counter!("kafkaesque_sink_failures_total").increment(1);
+            self.failures.increment(1);
             p.retry_at = Some(Instant::now() + Duration::from_secs(1));
         }
     }

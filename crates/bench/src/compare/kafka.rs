@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kafkaesque_runtime::{Consumer, ConsumerBuilder, HandlerError, Record};
+use kafkaesque_runtime::{Consumer, ConsumerBuilder, HandlerError, Output, Record};
 use kafkaesque_testkit::{unique_name, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -158,43 +158,108 @@ where
     H: Fn(Record) -> F + Send + Sync + 'static,
     F: Future<Output = Result<usize, HandlerError>> + Send + 'static,
 {
-    struct Tally<H> {
-        handler: H,
-        first: OnceLock<Mark>,
-        count: AtomicUsize,
-        done: Notify,
-    }
-    let tally = Arc::new(Tally {
-        handler,
-        first: OnceLock::new(),
-        count: AtomicUsize::new(0),
-        done: Notify::new(),
-    });
+    let tally = Tally::new(records, handler);
     let t = tally.clone();
     let handle = move |r: Record| {
         let t = t.clone();
         async move {
-            t.first.get_or_init(Mark::now);
+            t.started();
             let n = (t.handler)(r).await?;
-            if t.count.fetch_add(n, AtomicOrdering::Relaxed) + n >= records {
-                t.done.notify_one();
-            }
+            t.finished(n);
             Ok::<(), HandlerError>(())
         }
     };
     let end = Arc::new(OnceLock::new());
-    let (e, t) = (end.clone(), tally.clone());
     consumer
-        .run(handle, async move {
-            let _ = tokio::time::timeout(RUN_LIMIT, t.done.notified()).await;
-            let _ = e.set(Mark::now());
-        })
+        .run(handle, tally.clone().stop(end.clone()))
         .await?;
-    let n = tally.count.load(AtomicOrdering::Relaxed);
-    anyhow::ensure!(n >= records, "consumer: {n} of {records} records in time");
-    let start = tally.first.get().context("no record")?;
-    let stop = end.get().context("no end")?;
-    Ok(start.run_to(*stop, records))
+    tally.run(&end)
+}
+
+/// Like [`timed`], with a handler that returns one output per record for the consumer to produce
+/// to `out` (its key and payload): a record completes once its output is acknowledged, and in
+/// exactly-once mode, once its transaction commits.
+///
+/// # Errors
+/// When the consumer fails or does not finish within five minutes.
+pub async fn timed_producing(
+    consumer: Consumer,
+    records: usize,
+    out: &str,
+    handler: Duration,
+) -> Result<Run> {
+    let tally = Tally::new(records, out.to_owned());
+    let t = tally.clone();
+    let handle = move |r: Record| {
+        let t = t.clone();
+        async move {
+            t.started();
+            if !handler.is_zero() {
+                tokio::time::sleep(handler).await;
+            }
+            let output = Output::new(&t.handler)
+                .key(r.key_bytes().cloned().unwrap_or_default())
+                .payload(r.payload_bytes().cloned().unwrap_or_default());
+            t.finished(1);
+            Ok::<_, HandlerError>(vec![output])
+        }
+    };
+    let end = Arc::new(OnceLock::new());
+    consumer
+        .run_producing(handle, tally.clone().stop(end.clone()))
+        .await?;
+    tally.run(&end)
+}
+
+/// What a timed run counts: when its first record started, and how many have finished; and
+/// what its handler needs, so that each call clones one reference count.
+struct Tally<H> {
+    handler: H,
+    records: usize,
+    first: OnceLock<Mark>,
+    count: AtomicUsize,
+    done: Notify,
+}
+
+impl<H> Tally<H> {
+    fn new(records: usize, handler: H) -> Arc<Self> {
+        Arc::new(Tally {
+            handler,
+            records,
+            first: OnceLock::new(),
+            count: AtomicUsize::new(0),
+            done: Notify::new(),
+        })
+    }
+
+    fn started(&self) {
+        self.first.get_or_init(Mark::now);
+    }
+
+    fn finished(&self, n: usize) {
+        if self.count.fetch_add(n, AtomicOrdering::Relaxed) + n >= self.records {
+            self.done.notify_one();
+        }
+    }
+
+    /// The consumer's shutdown signal: every record finished (or the run limit passed); marks
+    /// the end in `end`.
+    async fn stop(self: Arc<Self>, end: Arc<OnceLock<Mark>>) {
+        let _ = tokio::time::timeout(RUN_LIMIT, self.done.notified()).await;
+        let _ = end.set(Mark::now());
+    }
+
+    fn run(&self, end: &OnceLock<Mark>) -> Result<Run> {
+        let n = self.count.load(AtomicOrdering::Relaxed);
+        anyhow::ensure!(
+            n >= self.records,
+            "consumer: {n} of {} records in time",
+            self.records
+        );
+        let start = self.first.get().context("no record")?;
+        let stop = end.get().context("no end")?;
+        Ok(start.run_to(*stop, self.records))
+    }
 }
 
 /// Runs a blocking closure on the blocking pool.

@@ -7,6 +7,8 @@
 //! - [`overhead`]: a raw rdkafka poll loop vs this consumer with a no-op handler;
 //! - [`concurrency`]: one partition, a 5 ms handler: this consumer vs partition-serial vs the
 //!   legacy design vs the theoretical bound;
+//! - [`exactly_once`]: exactly-once against at-least-once, a produced output per record, on the
+//!   no-op run and on the 5 ms run;
 //! - [`incident`]: the legacy system's incident replayed through the service's consumer;
 //! - [`http_edge`]: the API's acknowledged updates per second vs the same server's `/healthz`;
 //! - [`apply_rate`]: the service's apply rate vs a plain `UPDATE` loop;
@@ -16,6 +18,7 @@
 pub mod apply_rate;
 pub mod concurrency;
 pub mod engine;
+pub mod exactly_once;
 pub mod http_edge;
 pub mod incident;
 pub mod kafka;

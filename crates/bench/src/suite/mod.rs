@@ -20,7 +20,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use crate::compare::{apply_rate, concurrency, engine, http_edge, incident, overhead, peers};
+use crate::compare::{
+    apply_rate, concurrency, engine, exactly_once, http_edge, incident, overhead, peers,
+};
 use crate::report::{Figure, Report, Series};
 use crate::rig::Rig;
 pub use sizes::Sizes;
@@ -31,6 +33,8 @@ pub enum Which {
     Engine,
     Overhead,
     Concurrency,
+    /// Exactly-once against at-least-once, on the no-op run and on the 5 ms run.
+    ExactlyOnce,
     Incident,
     Http,
     Apply,
@@ -131,6 +135,11 @@ pub async fn run(args: BenchArgs) -> Result<Option<PathBuf>> {
         let (n, serial) = (sizes.concurrency_records, sizes.serial_records);
         let f = concurrency::run(&rig.broker, n, serial, r);
         jobs.push(("concurrency", Box::pin(async { Ok((f.await?, vec![])) })));
+    }
+    if args.wants(Which::ExactlyOnce) {
+        let (n, slow) = (sizes.overhead_records, sizes.concurrency_records);
+        let f = exactly_once::run(&rig.broker, n, slow, r);
+        jobs.push(("exactly-once", Box::pin(async { Ok((f.await?, vec![])) })));
     }
     if args.wants(Which::Incident) {
         let f = incident::run(&rig, sizes.incident, sizes.parallel);

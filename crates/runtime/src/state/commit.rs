@@ -21,10 +21,20 @@ impl State {
         main: &BaseConsumer<C>,
         commits: Vec<Commit>,
     ) {
+        if self.cfg.exactly_once {
+            // Taken again once the transaction's work has finished (see `transaction.rs`).
+            for c in &commits {
+                self.engine.commit_failed(c.partition);
+            }
+            if !commits.is_empty() {
+                self.commit_transaction(main, Vec::new(), false);
+            }
+            return;
+        }
         for (list, overflow) in self.by_consumer(commits) {
             if let Err(e) = self.send_commit(main, &list, overflow, CommitMode::Async) {
                 warn!(error = %e, partitions = list.len(), "commit failed; will retry");
-                metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                metrics::counter!("kafkaesque_commit_failures_total", self.labels()).increment(1);
                 for c in &list {
                     self.engine.commit_failed(c.partition);
                 }
@@ -42,6 +52,10 @@ impl State {
         main: &BaseConsumer<C>,
         commits: Vec<Commit>,
     ) {
+        if self.cfg.exactly_once {
+            self.commit_transaction(main, commits, true);
+            return;
+        }
         for (list, overflow) in self.by_consumer(commits) {
             let started = Instant::now();
             let mut attempt = 1;
@@ -56,7 +70,8 @@ impl State {
                     }
                     Err(e) if started.elapsed() + backoff < FINAL_COMMIT_BUDGET => {
                         warn!(error = %e, attempt, "final commit failed; retrying");
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        metrics::counter!("kafkaesque_commit_failures_total", self.labels())
+                            .increment(1);
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                         attempt += 1;
@@ -71,7 +86,7 @@ impl State {
     }
 
     /// The commits of the group consumer, and those of the overflow consumer.
-    fn by_consumer(&self, commits: Vec<Commit>) -> [(Vec<Commit>, bool); 2] {
+    pub(super) fn by_consumer(&self, commits: Vec<Commit>) -> [(Vec<Commit>, bool); 2] {
         let (ovf, primary): (Vec<Commit>, Vec<Commit>) = commits
             .into_iter()
             .partition(|c| self.is_overflow(&c.tp.topic));
@@ -89,26 +104,30 @@ impl State {
             return Ok(());
         }
         let started = Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for c in list {
-            if c.truncated_from.is_some() {
-                debug!(topic = %c.tp.topic, partition = c.tp.partition, "commit metadata truncated; some completed records will be replayed after a restart");
-            }
-            let added =
-                tpl.add_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(c.offset));
-            if let (Ok(()), Some(mut elem)) =
-                (added, tpl.find_partition(&c.tp.topic, c.tp.partition))
-            {
-                elem.set_metadata(c.metadata.clone());
-            }
-        }
+        let tpl = offset_list(list);
         let result = match (overflow, self.overflow.as_ref()) {
             (true, Some(o)) => o.commit(&tpl, mode),
             (true, None) => Ok(()),
             (false, _) => main.commit(&tpl, mode),
         };
-        metrics::counter!("kafkaesque_commits_total").increment(1);
-        metrics::histogram!("kafkaesque_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("kafkaesque_commits_total", self.labels()).increment(1);
+        metrics::histogram!("kafkaesque_commit_seconds", self.labels())
+            .record(started.elapsed().as_secs_f64());
         result
     }
+}
+
+/// The offsets and metadata of `list`, as Kafka takes them.
+pub(super) fn offset_list(list: &[Commit]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for c in list {
+        if c.truncated_from.is_some() {
+            debug!(topic = %c.tp.topic, partition = c.tp.partition, "commit metadata truncated; some completed records will be replayed after a restart");
+        }
+        let added = tpl.add_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(c.offset));
+        if let (Ok(()), Some(mut elem)) = (added, tpl.find_partition(&c.tp.topic, c.tp.partition)) {
+            elem.set_metadata(c.metadata.clone());
+        }
+    }
+    tpl
 }

@@ -28,11 +28,15 @@ use crate::sinks::Sinks;
 use crate::spawn::{Spawner, Started, AT_ONCE};
 
 mod commit;
+mod control;
 mod offer;
 mod overflow;
 mod rebalance;
+mod transaction;
 
+pub(crate) use control::Pauses;
 pub(crate) use overflow::OverflowContext;
+pub(crate) use transaction::transactional_id;
 
 /// What connects the driver state to other threads: events arrive on one channel, and the
 /// partitions' queues are shared with the fetcher. (The fetcher's batches arrive on a channel
@@ -55,6 +59,11 @@ pub(crate) struct State {
     ages: Ages,
     clock: Instant,
     pub(crate) shutdown: bool,
+    /// The shutdown asked for handles everything already fetched (see
+    /// [`ShutdownMode::DrainFetched`](crate::ShutdownMode::DrainFetched)).
+    pub(crate) drain_fetched: bool,
+    /// What the control handle has paused.
+    pauses: Pauses,
     topics: HashMap<String, Arc<str>, rustc_hash::FxBuildHasher>,
     /// Actions being carried out; kept to avoid an allocation per batch.
     actions: Vec<Action<Record>>,
@@ -69,6 +78,15 @@ pub(crate) struct State {
     /// `kafkaesque_handler_seconds`, registered once: looking a metric up per record costs more
     /// than recording it.
     handler_seconds: metrics::Histogram,
+    /// Exactly-once mode: new work is held back while a transaction closes (see
+    /// [`transaction`]).
+    holding: bool,
+    /// Handler runs handed to the runtime whose outcome has not arrived yet. Not the engine's
+    /// in-flight count, which also counts work it has asked for while `holding` keeps it back.
+    waiting: usize,
+    /// Why the consumer must stop: an aborted transaction (see [`transaction`]). Kept once
+    /// set, so that nothing commits after the abort, not even the revoke of closing.
+    pub(crate) fatal: Option<String>,
 }
 
 impl State {
@@ -82,6 +100,8 @@ impl State {
         observer: Observer,
     ) -> Self {
         let Inputs { events: rx, queues } = inputs;
+        let handler_seconds =
+            metrics::histogram!("kafkaesque_handler_seconds", observer.labels.get());
         State {
             engine,
             rx,
@@ -93,12 +113,17 @@ impl State {
             ages: Ages::default(),
             clock: Instant::now(),
             shutdown: false,
+            drain_fetched: false,
+            pauses: Pauses::default(),
             topics: HashMap::default(),
             actions: Vec::new(),
             key: Vec::new(),
             feeds: Feeds::new(queues),
             gate: None,
-            handler_seconds: metrics::histogram!("kafkaesque_handler_seconds"),
+            handler_seconds,
+            holding: false,
+            waiting: 0,
+            fatal: None,
         }
     }
 
@@ -122,7 +147,10 @@ impl State {
                 id,
                 result,
                 elapsed,
-            } => self.outcome(id, result, elapsed),
+            } => {
+                self.waiting = self.waiting.saturating_sub(1);
+                self.outcome(id, result, elapsed)
+            }
             Event::Delivered { id, offset } => {
                 self.sinks.delivered(id);
                 self.engine.sink_acked(id, Some(offset));
@@ -136,13 +164,15 @@ impl State {
                 match (h, ok) {
                     (Some(h), true) => self.engine.committed(h, offset),
                     (Some(h), false) => {
-                        metrics::counter!("kafkaesque_commit_failures_total").increment(1);
+                        metrics::counter!("kafkaesque_commit_failures_total", self.labels())
+                            .increment(1);
                         self.engine.commit_failed(h)
                     }
                     (None, _) => {}
                 }
             }
-            Event::Shutdown => self.shutdown = true,
+            Event::Shutdown => self.begin_shutdown(false),
+            Event::Control(cmd) => self.control(cmd, main),
         }
         self.run_actions(main);
     }
@@ -185,6 +215,9 @@ impl State {
     pub(crate) fn run_actions<C: ConsumerContext>(&mut self, main: &BaseConsumer<C>) {
         // Outcomes of handlers that finished at once produce actions of their own, and so does
         // a kept record offered again on resume.
+        if self.holding {
+            return;
+        }
         loop {
             let mut finished = Vec::new();
             self.run_actions_once(main, &mut finished);
@@ -211,7 +244,10 @@ impl State {
                     r.set_delivery(w.attempt, w.records);
                     match self.spawn.start(r) {
                         Started::Finished(result) => finished.push((w.id, result, AT_ONCE)),
-                        Started::Waiting(fut) => self.spawn.wait(fut, w.id),
+                        Started::Waiting(fut) => {
+                            self.waiting += 1;
+                            self.spawn.wait(fut, w.id)
+                        }
                     }
                 }
                 Action::Pause {
@@ -279,6 +315,11 @@ impl State {
             &mut self.ages,
             self.sinks.pending(),
         );
+    }
+
+    /// The labels of this consumer's metrics.
+    pub(crate) fn labels(&self) -> Vec<metrics::Label> {
+        self.observer.labels.get()
     }
 
     /// Everything assigned, for shutdown.

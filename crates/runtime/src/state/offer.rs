@@ -72,7 +72,7 @@ impl State {
                     {
                         Inline::Taken(intake) => intake,
                         Inline::Run(run) => {
-                            run_inline(run, &mut self.spawn, &self.handler_seconds);
+                            self.waiting += run_inline(run, &mut self.spawn, &self.handler_seconds);
                             Intake::Accepted
                         }
                         // A newer engine's way of taking a record: it has taken it.
@@ -120,7 +120,7 @@ impl State {
 
     /// Offers a partition's records in order until the engine refuses one: that one and the
     /// rest are kept then.
-    fn offer_records<C: ConsumerContext>(
+    pub(super) fn offer_records<C: ConsumerContext>(
         &mut self,
         mut offer: Offer<impl Iterator<Item = Record>>,
         main: &BaseConsumer<C>,
@@ -168,6 +168,8 @@ impl State {
             if self.release(main, tp) != Some(Hold::PausedInKafka) {
                 return;
             }
+        } else if self.pauses.is_paused(tp) {
+            return; // the user's pause keeps it paused in librdkafka
         }
         let r = if self.is_overflow(&tp.topic) {
             self.overflow
@@ -212,12 +214,12 @@ impl State {
 }
 
 /// Runs a record the engine let skip its lanes (a first attempt), and tells the engine how it
-/// went.
+/// went. Returns 1 if the run has to wait (its outcome arrives as an event), else 0.
 fn run_inline(
     run: InlineRun<'_, Record>,
     spawn: &mut Spawner,
     handler_seconds: &metrics::Histogram,
-) {
+) -> usize {
     match spawn.start(run.payload().clone()) {
         Started::Finished(result) => {
             handler_seconds.record(AT_ONCE.as_secs_f64());
@@ -227,8 +229,12 @@ fn run_inline(
                     run.fail(failure(e));
                 }
             }
+            0
         }
-        Started::Waiting(fut) => spawn.wait(fut, run.running()),
+        Started::Waiting(fut) => {
+            spawn.wait(fut, run.running());
+            1
+        }
     }
 }
 

@@ -90,6 +90,7 @@ impl State {
             if let Some(w) = warning {
                 warn!(topic = %tp.topic, partition = tp.partition, error = %w, "ignoring commit metadata; completed records above the commit will be replayed");
             }
+            self.apply_pause(main, &tp);
             self.feeds.assigned(&tp, h);
             info!(topic = %tp.topic, partition = tp.partition, offset = start, "partition assigned");
             if self.overflow.is_some() {
@@ -196,6 +197,7 @@ impl State {
             };
             // Its queue goes now, with the record it kept, if any: the next owner fetches it.
             self.feeds.remove(&tp);
+            self.pauses.revoked(&tp);
             if let Some(g) = self.gate.as_mut() {
                 g.tps.retain(|t| *t != tp);
             }
@@ -218,6 +220,12 @@ impl State {
             });
             if !drained {
                 warn!(partitions = hs.len(), "drain timeout: in-flight work of revoked partitions abandoned to the next owner");
+                if self.cfg.exactly_once {
+                    // Its outputs could still join a transaction that the offsets do not match.
+                    self.abort(
+                        "work of revoked partitions did not finish within the drain timeout",
+                    );
+                }
             }
         }
         let mut commits = Vec::new();
@@ -238,6 +246,14 @@ impl State {
             if let Err(e) = c.incremental_unassign(&overflow_tpl) {
                 warn!(error = %e, "unassigning overflow partitions failed");
             }
+        }
+        if let Some(hook) = self.cfg.on_revoke.as_ref().filter(|_| tpl.count() > 0) {
+            let revoked: Vec<TopicPartition> = tpl
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            hook(&revoked);
         }
     }
 }

@@ -77,6 +77,11 @@ pub fn key(k: usize) -> String {
 /// it a retried request (a slow broker on a loaded machine) lands after the ones sent behind it,
 /// and the topic itself holds a key's seq 1 before its seq 0.
 pub fn produce(broker: &Broker, topic: &TestTopic, keys: usize, per_key: usize) {
+    produce_seqs(broker, topic, keys, 0..per_key);
+}
+
+/// Produces records `seqs` of each of `keys` keys, as [`produce`] does.
+pub fn produce_seqs(broker: &Broker, topic: &TestTopic, keys: usize, seqs: std::ops::Range<usize>) {
     let producer: BaseProducer = broker
         .client_config()
         .set("enable.idempotence", "true")
@@ -84,7 +89,7 @@ pub fn produce(broker: &Broker, topic: &TestTopic, keys: usize, per_key: usize) 
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    for seq in 0..per_key {
+    for seq in seqs {
         for k in 0..keys {
             let key = key(k);
             let value = format!("{key}:{seq}");
@@ -106,6 +111,18 @@ pub fn produce(broker: &Broker, topic: &TestTopic, keys: usize, per_key: usize) 
     producer
         .flush(Duration::from_secs(60))
         .expect("all records delivered");
+}
+
+/// Each partition's high watermark: records produced from now on land at or above it.
+pub fn high_watermarks(broker: &Broker, topic: &TestTopic) -> Vec<i64> {
+    let c: BaseConsumer = broker.client_config().create().expect("consumer");
+    (0..topic.partitions())
+        .map(|p| {
+            c.fetch_watermarks(topic.name(), p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
 }
 
 /// Each partition's committed offset in `group`; -1 where none is.
