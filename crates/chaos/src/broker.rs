@@ -153,7 +153,7 @@ impl Cluster {
     }
 
     /// SIGTERM of `node` (a controlled shutdown: its leaderships move first), SIGKILL if it has
-    /// not ended within [`STOP_GRACE`]. `Ok(true)` if it ended on its own.
+    /// not ended within 30 s (`STOP_GRACE`). `Ok(true)` if it ended on its own.
     pub async fn stop_node(&mut self, node: u32) -> Result<bool> {
         let pid = self.pid(node)?;
         self.down.insert(node);

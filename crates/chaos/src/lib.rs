@@ -21,7 +21,7 @@
 //! - [`history`], [`logs`], [`verify`]: what was applied, in which order, how often;
 //!   [`ownership`]: how long partitions went without an owner;
 //! - [`verdict`]: the table and whether the run passed;
-//! - [`rig`]: brings it all up; [`run`] puts everything together.
+//! - [`rig`]: brings it all up; [`run`](mod@run) puts everything together.
 
 pub mod broker;
 pub mod faults;

@@ -48,7 +48,7 @@ pub struct Sent {
     pub unavailable: u64,
     /// Updates the API refused with a 4xx (it never should): `(n, status, body)`.
     pub refused: Vec<(u64, u16, String)>,
-    /// The update still failing [`GIVE_UP`] after the traffic stopped, given up on.
+    /// The update still failing 60 s (`GIVE_UP`) after the traffic stopped, given up on.
     pub abandoned: Option<u64>,
 }
 

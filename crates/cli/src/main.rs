@@ -1,5 +1,8 @@
 //! `kafkaesque`: one binary, a subcommand per job. It parses arguments, sets up JSON logs and
 //! hands over to the library crates; nothing else lives here.
+// The doc comments of the argument structs are clap's help text, where `[default: ...]` is
+// the convention; rustdoc would read the one holding a URL as a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

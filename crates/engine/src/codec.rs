@@ -32,6 +32,7 @@ const MAGIC: &str = "kq1";
 
 /// Why a metadata string was not used. Never fatal: the caller logs it and replays instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Not written by this library (another client, or a newer version of it).
     Foreign,

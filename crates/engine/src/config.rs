@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 /// What "in order" means for a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProcessingOrder {
     /// Items of one key run one at a time, in offset order; different keys run concurrently.
     /// Each key has its own queue: unrelated keys never share one.
@@ -21,6 +22,7 @@ pub enum ProcessingOrder {
 
 /// Where a record without a key goes in [`ProcessingOrder::Key`] mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NoKey {
     /// Runs as soon as there is capacity, in no particular order.
     Unordered,
@@ -31,6 +33,7 @@ pub enum NoKey {
 /// What happens when one key reaches its own cap ([`Limits::key_max_records`] or
 /// [`Limits::key_max_bytes`]). Whatever the choice, no key ever holds more than its cap.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum HotKeyPolicy<P> {
     /// Fold the key's queued items into one with a caller-supplied merge, and keep merging new
     /// items into it until the key's queue drains. The folded records complete when the merged
@@ -135,7 +138,8 @@ impl Default for Limits {
     }
 }
 
-/// Retries with exponential back-off and full jitter.
+/// Retries with exponential back-off and full jitter: the wait before attempt `n + 1` is drawn
+/// uniformly from 0 to `min(base_backoff_ms * 2^(n-1), max_backoff_ms)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts before an item is dead-lettered (1 = no retry). [`Failure::Transient`]

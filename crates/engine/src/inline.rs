@@ -21,6 +21,7 @@ use crate::{codec, Offset};
 /// What [`Engine::fetched_inline`] made of a record.
 #[must_use = "a run must be reported done, failed or still running"]
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Inline<'a, P: Clone> {
     /// Taken, to run at once.
     Run(InlineRun<'a, P>),

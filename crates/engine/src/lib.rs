@@ -19,7 +19,8 @@
 //! queues and capped the records in memory with one global number. One hot row filled that cap,
 //! every other queue went idle, fetching stopped, commits stopped, and lag climbed while the CPU
 //! slept. Here, every key has its own queue, every scope has its own cap, and a key at its cap is
-//! handled by a [`HotKeyPolicy`] that touches that key alone. The legacy design remains available
+//! handled by a [`HotKeyPolicy`]: `Coalesce`, `Divert` and `DeadLetter` touch that key alone;
+//! the default, `Backpressure`, pauses its partition. The legacy design remains available
 //! ([`EngineConfig::legacy_design`]) so benchmarks can show the difference in one run.
 //!
 //! ## Guarantees

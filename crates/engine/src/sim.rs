@@ -203,7 +203,7 @@ pub fn run(cfg: EngineConfig<SimPayload>, s: &Scenario) -> Report {
         if now < s.duration_ms {
             for _ in 0..s.rate_per_ms {
                 produced += 1;
-                let hot = hot_every > 0 && produced.is_multiple_of(hot_every);
+                let hot = hot_every > 0 && produced % hot_every == 0;
                 let (p, key) = if hot {
                     (0, u64::MAX)
                 } else {

@@ -58,6 +58,7 @@ pub struct SinkId {
 
 /// Whether a partition is one of the consumer's topics or the overflow of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Role {
     Main,
     /// The overflow partition holding diverted items of the given main partition.
@@ -85,6 +86,7 @@ pub struct Work<P> {
 
 /// Why a partition was paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PauseReason {
     /// The partition holds its cap of items or bytes.
     PartitionFull,
@@ -120,6 +122,7 @@ pub struct SinkRecord<P> {
 ///
 /// [`Engine::drain_actions`]: crate::Engine::drain_actions
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Action<P> {
     /// Run this item; then call `complete` or `fail` with its id.
     Dispatch(Work<P>),
@@ -145,6 +148,7 @@ pub enum Action<P> {
 
 /// How a worker's item failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Failure {
     /// Retry with back-off; counts towards the attempt limit, then dead-letter.
     Retry(String),
@@ -173,6 +177,7 @@ pub struct Commit {
 
 /// What happened to a fetched record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Intake {
     /// Queued (or coalesced, diverted, dead-lettered): the engine owns it now.
     Accepted,
@@ -187,6 +192,7 @@ pub enum Intake {
 
 /// Outcome of `complete`, `fail` and `sink_acked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     Applied,
     /// The item belonged to an earlier assignment (fenced by its epoch) and was ignored.

@@ -15,6 +15,7 @@
 //!
 //! Everything else — creating the consumer, assigning, seeking, committing — stays with
 //! `rdkafka`; a queue keeps its consumer alive, as `rdkafka`'s own partition queues do.
+#![deny(missing_docs)]
 
 mod message;
 mod queue;

@@ -100,25 +100,31 @@ impl fmt::Debug for Message<'_> {
 }
 
 impl<'a> Message<'a> {
+    /// The partition the message was fetched from (its queue's).
     pub fn partition(&self) -> i32 {
         self.read.partition
     }
 
+    /// Its offset in that partition.
     pub fn offset(&self) -> i64 {
         self.read.offset
     }
 
+    /// Its key, borrowed from librdkafka's message for as long as the [`Taken`](crate::Taken)
+    /// is borrowed; `None` for a null key.
     pub fn key(&self) -> Option<&'a [u8]> {
         // SAFETY: librdkafka's key pointer, when set, points at `key_len` bytes that live as
         // long as the message, which outlives `'a`.
         unsafe { bytes(self.read.key, self.read.key_len) }
     }
 
+    /// Its value, borrowed as the key is; `None` for a null value (a tombstone).
     pub fn payload(&self) -> Option<&'a [u8]> {
         // SAFETY: as for the key.
         unsafe { bytes(self.read.payload, self.read.len) }
     }
 
+    /// Its timestamp and what kind it is (create time or log-append time), as librdkafka read it.
     pub fn timestamp(&self) -> Timestamp {
         self.read.timestamp
     }
@@ -177,7 +183,9 @@ impl fmt::Debug for Headers<'_> {
 /// One header: its name as sent (not checked to be UTF-8) and its value, if it has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header<'a> {
+    /// The name's bytes; Kafka does not promise UTF-8, so the caller decides how to read them.
     pub name: &'a [u8],
+    /// The value; `None` for a null value, which Kafka tells apart from an empty one.
     pub value: Option<&'a [u8]>,
 }
 

@@ -97,10 +97,12 @@ impl<C: ConsumerContext> Taken<C> {
     }
 
     /// Messages taken (records and errors), read or not.
+    /// How many messages it holds.
     pub fn len(&self) -> usize {
         self.ptrs.len()
     }
 
+    /// Whether it holds none (the last take found the queue empty).
     pub fn is_empty(&self) -> bool {
         self.ptrs.is_empty()
     }

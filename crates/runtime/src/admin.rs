@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::metadata::Metadata;
 use tracing::warn;
 
 use kafkaesque_engine::HotKeyPolicy;
 
-use crate::config::{client_config, is_pattern, ConsumerConfig};
+use crate::callbacks::AdminContext;
+use crate::clients::{client_config, Role};
+use crate::config::{is_pattern, ConsumerConfig};
 use crate::error::{Error, Result};
 
 /// Creates the dead-letter topics, and the overflow topics when keys may be diverted, with as
@@ -20,12 +21,12 @@ use crate::error::{Error, Result};
 /// pattern (`^...`) names no topic yet: the topics of those it comes to match rely on
 /// auto-creation.
 pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg, &cfg.group_id)
-        .create()
+    let admin: AdminClient<AdminContext> = client_config(cfg, Role::Admin)
+        .create_with_context(AdminContext::new(cfg.callbacks.clone()))
         .map_err(Error::kafka("creating the admin client"))?;
-    let meta_consumer: Arc<BaseConsumer> = Arc::new(
-        client_config(cfg, &cfg.group_id)
-            .create()
+    let meta_consumer: Arc<BaseConsumer<AdminContext>> = Arc::new(
+        client_config(cfg, Role::Admin)
+            .create_with_context(AdminContext::new(cfg.callbacks.clone()))
             .map_err(Error::kafka("creating a metadata client"))?,
     );
     let divert = matches!(cfg.engine.hot_key, HotKeyPolicy::Divert);
@@ -113,7 +114,10 @@ pub(crate) async fn prepare_topics(cfg: &ConsumerConfig) -> Result<()> {
 /// a time, up to ten, so that a refused login or TLS handshake (wrong password, mechanism or
 /// CA) ends the consumer at once as [`Error::Refused`], rather than after the timeout as a
 /// transport failure — or never, since librdkafka itself retries for ever.
-async fn first_metadata(client: &Arc<BaseConsumer>, topic: Option<&str>) -> Result<Metadata> {
+async fn first_metadata(
+    client: &Arc<BaseConsumer<AdminContext>>,
+    topic: Option<&str>,
+) -> Result<Metadata> {
     const CONTEXT: &str = "reading topic metadata";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -148,7 +152,10 @@ async fn first_metadata(client: &Arc<BaseConsumer>, topic: Option<&str>) -> Resu
 pub(crate) async fn metadata_budget(cfg: &ConsumerConfig) -> (usize, Option<i32>) {
     use rdkafka::admin::ResourceSpecifier;
     const DEFAULT: usize = 4096;
-    let Ok(admin) = client_config(cfg, &cfg.group_id).create::<AdminClient<DefaultClientContext>>()
+    let Ok(admin) = client_config(cfg, Role::Admin)
+        .create_with_context::<_, AdminClient<AdminContext>>(AdminContext::new(
+            cfg.callbacks.clone(),
+        ))
     else {
         return (DEFAULT, None);
     };

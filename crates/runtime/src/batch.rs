@@ -37,6 +37,7 @@ use crate::{HandlerError, Record};
 ///
 /// Any `Fn(Vec<Record>) -> impl Future<Output = Result<(), HandlerError>>` is a batch handler.
 pub trait BatchHandler: Send + Sync + 'static {
+    /// Handles `batch`; its outcome is every record's outcome.
     fn handle(&self, batch: Vec<Record>) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 

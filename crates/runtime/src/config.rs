@@ -8,11 +8,9 @@ use bytes::Bytes;
 use kafkaesque_engine::{
     EngineConfig, HotKeyPolicy, Limits, NoKey, ProcessingOrder, RetryPolicy, TopicPartition,
 };
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
 
-use crate::{Error, Record, Replication, Result};
+use crate::callbacks::{ClientCallbacks, UserCallbacks};
+use crate::{AssignError, Error, Record, Replication, Result};
 
 /// Maps a record to the ordering keys it must run under. The default is the record's key; a
 /// router may return several (an update also mirrored onto a linked parent row runs once under
@@ -24,13 +22,13 @@ pub type KeyRouter = Arc<dyn Fn(&Record) -> Vec<Bytes> + Send + Sync>;
 /// the records of a partition (which rows are linked to which) can refresh it here from wherever
 /// the previous owner left it.
 ///
-/// When it cannot do that now (the database it reads is down), it returns `Err` with the reason:
+/// When it cannot do that now (the database it reads is down), it returns an [`AssignError`]:
 /// the partitions are then held — none of their records is taken — and it is called again for
 /// them after a back-off (100 ms, doubling up to 5 s) until it succeeds or they are revoked. The
 /// consumer meanwhile serves its other partitions, rebalances and shutdown, which a hook that
 /// retried by itself would block. Each call blocks the driver: keep it short.
 pub type AssignHook =
-    Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), String> + Send + Sync>;
+    Arc<dyn Fn(&[TopicPartition]) -> std::result::Result<(), AssignError> + Send + Sync>;
 
 /// Told which partitions this consumer has just given up, once it is done with them. Called on
 /// the driver thread, inside the rebalance (librdkafka's revoke callback, before the group moves
@@ -43,9 +41,10 @@ pub type AssignHook =
 /// rebalance: keep it short.
 pub type RevokeHook = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
 
-/// Everything [`Consumer::run`](crate::Consumer::run) needs, validated.
+/// Everything [`Consumer::run`](crate::Consumer::run) needs, validated. The builder is the
+/// public face of it.
 #[derive(Clone)]
-pub struct ConsumerConfig {
+pub(crate) struct ConsumerConfig {
     pub(crate) brokers: String,
     pub(crate) group_id: String,
     pub(crate) topics: Vec<String>,
@@ -65,6 +64,7 @@ pub struct ConsumerConfig {
     pub(crate) stuck_after: Option<Duration>,
     /// Most records per batch and longest wait for them, for a batch handler.
     pub(crate) batch: (usize, Duration),
+    pub(crate) callbacks: UserCallbacks,
     /// See [`ConsumerBuilder::exactly_once`].
     pub(crate) exactly_once: bool,
 }
@@ -111,6 +111,7 @@ impl Default for ConsumerBuilder {
                 handler_timeout: None,
                 stuck_after: None,
                 batch: (64, Duration::from_millis(10)),
+                callbacks: UserCallbacks::default(),
                 exactly_once: false,
             },
             group_set: false,
@@ -125,6 +126,8 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The consumer group (required). Commits, assignments and the overflow consumer's group
+    /// (`<group>.overflow`) all derive from it.
     pub fn group_id(mut self, group: impl Into<String>) -> Self {
         self.cfg.group_id = group.into();
         self.group_set = true;
@@ -182,6 +185,8 @@ impl ConsumerBuilder {
         self
     }
 
+    /// How a failed record is retried before it is dead-lettered (default: 5 attempts, full
+    /// jitter from 100 ms doubling up to 30 s; see [`RetryPolicy`]). Only its key waits.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.cfg.engine.retry = retry;
         self
@@ -227,6 +232,7 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Orders records by what they touch rather than by their Kafka key (see [`KeyRouter`]).
     pub fn key_router(mut self, router: KeyRouter) -> Self {
         self.cfg.router = Some(router);
         self
@@ -303,13 +309,30 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Any librdkafka property, passed through (checked by `build`).
+    /// Any librdkafka property, passed to every client the consumer makes where it applies
+    /// (checked by `build`): the group consumer, the overflow consumer, the dead-letter/overflow
+    /// producer and the admin client. Consumer-only properties go to the consumers,
+    /// producer-only ones to the producer; `client.id` becomes each client's own (`<id>`,
+    /// `<id>-overflow`, `<id>-sinks`, `<id>-admin`); `group.instance.id` goes to the group
+    /// consumer alone; a `transactional.id` given here is ignored (in
+    /// [`exactly_once`](Self::exactly_once) mode the library sets the producer's own). The producer keeps
+    /// `enable.idempotence=true` and `acks=all` whatever is set: the overflow's order and the
+    /// dead letters' delivery rest on them. `group.id` is refused: use
+    /// [`group_id`](Self::group_id).
     pub fn set(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.properties.push((property.into(), value.into()));
         self
     }
 
-    /// Checks everything that can be checked without a broker (see `ConsumerBuilder::build`).
+    /// The user's own librdkafka callbacks (an `OAUTHBEARER` token source, logs, errors,
+    /// statistics), given to every client the consumer makes alongside the consumer's own (see
+    /// [`ClientCallbacks`]).
+    pub fn client_callbacks(mut self, callbacks: Arc<dyn ClientCallbacks>) -> Self {
+        self.cfg.callbacks = UserCallbacks(Some(callbacks));
+        self
+    }
+
+    /// Checks the builder's own fields (the librdkafka properties are `clients::check`'s).
     pub(crate) fn validate(self) -> Result<ConsumerConfig> {
         let cfg = self.cfg;
         if !self.group_set || cfg.group_id.trim().is_empty() {
@@ -353,84 +376,12 @@ impl ConsumerBuilder {
         }
         kafkaesque_engine::Engine::new(cfg.engine.clone())
             .map_err(|e| Error::config(e.field, e.problem))?;
-        // librdkafka checks property names and values when a client is created; no connection
-        // is made until it subscribes.
-        client_config(&cfg, &cfg.group_id)
-            .create::<BaseConsumer>()
-            .map_err(property_error)?;
         Ok(cfg)
     }
-}
-
-/// The librdkafka configuration of the group consumer (and, with another group, of the
-/// overflow consumer).
-pub(crate) fn client_config(cfg: &ConsumerConfig, group: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        // librdkafka's default (1 s) idles a partition's fetcher for a whole second whenever
-        // its local queue is full, which a consumer that holds work back hits all the time.
-        .set("fetch.queue.backoff.ms", "20")
-        // Every partition has a queue of its own (see `feeds`), and this cap then applies to
-        // each: librdkafka's default of 64 MiB per partition is more prefetch than a consumer
-        // with memory caps of its own should hold on top of them.
-        .set("queued.max.messages.kbytes", "8192");
-    // librdkafka finds the topics a pattern comes to match at its metadata refresh, every five
-    // minutes by default: too slow for a topic created on purpose for this consumer.
-    if cfg.topics.iter().any(|t| is_pattern(t)) {
-        c.set("topic.metadata.refresh.interval.ms", "5000");
-    }
-    // Under the classic group protocol, cooperative-sticky: a rebalance revokes only the
-    // partitions that move, so the others keep their in-flight work. Under KIP-848
-    // (`group.protocol=consumer`) the broker assigns, incrementally, and librdkafka refuses an
-    // assignment strategy of the client's.
-    let kip848 = cfg
-        .properties
-        .iter()
-        .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
-    // In exactly-once mode, an eager assignor: a revoke's final transaction carries the group's
-    // generation, and under cooperative-sticky librdkafka revokes after the generation has moved
-    // on, so the broker refuses it (ILLEGAL_GENERATION). An eager revoke comes before the
-    // member rejoins, while its generation still holds; it revokes every partition, though.
-    let strategy = if cfg.exactly_once {
-        "range"
-    } else {
-        "cooperative-sticky"
-    };
-    if !kip848 {
-        c.set("partition.assignment.strategy", strategy)
-            // A crashed member's partitions sit unowned until its session times out:
-            // librdkafka's 45 s default left them so for most of a minute after a SIGKILL.
-            // Six seconds (the broker's default minimum) with a heartbeat every 1.5 s gives
-            // them to the restarted or remaining members within about ten; heartbeats come
-            // from librdkafka's own thread, so a busy driver does not miss them. Under KIP-848
-            // the broker sets both (`group.consumer.session.timeout.ms`).
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1500");
-    }
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
-    c
 }
 
 /// librdkafka subscribes to every topic matching a name that starts with `^` (a regular
 /// expression), now and as topics are created.
 pub(crate) fn is_pattern(topic: &str) -> bool {
     topic.starts_with('^')
-}
-
-/// Turns librdkafka's complaint about a property into an error naming it.
-fn property_error(e: KafkaError) -> Error {
-    let msg = e.to_string();
-    let field = msg
-        .split('"')
-        .nth(1)
-        .map(str::to_owned)
-        .unwrap_or_else(|| "properties".into());
-    Error::config(field, msg)
 }

@@ -23,7 +23,8 @@ use tracing::{error, info, warn};
 
 use crate::admin::{metadata_budget, prepare_topics};
 use crate::batch::{BatchHandler, BatchSpawner, Handlers};
-use crate::config::{client_config, ConsumerBuilder, ConsumerConfig};
+use crate::clients::{check, client_config, property, Role};
+use crate::config::{ConsumerBuilder, ConsumerConfig};
 use crate::context::GroupContext;
 use crate::control::Control;
 use crate::error::{Error, Result};
@@ -52,6 +53,7 @@ impl ConsumerBuilder {
     pub fn build(self) -> Result<Consumer> {
         let (tx, events) = events::channel();
         let cfg = self.validate()?;
+        check(&cfg)?;
         let labels = Labels::new(&cfg.group_id, &client_id(&cfg));
         Ok(Consumer {
             cfg,
@@ -64,11 +66,7 @@ impl ConsumerBuilder {
 
 /// The group consumer's `client.id`: as set, else librdkafka's default.
 fn client_id(cfg: &ConsumerConfig) -> String {
-    cfg.properties
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "client.id")
-        .map_or_else(|| "rdkafka".to_owned(), |(_, v)| v.clone())
+    property(cfg, "client.id").unwrap_or("rdkafka").to_owned()
 }
 
 /// What the driver thread starts with: the clients, and the state that carries out the
@@ -86,6 +84,8 @@ struct Running {
 }
 
 impl Consumer {
+    /// A builder with defaults that suit a key-ordered consumer; only the group and the topics
+    /// must be given.
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder::default()
     }
@@ -202,12 +202,16 @@ impl Consumer {
         info!(bytes = budget, ?from_broker, "commit metadata budget");
         let engine = Engine::new(engine_cfg).map_err(|e| Error::config(e.field, e.problem))?;
         let txn_id = transactional_id(cfg);
-        let mut sinks = Sinks::new(&cfg.brokers, &cfg.properties, txn_id.as_deref(), tx.clone())?;
+        let mut sinks = Sinks::new(cfg, txn_id.as_deref(), tx.clone())?;
         sinks.failures =
             metrics::counter!("kafkaesque_sink_failures_total", self.observer.labels.get());
         let spawn = make(tx, &sinks);
-        let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, &cfg.group_id)
-            .create_with_context(GroupContext::new(tx.clone(), self.observer.clone()))
+        let mut consumer: BaseConsumer<GroupContext> = client_config(cfg, Role::Group)
+            .create_with_context(GroupContext::new(
+                tx.clone(),
+                self.observer.clone(),
+                cfg.callbacks.clone(),
+            ))
             .map_err(Error::kafka("creating the consumer"))?;
         // An idle driver sleeps until something arrives: the main queue (rebalances, errors)
         // wakes it through this callback, the fetcher by unparking it. Outcomes and deliveries
@@ -216,9 +220,8 @@ impl Consumer {
         let wake = queues.clone();
         consumer.set_nonempty_callback(move || wake.wake_driver());
         let overflow = if matches!(cfg.engine.hot_key, HotKeyPolicy::Divert) {
-            let group = format!("{}.overflow", cfg.group_id);
-            let mut c: BaseConsumer<OverflowContext> = client_config(cfg, &group)
-                .create_with_context(OverflowContext::new(tx.clone()))
+            let mut c: BaseConsumer<OverflowContext> = client_config(cfg, Role::Overflow)
+                .create_with_context(OverflowContext::new(tx.clone(), cfg.callbacks.clone()))
                 .map_err(Error::kafka("creating the overflow consumer"))?;
             // Diverted records coming back wake an idle driver too.
             let wake = queues.clone();

@@ -11,6 +11,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::error;
 
+use crate::callbacks::{forward_user_callbacks, UserCallbacks};
 use crate::events::{Event, EventTx};
 use crate::observe::Observer;
 
@@ -39,15 +40,18 @@ pub(crate) struct GroupContext {
     /// reference to it, and the rebalance callback is handed only a borrow. Weak, or the
     /// consumer would own itself.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
+    /// The user's callbacks: tokens, logs, errors, and the statistics after the observer's turn.
+    user: UserCallbacks,
 }
 
 impl GroupContext {
-    pub(crate) fn new(tx: EventTx, observer: Observer) -> Self {
+    pub(crate) fn new(tx: EventTx, observer: Observer, user: UserCallbacks) -> Self {
         GroupContext {
             handler: OnceLock::new(),
             tx: Mutex::new(tx),
             observer,
             consumer: OnceLock::new(),
+            user,
         }
     }
 
@@ -72,8 +76,12 @@ impl GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    forward_user_callbacks!();
+
     fn stats(&self, stats: Statistics) {
-        crate::stats::record(&self.observer, stats);
+        // The user's turn after the consumer's own figures are read.
+        crate::stats::record(&self.observer, stats.clone());
+        self.user.stats(&stats);
     }
 }
 

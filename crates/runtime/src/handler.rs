@@ -7,6 +7,7 @@ use crate::Record;
 
 /// How a handler failed, which decides what happens next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// Try again with back-off; dead-letter after the configured attempts.
     Retry,
@@ -26,7 +27,9 @@ pub enum FailureKind {
 /// A handler's error: a kind and a message for the logs and the dead-letter headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerError {
+    /// What happens next: retry, wait out an outage, or dead-letter.
     pub kind: FailureKind,
+    /// For the log and the dead-letter record's `kafkaesque.error` header.
     pub message: String,
     /// For [`FailureKind::Fatal`]: the short code written to the dead-letter record's
     /// `kafkaesque.reason` header (`fatal` unless the handler says better).
@@ -34,14 +37,18 @@ pub struct HandlerError {
 }
 
 impl HandlerError {
+    /// A failure that may pass: retried with back-off, dead-lettered (reason `max_attempts`)
+    /// once the attempts are spent.
     pub fn retry(message: impl fmt::Display) -> Self {
         Self::new(FailureKind::Retry, "max_attempts", message)
     }
 
+    /// A dependency is down: retried for as long as it takes, using up no attempts.
     pub fn transient(message: impl fmt::Display) -> Self {
         Self::new(FailureKind::Transient, "transient", message)
     }
 
+    /// The record can never succeed: dead-lettered now, with reason `fatal`.
     pub fn fatal(message: impl fmt::Display) -> Self {
         Self::new(FailureKind::Fatal, "fatal", message)
     }
@@ -85,6 +92,8 @@ impl std::error::Error for HandlerError {}
 ///
 /// Any `Fn(Record) -> impl Future<Output = Result<(), HandlerError>>` is a handler.
 pub trait Handler: Send + Sync + 'static {
+    /// Processes `record`; `Ok` completes it (its offset may then be committed), an `Err` says
+    /// what should happen next (see [`FailureKind`]).
     fn handle(&self, record: Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 

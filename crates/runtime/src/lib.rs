@@ -3,7 +3,10 @@
 //! A production Kafka consumer around the sans-I/O [`kafkaesque_engine`]: far more concurrency
 //! than partitions, strict per-key order, precise at-least-once commits (completed work above
 //! the committed offset travels in the commit metadata), memory caps per key, per partition and
-//! in all, and hot-key protection that slows the hot key alone.
+//! in all, and a policy for a key that reaches its cap: coalesce its queue, divert it in order to
+//! an overflow topic, or dead-letter what is over the cap — each slows the hot key alone — or,
+//! by default ([`HotKeyPolicy::Backpressure`]), pause its partition until the key drains, which
+//! holds up the other keys of that partition too.
 //!
 //! ```no_run
 //! use kafkaesque_runtime::{Consumer, HandlerError, Record};
@@ -45,9 +48,12 @@
 //! partitions assigned ([`AssignHook`]) and revoked ([`RevokeHook`]). A topic name starting with
 //! `^` subscribes by pattern. Every metric carries the consumer's `group` and `client_id` labels
 //! (see `docs/consumer.md` for the list, librdkafka's statistics included).
+#![deny(missing_docs)]
 
 mod admin;
 mod batch;
+mod callbacks;
+mod clients;
 mod command;
 mod config;
 pub mod consumer;
@@ -68,11 +74,12 @@ mod state;
 mod stats;
 
 pub use batch::BatchHandler;
+pub use callbacks::ClientCallbacks;
 pub use command::{ShutdownMode, Target};
-pub use config::{AssignHook, ConsumerBuilder, ConsumerConfig, KeyRouter, RevokeHook};
+pub use config::{AssignHook, ConsumerBuilder, KeyRouter, RevokeHook};
 pub use consumer::Consumer;
 pub use control::Control;
-pub use error::{login_refused, Error, Result};
+pub use error::{login_refused, AssignError, Error, Result};
 pub use handler::{FailureKind, Handler, HandlerError};
 pub use kafkaesque_engine::{
     HotKeyPolicy, KeyStats, Limits, Merge, NoKey, PartitionStats, ProcessingOrder, RetryPolicy,
@@ -80,6 +87,9 @@ pub use kafkaesque_engine::{
 };
 pub use observe::{Observer, PartitionView, Snapshot};
 pub use produce::{Output, ProduceHandler};
+/// The rdkafka version this crate is built on, for the types its API shares with rdkafka
+/// ([`ClientCallbacks`]'s tokens, log levels and statistics; [`login_refused`]'s client).
+pub use rdkafka;
 #[cfg(feature = "serde")]
 pub use record::JsonError;
 pub use record::{headers, Header, Record, RecordData};

@@ -22,11 +22,13 @@ use crate::Record;
 /// The consumer as of its last refresh (every second).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Every partition this consumer owns.
     pub partitions: Vec<PartitionView>,
     /// Keys holding the most queued work.
     pub top_keys_by_queued: Vec<KeyStats>,
     /// Keys whose current item has run the longest.
     pub top_keys_by_time_in_flight: Vec<KeyStats>,
+    /// The engine's running totals since the consumer started.
     pub counters: Counters,
     /// Records handed to the dead-letter or overflow producer and not yet acknowledged.
     pub pending_sinks: usize,
@@ -35,6 +37,7 @@ pub struct Snapshot {
 /// One partition: the engine's figures plus lag.
 #[derive(Debug, Clone)]
 pub struct PartitionView {
+    /// What the engine holds for it: queued, in flight, uncommitted, paused.
     pub stats: PartitionStats,
     /// Messages behind the partition's end, from librdkafka's statistics.
     pub lag_messages: Option<i64>,
@@ -93,6 +96,7 @@ impl Observer {
         }
     }
 
+    /// The latest snapshot (at most a second old), copied out so the lock is not held.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.lock().expect("observer lock").clone()
     }

@@ -22,7 +22,9 @@ pub struct Replication {
 /// A [`Replication`] resolved against a cluster of a known size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
+    /// Copies of each partition.
     pub factor: i32,
+    /// In-sync copies an `acks=all` write needs.
     pub min_insync: i32,
     /// `min_insync` as the topic config value, kept so a [`NewTopic`] can borrow it.
     min_insync_value: String,

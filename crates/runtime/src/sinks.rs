@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkaesque_engine::{SinkId, SinkRecord};
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tracing::{error, warn};
 
+use crate::callbacks::{forward_user_callbacks, UserCallbacks};
+use crate::clients::{client_config, Role};
+use crate::config::ConsumerConfig;
 use crate::events::{Event, EventTx};
 use crate::record::headers;
 use crate::{Error, Record, Result};
@@ -34,9 +36,12 @@ pub(crate) enum Delivery {
 /// inside [`Sinks::poll`], on the driver thread.
 pub(crate) struct SinkContext {
     tx: std::sync::Mutex<EventTx>,
+    user: UserCallbacks,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    forward_user_callbacks!();
+}
 
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = Box<Delivery>;
@@ -86,31 +91,18 @@ pub(crate) struct Sinks {
 impl Sinks {
     /// `transactional_id`: in exactly-once mode, the producer's `transactional.id`.
     pub(crate) fn new(
-        brokers: &str,
-        props: &[(String, String)],
+        cfg: &ConsumerConfig,
         transactional_id: Option<&str>,
         tx: EventTx,
     ) -> Result<Self> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5");
+        let mut c = client_config(cfg, Role::Sinks);
         if let Some(id) = transactional_id {
             c.set("transactional.id", id);
-        }
-        for (k, v) in props.iter().filter(|(k, _)| {
-            k.starts_with("security.")
-                || k.starts_with("sasl.")
-                || k.starts_with("ssl.")
-                || k == "enable.ssl.certificate.verification"
-                || k == "transaction.timeout.ms"
-        }) {
-            c.set(k, v);
         }
         let producer = c
             .create_with_context(SinkContext {
                 tx: std::sync::Mutex::new(tx),
+                user: cfg.callbacks.clone(),
             })
             .map_err(Error::kafka("creating the dead-letter/overflow producer"))?;
         Ok(Sinks {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafkaesque_runtime::{Consumer, HandlerError, Limits, Record};
+use kafkaesque_runtime::{AssignError, Consumer, HandlerError, Limits, Record};
 use kafkaesque_testkit::unique_name;
 use rand::Rng;
 use tokio::sync::Notify;
@@ -75,7 +75,7 @@ async fn a_failing_assign_hook_holds_its_partitions_until_it_succeeds_and_never_
         |group: &str, fail_first: usize, ready: Arc<AtomicBool>, calls: Arc<AtomicUsize>| {
             let hook = Arc::new(move |_: &[kafkaesque_runtime::TopicPartition]| {
                 if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
-                    return Err("the database is down".to_owned());
+                    return Err(AssignError::new("the database is down"));
                 }
                 ready.store(true, Ordering::SeqCst);
                 Ok(())

@@ -4,7 +4,9 @@
 //! each one to a table and commits the offsets of what it has written. The test then checks, from
 //! the table and from the broker, that every record arrived exactly once, where the producer was
 //! told it landed, in order per key, and that the group's committed offsets reached the end of
-//! every partition: the path, without the engine, that the consumer's own tests build on.
+//! every partition. It uses neither `kafkaesque-runtime` nor the engine, on purpose: it checks the
+//! rig (broker, consumer group, PostgreSQL) that the consumer's own end-to-end tests stand on, so
+//! that when they fail and this passes, the fault is the consumer's, not the environment's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

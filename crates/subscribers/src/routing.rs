@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafkaesque_runtime::{AssignHook, KeyRouter, Record, TopicPartition};
+use kafkaesque_runtime::{AssignError, AssignHook, KeyRouter, Record, TopicPartition};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -154,10 +154,13 @@ impl LinkCache {
                     tracing::info!(links = n, "link cache loaded");
                     Ok(())
                 }
-                Ok(Err(error)) => Err(format!("cannot load the links the router needs: {error}")),
-                Err(_) => Err(format!(
-                    "cannot load the links the router needs: no answer within {LOAD_TIMEOUT:?}"
+                Ok(Err(error)) => Err(AssignError::caused_by(
+                    "cannot load the links the router needs",
+                    error,
                 )),
+                Err(_) => Err(AssignError::new(format!(
+                    "cannot load the links the router needs: no answer within {LOAD_TIMEOUT:?}"
+                ))),
             }
         })
     }

@@ -87,7 +87,7 @@ pub fn produce(broker: &Broker, topic: &str, records: usize, keys: usize) -> Res
 /// Records per second (and CPU per record) of a bare poll loop over `topic` in a new group, from
 /// the first record to the last. Blocking: call it from `spawn_blocking`.
 ///
-/// It fetches as the consumer does ([`RAW_FETCH`]): with librdkafka's own default, a run whose
+/// It fetches as the consumer does (`RAW_FETCH`: `fetch.queue.backoff.ms=20`): with librdkafka's own default, a run whose
 /// local queue fills stands still for a whole second, so the raw rate varies several-fold from
 /// one run to the next — and a median of that measures luck.
 ///

@@ -308,6 +308,7 @@ impl Harness {
         {
             Inline::Taken(intake) => return intake,
             Inline::Run(run) => run,
+            other => unreachable!("an Inline this model does not know: {other:?}"),
         };
         assert!(
             !busy,
@@ -423,6 +424,7 @@ impl Harness {
                     self.sinks.push(Action::DeadLetter(r));
                 }
                 a @ Action::Divert(_) => self.sinks.push(a),
+                other => unreachable!("an action this model does not know: {other:?}"),
             }
         }
     }
@@ -475,7 +477,7 @@ impl Harness {
     }
 
     fn finish(&mut self, pick: usize, outcome: Outcome2) {
-        if !self.zombies.is_empty() && (pick.is_multiple_of(3) || self.in_flight.is_empty()) {
+        if !self.zombies.is_empty() && (pick % 3 == 0 || self.in_flight.is_empty()) {
             let id = self.zombies.swap_remove(pick % self.zombies.len());
             assert_eq!(self.engine.complete(id), kafkaesque_engine::Outcome::Stale);
             return;

@@ -8,10 +8,10 @@ use rdkafka::Timestamp;
 
 use super::Header;
 
-/// What was fetched from Kafka for one record; a [`Record`] reads through to it.
+/// What was fetched from Kafka for one record; a [`Record`](super::Record) reads through to it.
 ///
 /// Its fields are open so that a test or a tool can build a record (`Record::from(data)`); a
-/// consumer's records expose them only through [`Record`]'s methods.
+/// consumer's records expose them only through [`Record`](super::Record)'s methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordData {
     /// The topic's name, shared by the records of one fetched batch.

@@ -294,6 +294,9 @@ impl State {
                     let suffix = self.cfg.overflow_suffix.clone();
                     self.sinks.divert(r, &suffix);
                 }
+                // Engine and runtime are released together; a newer engine's action that this
+                // runtime predates is logged rather than a crash.
+                other => warn!(action = ?other, "an engine action this runtime does not know"),
             }
         }
         self.actions = actions;

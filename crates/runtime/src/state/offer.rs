@@ -86,6 +86,8 @@ impl State {
                             }
                             Intake::Accepted
                         }
+                        // A newer engine's way of taking a record: it has taken it.
+                        _ => Intake::Accepted,
                     }
                 }
                 None => self

@@ -14,6 +14,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::State;
+use crate::callbacks::{forward_user_callbacks, UserCallbacks};
 use crate::context::forward_commits;
 use crate::events::EventTx;
 use crate::record::{headers, Record, RecordData};
@@ -22,15 +23,21 @@ use crate::record::{headers, Record, RecordData};
 /// consumer is polled while the driver holds its state.
 pub(crate) struct OverflowContext {
     tx: Mutex<EventTx>,
+    user: UserCallbacks,
 }
 
 impl OverflowContext {
-    pub(crate) fn new(tx: EventTx) -> Self {
-        OverflowContext { tx: Mutex::new(tx) }
+    pub(crate) fn new(tx: EventTx, user: UserCallbacks) -> Self {
+        OverflowContext {
+            tx: Mutex::new(tx),
+            user,
+        }
     }
 }
 
-impl ClientContext for OverflowContext {}
+impl ClientContext for OverflowContext {
+    forward_user_callbacks!();
+}
 
 impl ConsumerContext for OverflowContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {

@@ -127,7 +127,7 @@ impl State {
         let Err(reason) = hook(&tps) else {
             return;
         };
-        warn!(partitions = tps.len(), %reason, "the assign hook failed; its partitions are held and it will be called again");
+        warn!(partitions = tps.len(), %reason, cause = std::error::Error::source(&reason).map(tracing::field::display), "the assign hook failed; its partitions are held and it will be called again");
         self.hold_for_hook(main, &tps, true);
         let gate = self.gate.get_or_insert_with(Gate::default);
         gate.tps.extend(tps);
@@ -166,7 +166,7 @@ impl State {
         let tps = gate.tps.clone();
         let hook = self.cfg.on_assign.clone().expect("a gate implies a hook");
         if let Err(reason) = hook(&tps) {
-            warn!(partitions = tps.len(), %reason, "the assign hook failed again; its partitions stay held");
+            warn!(partitions = tps.len(), %reason, cause = std::error::Error::source(&reason).map(tracing::field::display), "the assign hook failed again; its partitions stay held");
             self.gate.as_mut().expect("checked").back_off();
             return;
         }

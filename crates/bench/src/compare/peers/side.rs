@@ -50,7 +50,7 @@ pub enum Policy {
 }
 
 /// The synthetic handler both sides run: sleeps `base_ms`, plus 0 to `spread_ms` ms chosen by the
-/// record's offset ([`sleep_ms`]: both sides sleep alike for the same records), plus `hot_ms` for
+/// record's offset (`Side::sleep_ms`: both sides sleep alike for the same records), plus `hot_ms` for
 /// records of `hot_key`. All zero: a no-op that never sleeps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Handler {

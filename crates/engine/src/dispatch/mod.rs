@@ -401,16 +401,18 @@ impl<P: Clone> Engine<P> {
         }
     }
 
-    /// Exponential back-off with equal jitter: half fixed, half random, so retries of many keys
-    /// that failed together spread out instead of hitting the downstream in lockstep.
-    fn backoff(&mut self, tries: u32) -> Millis {
+    /// Exponential back-off with full jitter: anywhere from 0 to the exponential bound, so
+    /// retries of many keys that failed together spread over the whole window instead of
+    /// hitting the downstream in lockstep. Full rather than equal jitter (half fixed, half
+    /// random): the same spread of retries in time with less total waiting, and a key whose
+    /// failure was a blip is retried sooner on average.
+    pub(crate) fn backoff(&mut self, tries: u32) -> Millis {
         let r = &self.cfg.retry;
         let exp = r
             .base_backoff_ms
             .saturating_mul(1u64 << tries.saturating_sub(1).min(40))
             .min(r.max_backoff_ms);
-        let half = exp / 2;
-        half + self.next_rand() % (exp - half + 1)
+        self.next_rand() % (exp.saturating_add(1))
     }
 
     /// Diverted keys a partition may have: the configured bound, and no more than the commit
@@ -429,3 +431,6 @@ impl<P: Clone> Engine<P> {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
+
+#[cfg(test)]
+mod tests;
