@@ -38,12 +38,24 @@ pub(crate) enum Started {
     Waiting(Waiting),
 }
 
+/// A run to become a task, with what its task reports.
+struct Launch {
+    fut: Waiting,
+    id: WorkId,
+    started: Instant,
+}
+
 /// Starts handlers (see the module documentation). Used by the driver thread only.
+///
+/// Runs that wait are not spawned from the driver thread one by one: a spawn from outside the
+/// runtime's workers goes through its shared queue and wakes a worker each time, which cost the
+/// no-op run several microseconds per record. They are collected and handed over in one message
+/// per driver pass to a launcher task, whose spawns, made on a worker, go to that worker's own
+/// queue.
 pub(crate) struct Spawner {
     start: Box<dyn FnMut(Record) -> Started + Send>,
-    rt: tokio::runtime::Handle,
-    tx: EventTx,
-    timeout: Option<Duration>,
+    pending: Vec<Launch>,
+    launcher: tokio::sync::mpsc::UnboundedSender<Vec<Launch>>,
 }
 
 impl Spawner {
@@ -84,11 +96,26 @@ impl Spawner {
                 Poll::Pending => Started::Waiting(fut),
             }
         };
+        let (launcher, mut launches) = tokio::sync::mpsc::unbounded_channel::<Vec<Launch>>();
+        tokio::runtime::Handle::current().spawn(async move {
+            while let Some(batch) = launches.recv().await {
+                for Launch { fut, id, started } in batch {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let result = within(timeout, fut).await;
+                        let _ = tx.send(Event::Done {
+                            id,
+                            result,
+                            elapsed: started.elapsed(),
+                        });
+                    });
+                }
+            }
+        });
         Spawner {
             start: Box::new(start),
-            rt: tokio::runtime::Handle::current(),
-            tx,
-            timeout,
+            pending: Vec::new(),
+            launcher,
         }
     }
 
@@ -97,19 +124,22 @@ impl Spawner {
         (self.start)(record)
     }
 
-    /// Lets a waiting run go on as a task, which reports its outcome as `id`.
-    pub(crate) fn wait(&self, fut: Waiting, id: WorkId) {
-        let started = Instant::now();
-        let tx = self.tx.clone();
-        let timeout = self.timeout;
-        self.rt.spawn(async move {
-            let result = within(timeout, fut).await;
-            let _ = tx.send(Event::Done {
-                id,
-                result,
-                elapsed: started.elapsed(),
-            });
+    /// Lets a waiting run go on as a task, which reports its outcome as `id`, at the next
+    /// [`Spawner::flush`].
+    pub(crate) fn wait(&mut self, fut: Waiting, id: WorkId) {
+        self.pending.push(Launch {
+            fut,
+            id,
+            started: Instant::now(),
         });
+    }
+
+    /// Hands the runs collected since the last flush to the launcher.
+    pub(crate) fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            // The launcher ends only with the runtime, and then nothing runs anyway.
+            let _ = self.launcher.send(std::mem::take(&mut self.pending));
+        }
     }
 }
 

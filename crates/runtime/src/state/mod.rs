@@ -226,6 +226,7 @@ impl State {
         // Outcomes of handlers that finished at once produce actions of their own, and so does
         // a kept record offered again on resume.
         if self.holding {
+            self.launch();
             return;
         }
         self.flush_batch();
@@ -233,11 +234,19 @@ impl State {
             let mut finished = Vec::new();
             self.run_actions_once(main, &mut finished);
             if finished.is_empty() && !self.engine.has_actions() {
+                self.launch();
                 return;
             }
             for (id, result, elapsed) in finished {
                 self.outcome(id, result, elapsed);
             }
+        }
+    }
+
+    /// Hands the runs started in this pass to the runtime (see [`crate::spawn::Spawner`]).
+    fn launch(&mut self) {
+        if let Handlers::Each(spawn) = &mut self.spawn {
+            spawn.flush();
         }
     }
 
