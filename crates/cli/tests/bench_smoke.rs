@@ -43,6 +43,7 @@ async fn the_smoke_benchmark_writes_a_complete_report() {
             "engine alone",
             "overhead",
             "concurrency",
+            "exactly-once",
             "incident replay",
             "HTTP edge",
             "PostgreSQL apply rate",
