@@ -37,7 +37,12 @@ pub enum CodecError {
     /// Not written by this library (another client, or a newer version of it).
     Foreign,
     /// Written for another committed offset: someone committed without metadata since.
-    StaleBase { metadata: Offset, committed: Offset },
+    StaleBase {
+        /// The committed offset the metadata was written for.
+        metadata: Offset,
+        /// The offset actually committed.
+        committed: Offset,
+    },
     /// Looks like ours but does not parse.
     Corrupt(&'static str),
 }

@@ -17,7 +17,10 @@ pub enum ProcessingOrder {
     /// The legacy system's design, kept as a baseline for benchmarks: each partition has `queues`
     /// worker queues, a record goes to queue `hash(key) % queues`, each queue runs one at a time.
     /// Unrelated keys that hash alike wait for each other.
-    HashedQueues { queues: u32 },
+    HashedQueues {
+        /// Worker queues per partition (at least 1).
+        queues: u32,
+    },
 }
 
 /// Where a record without a key goes in [`ProcessingOrder::Key`] mode.
@@ -167,10 +170,15 @@ impl Default for RetryPolicy {
 /// key-ordered consumer.
 #[derive(Debug, Clone)]
 pub struct EngineConfig<P> {
+    /// What order items run in.
     pub ordering: ProcessingOrder,
+    /// Where keyless records go in [`ProcessingOrder::Key`] mode.
     pub no_key: NoKey,
+    /// Memory and concurrency caps.
     pub limits: Limits,
+    /// What happens to a key that reaches its cap.
     pub hot_key: HotKeyPolicy<P>,
+    /// Retries and back-off of failed items.
     pub retry: RetryPolicy,
     /// Seed of the jitter generator, so that simulations and tests are reproducible.
     pub seed: u64,
@@ -192,7 +200,9 @@ impl<P> Default for EngineConfig<P> {
 /// A configuration that cannot work, naming the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The offending field's path, e.g. `limits.max_in_flight`.
     pub field: &'static str,
+    /// What is wrong with it, e.g. `must be at least 1`.
     pub problem: &'static str,
 }
 

@@ -125,6 +125,7 @@ impl<P> std::fmt::Debug for Engine<P> {
 }
 
 impl<P: Clone> Engine<P> {
+    /// Creates an engine, or names the configuration field that cannot work.
     pub fn new(cfg: EngineConfig<P>) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let rng = cfg.seed | 1;
@@ -264,6 +265,7 @@ impl<P: Clone> Engine<P> {
         p.paused.map(|_| p.resume_at)
     }
 
+    /// Items in flight from a partition, its overflow partition included (0 for a stale handle).
     pub fn in_flight_of(&self, h: PartitionHandle) -> usize {
         let Some(i) = self.slot(h) else { return 0 };
         let p = self.part(i);
@@ -443,12 +445,12 @@ impl<P: Clone> Engine<P> {
         Ok(())
     }
 
-    /// The actions produced by the events so far, in order.
     /// Whether actions are waiting to be drained.
     pub fn has_actions(&self) -> bool {
         !self.actions.is_empty()
     }
 
+    /// The actions produced by the events so far, in order.
     pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action<P>> {
         self.actions.drain(..)
     }

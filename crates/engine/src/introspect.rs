@@ -102,6 +102,7 @@ impl<P: Clone> Engine<P> {
         stuck
     }
 
+    /// Running totals since the engine was created.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

@@ -32,6 +32,8 @@
 //! * Every accepted record is eventually completed, dead-lettered or diverted — or dropped on
 //!   revoke, to be replayed by the next owner.
 
+#![deny(missing_docs)]
+
 mod batch;
 pub mod codec;
 mod config;

@@ -19,8 +19,11 @@ use crate::{
 /// (coalescing folds several), and whether it belongs to the hot key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimPayload {
+    /// Virtual time the record was produced, in milliseconds (the oldest, after coalescing).
     pub produced_at: Millis,
+    /// Records it stands for: 1, more after coalescing.
     pub records: u32,
+    /// Whether it belongs to the hot key.
     pub hot: bool,
 }
 
@@ -40,13 +43,21 @@ pub fn coalesce_policy() -> HotKeyPolicy<SimPayload> {
 /// `hot_latency_ms` instead of `latency_ms`.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// Main partitions; ordinary key `k` goes to partition `k % partitions`.
     pub partitions: usize,
+    /// Ordinary keys, drawn uniformly.
     pub keys: u64,
+    /// Records produced per millisecond, over all partitions together.
     pub rate_per_ms: u64,
+    /// How long records are produced, in milliseconds; the run lasts four times as long so the backlog can drain.
     pub duration_ms: Millis,
+    /// Handler time of an ordinary record, in milliseconds.
     pub latency_ms: Millis,
+    /// Fraction (0 to 1) of records that go to the hot key.
     pub hot_share: f64,
+    /// Handler time of a hot-key record, in milliseconds.
     pub hot_latency_ms: Millis,
+    /// Seed of the key generator, so runs are reproducible.
     pub seed: u64,
 }
 
@@ -104,8 +115,9 @@ pub fn incident_configs(concurrency: usize) -> Vec<(&'static str, EngineConfig<S
 /// What happened to the records of the ordinary keys.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// Ordinary records produced and completed.
+    /// Ordinary records produced.
     pub other_produced: u64,
+    /// Ordinary records completed (counted at dispatch: a simulated handler always succeeds).
     pub other_completed: u64,
     /// End-to-end delay of ordinary records (produce to completion), sorted, in ms.
     pub other_delays: Vec<Millis>,
