@@ -73,8 +73,17 @@ pub(crate) struct EventTx {
 
 impl EventTx {
     pub(crate) fn send(&self, event: Event) -> Result<(), mpsc::SendError<Event>> {
-        self.tx.send(event)?;
-        let unread = self.bell.unread.fetch_add(1, Ordering::AcqRel) + 1;
+        // Counted before it is sent, so that the driver, taking it off at once, never counts
+        // below zero.
+        let unread = self
+            .bell
+            .unread
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
+        if let Err(e) = self.tx.send(event) {
+            self.bell.unread.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
         if unread == self.bell.ring_at.load(Ordering::Relaxed) {
             if let Some(driver) = self.bell.driver.get() {
                 driver.unpark();
