@@ -75,6 +75,12 @@ pub fn builder(
             ..Limits::default()
         })
         .hot_key(HotKeyPolicy::Coalesce(merge))
+        // The handler decodes the record and awaits the database at once: polled first on the
+        // driver, an update reaches PostgreSQL without waiting for a tokio worker, one thread
+        // hand-off fewer per record. On two busy cores that hand-off was a large part of
+        // the p99 other apps saw while one app sent at its full rate (docs/benchmarks.md,
+        // the abuse run).
+        .inline_first_poll(true)
         .replication(config.replication())
         .topic_retention(config.topic_retention)
         .key_router(routing::key_router(

@@ -30,12 +30,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use reqwest::header::HeaderValue;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::lean::{self, Put, Target};
 use crate::stats::{median, quantile};
 
 /// Apps at normal rates.
@@ -52,6 +54,8 @@ const BAD_KEYS: usize = 100;
 const FLOOD_ROWS: usize = 200;
 /// Requests in flight, at most, per sender.
 const IN_FLIGHT: usize = 256;
+/// Kept-alive connections of each abuser.
+const CONNECTIONS: usize = 8;
 /// How often the poller reads the rows awaited.
 const POLL: Duration = Duration::from_millis(5);
 /// How long the run waits for acknowledged updates to appear after the traffic.
@@ -208,9 +212,11 @@ pub async fn run(args: AbuseArgs) -> Result<AbuseReport> {
         ledger: Arc::clone(&ledger),
     };
     let refused = Arc::new(Mutex::new(HashSet::new()));
-    // The abusers send from a runtime of their own: sharing one with the poller and the five
-    // apps, their thousands of tasks a second would delay the very reads and timestamps that
-    // measure the five apps, and the figures would show the load generator, not the service.
+    let target = Target::resolve(&base).await?;
+    // The abusers send from a runtime of their own, and through `lean` rather than reqwest:
+    // sharing a runtime with the poller and the five apps, their thousands of requests a
+    // second would delay the very reads and timestamps that measure the five apps, and the
+    // figures would show the load generator, not the service.
     let attackers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("abusers")
@@ -229,15 +235,14 @@ pub async fn run(args: AbuseArgs) -> Result<AbuseReport> {
             args.duration
         );
         let flooding = attackers.spawn(flood(
-            client()?,
-            base.clone(),
+            target.clone(),
             flooder.clone(),
             round,
             args.app_limit * FLOOD_FACTOR,
             args.duration,
             Arc::clone(&refused),
         ));
-        let strange = attackers.spawn(stranger(client()?, base.clone(), args.duration));
+        let strange = attackers.spawn(stranger(target.clone(), args.duration));
         normal
             .phase(round, true, (2 * round + 1) * half, args.duration)
             .await;
@@ -412,52 +417,63 @@ impl Normals {
 /// The flooding app: updates of its own subscriptions, each with a `seq` of its own; the seqs of
 /// those refused go to `refused`.
 async fn flood(
-    client: Client,
-    base: String,
+    target: Target,
     app: App,
     round: usize,
     rate: f64,
     duration: Duration,
     refused: Arc<Mutex<HashSet<i64>>>,
 ) -> BTreeMap<String, u64> {
-    open_loop(rate, duration, |i| {
-        let row = app.rows[i as usize % app.rows.len()];
-        let seq = FLOOD_SEQS + round as i64 * SEQS_PER_PHASE + i as i64;
-        let request = client
-            .put(format!("{base}/api/v1/players/{row}"))
-            .header("Authorization", format!("Key {}", app.key))
-            .json(&json!({ "app_id": app.id, "tags": { "seq": seq.to_string() } }));
-        let refused = Arc::clone(&refused);
-        async move {
-            let status = status_of(request.send().await).await;
-            if status != "200" {
-                refused.lock().expect("refused").insert(seq);
-            }
-            status
+    let key = header(&format!("Key {}", app.key));
+    let seq0 = FLOOD_SEQS + round as i64 * SEQS_PER_PHASE;
+    let make = |i: u64| Put {
+        path: format!("/api/v1/players/{}", app.rows[i as usize % app.rows.len()]),
+        key: key.clone(),
+        body: format!(
+            r#"{{"app_id":"{}","tags":{{"seq":"{}"}}}}"#,
+            app.id,
+            seq0 + i as i64
+        )
+        .into(),
+    };
+    let done = move |i: u64, status: &str| {
+        if status != "200" {
+            refused.lock().expect("refused").insert(seq0 + i as i64);
         }
-    })
-    .await
+    };
+    lean::open_loop(&target, rate, duration, CONNECTIONS, IN_FLIGHT, make, done).await
 }
 
 /// The stranger: updates with bad keys, most of them repeated.
-async fn stranger(client: Client, base: String, duration: Duration) -> BTreeMap<String, u64> {
-    let keys: Vec<String> = (0..BAD_KEYS)
-        .map(|_| Uuid::new_v4().simple().to_string())
+async fn stranger(target: Target, duration: Duration) -> BTreeMap<String, u64> {
+    let keys: Vec<HeaderValue> = (0..BAD_KEYS)
+        .map(|_| header(&format!("Key {}", Uuid::new_v4().simple())))
         .collect();
-    let app = Uuid::new_v4();
-    open_loop(STRANGER_RATE, duration, |i| {
-        let key = if i % 10 == 9 {
-            Uuid::new_v4().simple().to_string()
+    let body: bytes::Bytes = format!(r#"{{"app_id":"{}","language":"en"}}"#, Uuid::new_v4()).into();
+    let make = |i: u64| Put {
+        path: format!("/api/v1/players/{}", Uuid::new_v4()),
+        key: if i % 10 == 9 {
+            header(&format!("Key {}", Uuid::new_v4().simple()))
         } else {
             keys[i as usize % BAD_KEYS].clone()
-        };
-        let request = client
-            .put(format!("{base}/api/v1/players/{}", Uuid::new_v4()))
-            .header("Authorization", format!("Key {key}"))
-            .json(&json!({ "app_id": app, "language": "en" }));
-        async move { status_of(request.send().await).await }
-    })
+        },
+        body: body.clone(),
+    };
+    lean::open_loop(
+        &target,
+        STRANGER_RATE,
+        duration,
+        CONNECTIONS,
+        IN_FLIGHT,
+        make,
+        |_, _| {},
+    )
     .await
+}
+
+/// An `Authorization` value made of hex digits and a scheme: always a valid header.
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).expect("hex digits and a space")
 }
 
 /// The status of an answer (its body read), or `transport`.

@@ -8,6 +8,7 @@
 
 pub mod abuse;
 pub mod drive;
+mod lean;
 pub mod target;
 pub mod traffic;
 
