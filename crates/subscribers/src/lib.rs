@@ -34,6 +34,7 @@ pub mod server;
 pub mod skip;
 pub mod store;
 pub mod telemetry;
+pub mod tombstones;
 
 pub use config::{Config, Settings};
 pub use server::{run, serve, Roles};

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "deleted_players",
         sql: include_str!("../migrations/0006_deleted_players.sql"),
     },
+    Migration {
+        version: 7,
+        name: "tombstones_by_time",
+        sql: include_str!("../migrations/0007_tombstones_by_time.sql"),
+    },
 ];
 
 /// Key of the transaction-scoped advisory lock that serialises migration runs, so that several

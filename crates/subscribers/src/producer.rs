@@ -190,6 +190,48 @@ async fn replicas(admin: &Arc<Admin>, topic: &str) -> Result<TopicReplicas, Kafk
     })
 }
 
+/// How long the topic may keep a record after it was written, as its configuration says:
+/// `None` when it keeps records for good (`retention.ms` -1, or no `delete` in
+/// `cleanup.policy`).
+///
+/// The broker deletes a log segment once its newest record is older than `retention.ms`, and a
+/// segment takes new records for at most `segment.ms`: a record can outlive `retention.ms` by
+/// up to `segment.ms`, and by the broker's check interval on top of that (the caller's margin).
+pub async fn topic_lifetime(config: &Config) -> Result<Option<Duration>, KafkaError> {
+    let admin: Admin = config.kafka_client().create()?;
+    let opts = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(&config.topic)], &opts)
+        .await?;
+    let entries: Vec<_> = described
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.entries)
+        .collect();
+    let value = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .ok_or(KafkaError::AdminOp(RDKafkaErrorCode::InvalidConfig))
+    };
+    let ms = |name: &str| -> Result<i64, KafkaError> {
+        value(name)?
+            .parse()
+            .map_err(|_| KafkaError::AdminOp(RDKafkaErrorCode::InvalidConfig))
+    };
+    let (retention, segment) = (ms("retention.ms")?, ms("segment.ms")?);
+    if retention < 0
+        || !value("cleanup.policy")?
+            .split(',')
+            .any(|p| p.trim() == "delete")
+    {
+        return Ok(None);
+    }
+    let total = u64::try_from(retention.saturating_add(segment.max(0))).unwrap_or(u64::MAX);
+    Ok(Some(Duration::from_millis(total)))
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::mocking::MockCluster;

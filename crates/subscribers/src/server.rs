@@ -17,7 +17,7 @@ use crate::consumer::{self, ConsumerView};
 use crate::producer::{self, Producer};
 use crate::skip::SkipList;
 use crate::store::Store;
-use crate::{db, migrations, telemetry, Config, Error, Result};
+use crate::{db, migrations, telemetry, tombstones, Config, Error, Result};
 
 /// What a process runs. Every process serves health, metrics and the admin endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,15 @@ pub async fn run(
                 stopped().await;
                 return Ok(());
             }
-            consumer::run(&config, store, skips, view, stopped()).await
+            // The consumer's process prunes the tombstones its deletes leave.
+            let prune = tokio::spawn(tombstones::run(
+                Arc::clone(&config),
+                store.clone(),
+                stopped(),
+            ));
+            let outcome = consumer::run(&config, store, skips, view, stopped()).await;
+            prune.abort();
+            outcome
         })
     });
     // A long-lived client for the readiness checks: librdkafka keeps its broker connections

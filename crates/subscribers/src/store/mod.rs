@@ -154,6 +154,25 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
+    /// Forgets the tombstones of rows deleted more than `older_than` ago, `batch` at a time;
+    /// returns how many went.
+    pub async fn prune_tombstones(&self, older_than: Duration, batch: i64) -> Result<u64> {
+        let c = self.client().await?;
+        let statement = c
+            .prepare_cached(include_str!("../../sql/tombstones_prune.sql"))
+            .await?;
+        let mut pruned = 0;
+        loop {
+            let n = c
+                .execute(&statement, &[&older_than.as_secs_f64(), &batch])
+                .await?;
+            pruned += n;
+            if n < u64::try_from(batch).unwrap_or(0) {
+                return Ok(pruned);
+            }
+        }
+    }
+
     pub async fn create_app(&self, id: Uuid, name: &str, key_hash: &[u8]) -> Result<()> {
         let c = self.client().await?;
         c.execute(
