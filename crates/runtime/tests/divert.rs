@@ -1,6 +1,8 @@
 //! `HotKeyPolicy::Divert` end to end: a key whose queue is full goes, in order, to
-//! `<topic>.overflow` and comes back from it, while the partition's other keys carry on. The
-//! same test body runs on Apache Kafka and on librdkafka's mock cluster.
+//! `<topic>.overflow` and comes back from it, while the partition's other keys carry on, and a
+//! record that can never be applied goes to `<topic>.dlq`. The same test body runs on Apache
+//! Kafka, on librdkafka's mock cluster and over SASL_SSL on the secure broker, where every client
+//! — the producer, the consumer, the dead-letter and overflow sinks, the readers — logs in.
 
 mod common;
 
@@ -10,20 +12,25 @@ use std::time::Duration;
 
 use common::{key, logs, Fixture, Ledger};
 use kafkaesque_runtime::{Consumer, HandlerError, HotKeyPolicy, Limits, Record};
+use kafkaesque_testkit::{require_secure_broker, unique_name, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 const HOT: usize = 100;
 const OTHERS: usize = 100;
 const PER_OTHER: usize = 10;
+/// The key of the one record the handler refuses for good.
+const POISON: &str = "poison";
 
-/// One hot key's records, with ten records of each of the other keys spread among them.
-fn produce(bootstrap: &str, topic: &str) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+/// A record that can never be applied, then one hot key's records with ten records of each of
+/// the other keys spread among them.
+fn produce(broker: &Broker, topic: &str) {
+    let p: BaseProducer = broker
+        .client_config()
         .set("enable.idempotence", "true")
         .create()
         .unwrap();
@@ -38,6 +45,7 @@ fn produce(bootstrap: &str, topic: &str) {
     // The other keys' records are spread over the whole run of hot records: a policy that
     // holds the partition up for the hot key (`Backpressure`) finishes them only near its end.
     let every = HOT / PER_OTHER;
+    send(POISON, POISON.to_owned());
     for seq in 0..HOT {
         send("hot", format!("hot:{seq}"));
         if seq % every == 0 {
@@ -49,29 +57,36 @@ fn produce(bootstrap: &str, topic: &str) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// Records in the overflow topic: proof that the hot key went through it.
-fn overflowed(bootstrap: &str, topic: &str) -> usize {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "diverted-reader")
+/// The payloads of every partition of `topic`, from the beginning until nothing more comes for
+/// three seconds. (On the mock cluster the dead-letter and overflow topics end up with four
+/// partitions, the source topic's one notwithstanding.)
+fn read_all(broker: &Broker, topic: &str) -> Vec<String> {
+    let c: BaseConsumer = broker
+        .client_config()
+        .set("group.id", unique_name("diverted-reader"))
         .create()
         .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&format!("{topic}.overflow"), 0, Offset::Beginning)
+    let metadata = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
     c.assign(&tpl).unwrap();
-    let mut n = 0;
+    let mut got = Vec::new();
     let mut idle = 0;
     while idle < 30 {
         match c.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => {
-                n += 1;
+            Some(Ok(m)) => {
+                got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
                 idle = 0;
             }
             _ => idle += 1,
         }
     }
-    n
+    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,8 +94,7 @@ async fn on_apache_kafka_a_flooded_key_goes_through_the_overflow_in_order_while_
 ) {
     logs();
     let f = Fixture::new("diverted", 1).await;
-    flooded_key_goes_through_the_overflow(f.broker.bootstrap_servers(), f.topic.name(), &f.group)
-        .await;
+    flooded_key_goes_through_the_overflow(&f.broker, f.topic.name(), &f.group).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,46 +103,73 @@ async fn on_the_mock_cluster_a_flooded_key_goes_through_the_overflow_in_order_wh
     logs();
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("diverted", 1, 1).unwrap();
-    flooded_key_goes_through_the_overflow(&mock.bootstrap_servers(), "diverted", "diverting").await;
+    let broker = Broker::connect(&mock.bootstrap_servers())
+        .await
+        .expect("the mock cluster answers");
+    flooded_key_goes_through_the_overflow(&broker, "diverted", "diverting").await;
 }
 
-async fn flooded_key_goes_through_the_overflow(bootstrap: &str, topic: &str, group: &str) {
-    let bootstrap = bootstrap.to_owned();
-    tokio::task::block_in_place(|| produce(&bootstrap, topic));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_sasl_ssl_a_flooded_key_goes_through_the_overflow_in_order_while_the_others_carry_on()
+{
+    logs();
+    let secure = require_secure_broker().await;
+    let user = secure.create_user("rt-secure").await.expect("a SCRAM user");
+    let broker = secure.connect_as(&user).await.expect("logged in");
+    let topic = broker.create_topic("rt-secure", 1).await.expect("topic");
+    flooded_key_goes_through_the_overflow(&broker, topic.name(), &unique_name("rt-secure")).await;
+}
+
+async fn flooded_key_goes_through_the_overflow(broker: &Broker, topic: &str, group: &str) {
+    tokio::task::block_in_place(|| produce(broker, topic));
 
     let (hot, others) = (Ledger::default(), Ledger::default());
+    let poisoned = Arc::new(AtomicUsize::new(0));
     let hot_done = Arc::new(AtomicUsize::new(0));
     // How many hot records had completed when the last of the other keys' records did.
     let hot_when_others_done = Arc::new(AtomicUsize::new(usize::MAX));
     let all = Arc::new(Notify::new());
-    let (h, o, hd, hw, done) = (
+    let (h, o, p, hd, hw, done) = (
         hot.clone(),
         others.clone(),
+        poisoned.clone(),
         hot_done.clone(),
         hot_when_others_done.clone(),
         all.clone(),
     );
     let handler = move |r: Record| {
-        let (h, o, hd, hw, done) = (h.clone(), o.clone(), hd.clone(), hw.clone(), done.clone());
+        let (h, o, p, hd, hw) = (h.clone(), o.clone(), p.clone(), hd.clone(), hw.clone());
+        let done = done.clone();
         async move {
-            if r.key() == Some(b"hot".as_slice()) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let seen = h.record(&r);
-                hd.store(seen, Ordering::SeqCst);
-                if seen == HOT && o.distinct() == OTHERS * PER_OTHER {
-                    done.notify_one();
+            let outcome = match r.key() {
+                Some(b"poison") => {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    Err(HandlerError::fatal("this record can never be applied"))
                 }
-            } else if o.record(&r) == OTHERS * PER_OTHER {
-                hw.store(hd.load(Ordering::SeqCst), Ordering::SeqCst);
-                if hd.load(Ordering::SeqCst) == HOT {
-                    done.notify_one();
+                Some(b"hot") => {
+                    // Slow, so that the hot key's queue fills and it is diverted.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    hd.store(h.record(&r), Ordering::SeqCst);
+                    Ok(())
                 }
+                _ => {
+                    if o.record(&r) == OTHERS * PER_OTHER {
+                        hw.store(hd.load(Ordering::SeqCst), Ordering::SeqCst);
+                    }
+                    Ok(())
+                }
+            };
+            if hd.load(Ordering::SeqCst) == HOT
+                && o.distinct() == OTHERS * PER_OTHER
+                && p.load(Ordering::SeqCst) > 0
+            {
+                done.notify_one();
             }
-            Ok::<(), HandlerError>(())
+            outcome
         }
     };
-    let consumer = Consumer::builder()
-        .brokers(&bootstrap)
+    let mut builder = Consumer::builder()
+        .brokers(broker.bootstrap_servers())
         .group_id(group)
         .topics([topic])
         .concurrency(50)
@@ -142,9 +183,11 @@ async fn flooded_key_goes_through_the_overflow(bootstrap: &str, topic: &str, gro
         .hot_key(HotKeyPolicy::Divert)
         .commit_interval(Duration::from_millis(100))
         .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .build()
-        .unwrap();
+        .set("heartbeat.interval.ms", "1000");
+    for (k, v) in broker.properties() {
+        builder = builder.set(k, v);
+    }
+    let consumer = builder.build().unwrap();
     tokio::time::timeout(
         Duration::from_secs(90),
         consumer.run(handler, async move { all.notified().await }),
@@ -160,6 +203,15 @@ async fn flooded_key_goes_through_the_overflow(bootstrap: &str, topic: &str, gro
         waited_for < HOT / 2,
         "the other keys finished only after {waited_for} of the hot key's {HOT} records"
     );
-    let diverted = tokio::task::block_in_place(|| overflowed(&bootstrap, topic));
-    assert!(diverted > 0, "nothing went through the overflow topic");
+    let (dead, diverted) = tokio::task::block_in_place(|| {
+        (
+            read_all(broker, &format!("{topic}.dlq")),
+            read_all(broker, &format!("{topic}.overflow")),
+        )
+    });
+    assert_eq!(dead, vec![POISON.to_owned()], "the dead-letter topic");
+    assert!(
+        !diverted.is_empty() && diverted.iter().all(|v| v.starts_with("hot:")),
+        "the overflow topic holds the hot key's records, and only those: {diverted:?}"
+    );
 }
