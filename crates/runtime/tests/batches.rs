@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Fixture, Ledger};
+use common::{ends_cleanly, Fixture, Ledger};
 use kafkaesque_runtime::{HandlerError, Record};
 use tokio::sync::Notify;
 
@@ -53,10 +53,7 @@ async fn batches_hold_distinct_keys_and_keep_each_keys_offset_order_across_batch
         .build()
         .unwrap()
         .run_batches(handler, async move { all.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(120)).await;
 
     assert_eq!(ledger.check(KEYS, PER_KEY), 0, "duplicates without a crash");
     let sizes = sizes.lock().unwrap();
@@ -110,10 +107,7 @@ async fn a_failed_batch_fails_each_of_its_records_once_and_each_is_retried_in_or
         .build()
         .unwrap()
         .run_batches(handler, async move { all.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(120)).await;
 
     ledger.check(8, 5);
     let failed = failed.lock().unwrap();

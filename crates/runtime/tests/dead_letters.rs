@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{first_dead_letter, header, key, Fixture};
+use common::{ends_cleanly, first_dead_letter, header, key, Fixture};
 use kafkaesque_runtime::{headers, HandlerError, Record, RetryPolicy};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -70,10 +70,7 @@ async fn a_poison_record_is_dead_lettered_and_holds_up_only_its_key() {
         .build()
         .unwrap()
         .run(handler, async move { finished.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(120)).await;
 
     let log = log.lock().unwrap().clone();
     let poison_next = log

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{key, logs, Fixture, Ledger};
+use common::{ends_cleanly, key, logs, Fixture, Ledger};
 use kafkaesque_runtime::{Consumer, HandlerError, HotKeyPolicy, Limits, Record};
 use kafkaesque_testkit::{require_secure_broker, unique_name, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -188,13 +188,8 @@ async fn flooded_key_goes_through_the_overflow(broker: &Broker, topic: &str, gro
         builder = builder.set(k, v);
     }
     let consumer = builder.build().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(90),
-        consumer.run(handler, async move { all.notified().await }),
-    )
-    .await
-    .expect("finished in time")
-    .expect("clean run");
+    let run = consumer.run(handler, async move { all.notified().await });
+    ends_cleanly(run, Duration::from_secs(90)).await;
 
     hot.check(1, HOT);
     others.check(OTHERS, PER_OTHER);

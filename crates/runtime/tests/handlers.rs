@@ -7,7 +7,7 @@ mod common;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::{first_dead_letter, header, key, Fixture, Ledger};
+use common::{ends_cleanly, first_dead_letter, header, key, Fixture, Ledger};
 use kafkaesque_runtime::{headers, HandlerError, Record, RetryPolicy};
 use kafkaesque_testkit::Broker;
 use rdkafka::message::Message;
@@ -132,10 +132,7 @@ async fn run_works_on_a_current_thread_runtime_and_keeps_per_key_order() {
         .build()
         .unwrap()
         .run(handler, async move { all.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(120)).await;
     ledger.check(KEYS, PER_KEY);
 }
 
@@ -177,10 +174,7 @@ async fn a_handler_that_times_out_is_retried_and_then_dead_lettered_with_reason_
         .build()
         .unwrap()
         .run(handler, async move { finished.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(120)).await;
 
     let log = log.lock().unwrap().clone();
     let slow: Vec<&String> = log.iter().filter(|e| e.starts_with("slow")).collect();

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafkaesque_runtime::{Consumer, HandlerError, Record};
+use kafkaesque_runtime::{HandlerError, Record};
 use kafkaesque_testkit::unique_name;
 use rand::Rng;
 
@@ -24,23 +24,13 @@ const CONCURRENCY: usize = 64;
 #[test]
 #[ignore = "runs only as a child process of the tests below"]
 fn child_consumer() {
-    let Ok(brokers) = std::env::var("CHILD_BROKERS") else {
+    let Some((b, rt)) = child() else {
         return;
     };
-    let topic = std::env::var("CHILD_TOPIC").unwrap();
-    let group = std::env::var("CHILD_GROUP").unwrap();
     let protocol = std::env::var("CHILD_PROTOCOL").unwrap();
     let ledger = PathBuf::from(std::env::var("CHILD_LEDGER").unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async move {
-        let mut b = Consumer::builder()
-            .brokers(brokers)
-            .group_id(group)
-            .topics([topic])
+        let mut b = b
             .concurrency(CONCURRENCY)
             .commit_interval(Duration::from_millis(200));
         for (k, v) in group_protocol(&protocol) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafkaesque_runtime::{headers, Consumer, HandlerError, Output, Record, RetryPolicy};
+use kafkaesque_runtime::{headers, HandlerError, Output, Record, RetryPolicy};
 use kafkaesque_testkit::{unique_name, Broker, TestTopic};
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -59,10 +59,7 @@ async fn a_handlers_outputs_reach_kafka_in_the_order_of_their_sources_per_key() 
         .build()
         .unwrap()
         .run_producing(handler, async move { all.notified().await });
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(120)).await;
     // The shutdown waited for the last outputs' acknowledgements before its final commit.
     let ends = end_offsets(&f.broker, &f.topic);
     assert_eq!(f.committed(), ends, "every record committed");
@@ -107,10 +104,7 @@ async fn a_record_whose_output_cannot_be_produced_is_retried_then_dead_lettered(
         .build()
         .unwrap()
         .run_producing(handler, async move { finished.notified().await });
-    tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(60)).await;
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         2,
@@ -171,10 +165,7 @@ async fn in_exactly_once_mode_a_dead_letter_commits_with_the_outputs_and_offsets
         .build()
         .unwrap()
         .run_producing(handler, async move { finished.notified().await });
-    tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("in time")
-        .expect("clean run");
+    ends_cleanly(run, Duration::from_secs(60)).await;
     let (dlq, outputs) = tokio::task::block_in_place(|| {
         let t = format!("{}.dlq", f.topic.name());
         (
@@ -194,23 +185,13 @@ async fn in_exactly_once_mode_a_dead_letter_commits_with_the_outputs_and_offsets
 #[test]
 #[ignore = "runs only as a child process of the tests below"]
 fn child_exactly_once() {
-    let Ok(brokers) = std::env::var("CHILD_BROKERS") else {
+    let Some((b, rt)) = child() else {
         return;
     };
-    let topic = std::env::var("CHILD_TOPIC").unwrap();
     let out = std::env::var("CHILD_OUT").unwrap();
-    let group = std::env::var("CHILD_GROUP").unwrap();
     logs();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async move {
-        let mut b = Consumer::builder()
-            .brokers(brokers)
-            .group_id(group)
-            .topics([topic])
+        let mut b = b
             .concurrency(64)
             .commit_interval(Duration::from_millis(200))
             .exactly_once()

@@ -77,9 +77,8 @@ pub fn builder(
         .hot_key(HotKeyPolicy::Coalesce(merge))
         // The handler decodes the record and awaits the database at once: polled first on the
         // driver, an update reaches PostgreSQL without waiting for a tokio worker, one thread
-        // hand-off fewer per record. On two busy cores that hand-off was a large part of
-        // the p99 other apps saw while one app sent at its full rate (docs/benchmarks.md,
-        // the abuse run).
+        // hand-off fewer per record. On busy cores that hand-off is much of the p99 other apps
+        // see while one app sends at its full rate (docs/benchmarks.md, the abuse run).
         .inline_first_poll(true)
         .replication(config.replication())
         .topic_retention(config.topic_retention)

@@ -3,11 +3,10 @@
 //!
 //! **Why not `reqwest`**, which the five apps of the abuse run use. At the abusers' 3,000
 //! requests a second its per-request work (parsing each URL, the connection pool, the redirect
-//! policy, per-request tasks and timers) kept the load generator at about a quarter of a core
-//! in the flooded phase (16 % with this client), on the same two cores as the service, the
-//! broker and PostgreSQL: CPU the figures then counted against the service. What the
-//! service receives is the same: one request per round trip on kept-alive connections, each
-//! parsed, authenticated and answered by it.
+//! policy, per-request tasks and timers) costs about a quarter of a core, against 16 % for this
+//! client, on the same cores as the service, the broker and PostgreSQL: CPU the figures would
+//! count against the service. What the service receives is the same: one request per round
+//! trip on kept-alive connections, each parsed, authenticated and answered by it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

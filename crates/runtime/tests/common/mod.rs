@@ -267,6 +267,34 @@ pub fn first_dead_letter(broker: &Broker, dlq: &str) -> OwnedMessage {
     }
 }
 
+/// In a child process a multi-process test started: a consumer of `CHILD_TOPIC` in
+/// `CHILD_GROUP` at `CHILD_BROKERS`, for the child to configure further, and the runtime to run
+/// it on. `None` in any other process, where the child's test has nothing to do.
+pub fn child() -> Option<(ConsumerBuilder, tokio::runtime::Runtime)> {
+    let brokers = std::env::var("CHILD_BROKERS").ok()?;
+    let builder = Consumer::builder()
+        .brokers(brokers)
+        .group_id(std::env::var("CHILD_GROUP").expect("CHILD_GROUP"))
+        .topics([std::env::var("CHILD_TOPIC").expect("CHILD_TOPIC")]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    Some((builder, runtime))
+}
+
+/// Awaits a consumer's `run`; the test fails unless it ends cleanly within `within`.
+pub async fn ends_cleanly<E: std::fmt::Debug>(
+    run: impl std::future::Future<Output = Result<(), E>>,
+    within: Duration,
+) {
+    tokio::time::timeout(within, run)
+        .await
+        .expect("in time")
+        .expect("clean run");
+}
+
 /// A header of a record, as text; the test fails if it is missing.
 pub fn header(m: &OwnedMessage, name: &str) -> String {
     m.headers()
